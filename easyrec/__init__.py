@@ -1,0 +1,1 @@
+"""easyrec: feature columns and the recommendation model zoo (torch; tf.keras later)."""

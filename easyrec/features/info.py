@@ -1,0 +1,26 @@
+"""What a model needs to know about each fitted feature (no data, no framework imports)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """Shape facts of one fitted feature, produced by ``FeaturePipeline.feature_infos()``.
+
+    kind: ``dense`` -> float input of width ``dim``; ``sparse`` -> pooled bag of ids looked up
+    in table ``embedding_name`` of ``num_embeddings`` rows and width ``dim``; ``sequence`` ->
+    padded ids of length ``max_len`` in table ``embedding_name``. Features sharing an
+    ``embedding_name`` share one table (same ``dim`` and ``num_embeddings``, guaranteed by
+    the pipeline). ``weighted``: the batch carries ``name.weights``. ``pooling``: sum | mean.
+    """
+
+    name: str
+    kind: Literal["dense", "sparse", "sequence"]
+    dim: int
+    num_embeddings: int = 0
+    embedding_name: str = ""
+    max_len: int = 0
+    weighted: bool = False
+    pooling: str = "sum"

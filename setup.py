@@ -1,0 +1,38 @@
+"""Lingjie: declarative, config-driven training for recommendation, vision and language models.
+
+Install what you use: `pip install -e .[torch,dev]` (tests), `[tf]`, `[automl]`, `[cloud]`, `[all]`.
+Every dependency is pinned so that a fresh machine reproduces the tested environment.
+"""
+from setuptools import find_packages, setup
+
+BASE = [
+    "numpy==2.4.6",
+    "pandas==2.3.3",  # featuretools needs pandas<3
+    "pyarrow==26.0.1",
+    "fsspec==2026.9.0",
+    "hydra-core==1.3.8",
+    "omegaconf==2.3.0",
+    "tqdm==4.70.1",
+]
+EXTRAS = {
+    "torch": ["torch==2.13.0", "tensorboard==2.21.0"],
+    "tf": ["tensorflow==2.21.0", "tensorboard==2.21.0"],
+    "automl": ["optuna==5.0.0", "featuretools==1.31.0", "setuptools<81"],
+    "cloud": ["ossfs==2025.5.0", "oss2==2.19.1", "pyhdfs==0.4.0", "kafka-python==3.0.12", "pyodps==0.13.2"],
+    "dev": ["pytest==9.2.0", "scikit-learn==1.9.1"],
+}
+EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
+
+setup(
+    name="lingjie",
+    version="0.1.0",
+    description="Declarative, config-driven training framework (recommendation, vision, language)",
+    long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.11",
+    packages=find_packages(include=["trainer*", "easyrec*", "easycv*", "easynlp*", "automl*", "dataio*"]),
+    include_package_data=True,
+    install_requires=BASE,
+    extras_require=EXTRAS,
+    entry_points={"console_scripts": ["lingjie=trainer.__main__:main"]},
+)

@@ -1,0 +1,282 @@
+"""One Lingjie job: validate -> data -> features -> model -> train | evaluate | predict | export.
+
+Heavy modules (torch, pyarrow, the model zoo) are imported only after the config validated.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from trainer.errors import ConfigError
+from trainer.run_dir import RunDir, atomic_write_bytes, atomic_write_json, resolve_checkpoint, resolve_resume_dir
+from trainer.schema.validate import RunSpec, validate
+
+log = logging.getLogger("lingjie")
+
+
+def run_job(cfg: dict[str, Any], config_yaml: str) -> Path:
+    """Run the job described by the resolved config ``cfg``; returns the run directory."""
+    spec = validate(cfg)
+    root = spec.root
+    run = RunDir(root.paths.run_dir)
+    mode = root.trainer.mode
+    if mode == "train":
+        return _train(spec, run, config_yaml)
+    run.create()
+    atomic_write_bytes(run.config, config_yaml.encode())
+    ref = getattr(root.trainer, mode).checkpoint
+    ckpt_path = resolve_checkpoint(ref, root.paths.output_root, root.experiment_name)
+    log.info("%s with checkpoint %s", mode, ckpt_path)
+    from trainer.torch_backend.restore import restore
+
+    restored = restore(ckpt_path, spec)
+    if mode == "evaluate":
+        from trainer.torch_backend.train_loop import evaluate
+
+        path = root.trainer.evaluate.data_path or root.data.eval_path
+        loader = _loader(spec, restored.pipeline, path, train=False)
+        metrics = evaluate(restored.model, loader, spec.task_types, restored.device, root.trainer.limit_eval_batches,
+                           getattr(spec.model, "recall_k", None), show_progress=root.trainer.progress_bar)
+        metrics["bad_rows"] = loader.source.stats.get("bad_rows", 0)
+        atomic_write_json(run.metrics, {"mode": "evaluate", "checkpoint": str(ckpt_path), "data": path,
+                                        "final": metrics})
+        log.info("evaluation: %s", _fmt(metrics))
+    elif mode == "predict":
+        from trainer.predict import predict_to_file
+
+        out = predict_to_file(spec, restored, run)
+        log.info("predictions written to %s", out)
+    elif mode == "export":
+        _export(spec, restored.model, restored.pipeline, run)
+    return run.root
+
+
+def _fmt(metrics: dict[str, Any]) -> str:
+    return "  ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float) and k.count("/") == 1)
+
+
+def _setup_hardware(spec: RunSpec) -> Any:
+    import torch
+
+    hw = spec.root.hardware
+    if hw.threads:
+        torch.set_num_threads(hw.threads)
+    if hw.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("hardware.device", "cuda requested but no CUDA device is available; use hardware=cpu")
+    device = "cuda" if hw.device == "cuda" or (hw.device == "auto" and torch.cuda.is_available()) else "cpu"
+    return torch.device(device)
+
+
+def _seed_everything(seed: int) -> None:
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _ensure_data(spec: RunSpec) -> None:
+    if spec.root.data.dataset:
+        from dataio.datasets import ensure_dataset
+
+        ensure_dataset(spec.root.data.dataset, spec.root.paths.data_dir)
+
+
+def _source(spec: RunSpec, path: str, pipeline: Any, with_labels: bool, extra_columns: list[str] | None = None):
+    from dataio.source import Source
+
+    data = spec.root.data
+    columns = list(dict.fromkeys(pipeline.required_columns(with_labels=with_labels) + list(extra_columns or [])))
+    src = Source(path, format=data.format, on_error=data.on_error,
+                 required_columns=[lab.column for lab in spec.labels.values()] if with_labels else (),
+                 csv_delimiter=data.csv.delimiter, csv_header=data.csv.header,
+                 csv_column_names=data.csv.column_names, read_rows=data.read_rows,
+                 storage_options=data.storage_options or None)
+    src.check_columns(columns)
+    src.columns = columns
+    return src
+
+
+def _loader(spec: RunSpec, pipeline: Any, path: str, train: bool, with_labels: bool = True):
+    from trainer.loader import BatchLoader
+
+    data = spec.root.data
+    src = _source(spec, path, pipeline, with_labels)
+    return BatchLoader(src, pipeline, data.batch_size if train else data.eval_batch_size,
+                       shuffle=train and data.shuffle, seed=spec.root.seed,
+                       shuffle_buffer_rows=data.shuffle_buffer_rows, with_labels=with_labels,
+                       limit_rows=data.limit_train_rows if train else data.limit_eval_rows)
+
+
+def used_features(spec: RunSpec) -> dict[str, Any]:
+    """Features referenced by the model's groups, plus those they share tables with."""
+    names = {n for group in spec.model.feature_groups.values() for n in group}
+    for n in list(names):
+        share = getattr(spec.features[n], "share", None)
+        if share:
+            names.add(share)
+    unused = [n for n in spec.features if n not in names]
+    if unused:
+        log.info("features not used by model %s: %s", spec.model.name, ", ".join(unused))
+    return {n: f for n, f in spec.features.items() if n in names}
+
+
+def make_pipeline(spec: RunSpec) -> Any:
+    from easyrec.features.pipeline import FeaturePipeline
+
+    return FeaturePipeline(used_features(spec), spec.labels, group_by=spec.root.data.group_by)
+
+
+def _count_rows(src: Any) -> int | None:
+    """Row count from Parquet footers (cheap); None for formats without one."""
+    import fsspec
+    import pyarrow.parquet as pq
+
+    total = 0
+    for f in src.files:
+        if not str(f).endswith((".parquet", ".pq")):
+            return None
+        with fsspec.open(f, "rb", **(src.storage_options or {})) as fh:
+            total += pq.ParquetFile(fh).metadata.num_rows
+    return total
+
+
+def _train(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
+    root = spec.root
+    resume_dir = resolve_resume_dir(root.trainer.resume, root.paths.output_root, root.experiment_name, run.root)
+    if resume_dir is not None and resume_dir.resolve() != run.root.resolve():
+        # Hydra created a fresh (empty but for its log) directory for this invocation: drop it.
+        _remove_fresh_dir(run.root)
+        run = RunDir(resume_dir)
+        log.info("resuming run %s", run.root)
+    elif root.trainer.resume and resume_dir is None:
+        log.warning("trainer.resume: no unfinished run of '%s' with a checkpoint; starting fresh", root.experiment_name)
+    run.create()
+    atomic_write_bytes(run.config, config_yaml.encode())
+
+    device = _setup_hardware(spec)
+    _seed_everything(root.seed)
+    _ensure_data(spec)
+
+    import torch
+
+    from easyrec.features.pipeline import FeaturePipeline
+    from easyrec.models.specs import build_model
+    from trainer.torch_backend.checkpoint import load_checkpoint
+    from trainer.torch_backend.train_loop import TorchTrainer
+
+    ckpt_path = run.latest_checkpoint() if resume_dir is not None else None
+    ckpt = load_checkpoint(ckpt_path) if ckpt_path else None
+    pipeline = make_pipeline(spec)
+    train_src = _source(spec, root.data.train_path, pipeline, with_labels=True)
+    if ckpt is not None:
+        pipeline = FeaturePipeline.from_state_dict(ckpt["feature_state"])
+    else:
+        t = time.perf_counter()
+        fit_rows = root.data.fit_rows or root.data.limit_train_rows
+        pipeline.fit(train_src.iter_batches(root.data.read_rows, limit_rows=fit_rows))
+        log.info("fitted feature state on train in %.1fs", time.perf_counter() - t)
+    pipeline.save(str(run.feature_state))
+
+    from trainer.loader import BatchLoader
+
+    data = root.data
+    train_loader = BatchLoader(train_src, pipeline, data.batch_size, shuffle=data.shuffle, seed=root.seed,
+                               shuffle_buffer_rows=data.shuffle_buffer_rows, limit_rows=data.limit_train_rows)
+    eval_loader = _loader(spec, pipeline, data.eval_path, train=False) if data.eval_path else None
+    rows = _count_rows(train_src)
+    if rows is not None and data.limit_train_rows:
+        rows = min(rows, data.limit_train_rows)
+    steps_per_epoch = -(-rows // data.batch_size) if rows else None
+
+    model = build_model(spec.model, pipeline.feature_infos(), backend="torch").to(device)
+    n_params = sum(p.numel() for p in model.parameters())
+    log.info("model %s: %s parameters, tasks %s", spec.model.name, f"{n_params:,}", list(spec.task_types))
+    writer = None
+    if root.logger.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(run.tensorboard))
+    extra = {"config": json.loads(json.dumps(_plain(spec))), "feature_state": pipeline.state_dict()}
+    trainer = TorchTrainer(model, root.trainer, train_loader, eval_loader, spec.task_types, run, device,
+                           steps_per_epoch, extra, writer, getattr(spec.model, "recall_k", None))
+    if ckpt is not None:
+        trainer.load_state_dict(ckpt)
+        log.info("resumed from %s (epoch %d, step %d)", ckpt_path.name, trainer.progress.epoch + 1,
+                 trainer.progress.global_step)
+
+    def write_metrics(final: bool) -> None:
+        p = trainer.progress
+        body = {
+            "experiment": root.experiment_name,
+            "model": spec.model.name,
+            "backend": root.trainer.backend,
+            "parameters": n_params,
+            "steps": p.global_step,
+            "epochs_completed": p.epoch,
+            "stopped_early": p.stopped_early,
+            "train_samples_per_sec": p.train_samples / p.train_time if p.train_time else 0.0,
+            "bad_rows": {"train": train_src.stats.get("bad_rows", 0),
+                         "eval": eval_loader.source.stats.get("bad_rows", 0) if eval_loader else 0},
+            "history": p.history,
+            "final": p.history[-1] if p.history else {},
+            "best": {"metric": root.trainer.early_stopping.metric, "value": p.best},
+            "finished": final,
+        }
+        atomic_write_json(run.metrics, body)
+
+    trainer.on_epoch_end = lambda: write_metrics(False)
+    try:
+        trainer.fit()
+    finally:
+        if writer is not None:
+            writer.close()
+    write_metrics(True)
+    if root.trainer.export.enabled:
+        best = run.checkpoints / "best.pt"
+        if best.exists():
+            model.load_state_dict(load_checkpoint(best)["model"])
+        _export(spec, model, pipeline, run, train_src)
+    atomic_write_bytes(run.done_marker, b"")
+    final = trainer.progress.history[-1] if trainer.progress.history else {}
+    log.info("final: %s", _fmt(final))
+    return run.root
+
+
+def _export(spec: RunSpec, model: Any, pipeline: Any, run: RunDir, src: Any = None) -> Path:
+    from trainer.torch_backend.export import export_model
+
+    root = spec.root
+    path = root.data.eval_path or root.data.train_path
+    src = _source(spec, path, pipeline, with_labels=False)
+    example_rb = next(iter(src.iter_batches(8)))
+    example = pipeline.transform(example_rb, with_labels=False)
+    model = model.cpu().eval()
+    out = export_model(model, pipeline, example, run.export, root.trainer.export.format, spec.task_types,
+                       {"experiment": root.experiment_name, "model": spec.model.name})
+    log.info("exported %s program to %s", root.trainer.export.format, out)
+    return out
+
+
+def _plain(spec: RunSpec) -> dict[str, Any]:
+    from trainer.schema.build import to_plain
+
+    return {"root": to_plain(spec.root), "features": to_plain(spec.features), "labels": to_plain(spec.labels),
+            "model": to_plain(spec.model)}
+
+
+def _remove_fresh_dir(path: Path) -> None:
+    """Remove a just-created run dir holding nothing but Hydra's log files."""
+    if path.is_dir() and all(p.suffix == ".log" for p in path.iterdir()):
+        shutil.rmtree(path, ignore_errors=True)
+        parent = path.parent
+        if parent.is_dir() and not any(parent.iterdir()):
+            os.rmdir(parent)

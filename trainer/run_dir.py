@@ -1,0 +1,125 @@
+"""The run directory: one place per run holding everything needed to inspect or resume it.
+
+Layout (rank 0 writes it):
+  config.yaml          the resolved config
+  metrics.json         train/eval metrics per epoch and the final ones
+  feature_state.json   the fitted feature pipeline
+  checkpoints/         step-N.pt / epoch-N.pt, written atomically; `latest` names the newest
+  tensorboard/         TensorBoard event files
+  export/              the exported model + feature state (self-contained for serving)
+  DONE                 written when training finished (resume skips finished runs)
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from trainer.errors import ConfigError
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temp file in the same directory + fsync + rename: never a torn file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n").encode())
+
+
+def _json_default(o: Any) -> Any:
+    if hasattr(o, "item"):
+        return o.item()
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+class RunDir:
+    """Paths inside one run directory."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+
+    config = property(lambda self: self.root / "config.yaml")
+    metrics = property(lambda self: self.root / "metrics.json")
+    feature_state = property(lambda self: self.root / "feature_state.json")
+    checkpoints = property(lambda self: self.root / "checkpoints")
+    tensorboard = property(lambda self: self.root / "tensorboard")
+    export = property(lambda self: self.root / "export")
+    done_marker = property(lambda self: self.root / "DONE")
+
+    def create(self) -> None:
+        for p in (self.root, self.checkpoints):
+            p.mkdir(parents=True, exist_ok=True)
+
+    def latest_checkpoint(self) -> Path | None:
+        """The newest complete checkpoint (the `latest` pointer, else the newest by step)."""
+        pointer = self.checkpoints / "latest"
+        if pointer.exists():
+            cand = self.checkpoints / pointer.read_text().strip()
+            if cand.exists():
+                return cand
+        found = sorted(self.checkpoints.glob("*.pt"), key=lambda p: p.stat().st_mtime)
+        return found[-1] if found else None
+
+    def is_done(self) -> bool:
+        return self.done_marker.exists()
+
+
+def find_runs(output_root: str | Path, experiment_name: str) -> list[RunDir]:
+    """Runs of an experiment, oldest first (run dir names sort by start time)."""
+    base = Path(output_root) / experiment_name
+    if not base.is_dir():
+        return []
+    return [RunDir(p) for p in sorted(base.iterdir()) if p.is_dir() and (p / "config.yaml").exists()]
+
+
+def resolve_resume_dir(resume: bool | str, output_root: str, experiment_name: str, current: Path) -> Path | None:
+    """Which run to continue for ``trainer.resume``: a given dir, or the newest unfinished one."""
+    if resume is False or resume in ("false", "False", ""):
+        return None
+    if isinstance(resume, str) and resume not in ("true", "True"):
+        path = Path(resume)
+        if not (path / "config.yaml").exists():
+            raise ConfigError("trainer.resume", f"'{resume}' is not a Lingjie run directory (no config.yaml)")
+        return path
+    if (current / "config.yaml").exists() and RunDir(current).latest_checkpoint():
+        return current
+    for run in reversed(find_runs(output_root, experiment_name)):
+        if run.root.resolve() != current.resolve() and not run.is_done() and run.latest_checkpoint():
+            return run.root
+    return None
+
+
+def resolve_checkpoint(ref: str | None, output_root: str, experiment_name: str) -> Path:
+    """A checkpoint file from a file path, a run dir, or (None) the newest run of the experiment."""
+    if ref:
+        p = Path(ref)
+        if p.is_file():
+            return p
+        if p.is_dir():
+            ck = RunDir(p).latest_checkpoint()
+            if ck:
+                return ck
+        raise ConfigError("checkpoint", f"no checkpoint found at '{ref}' (give a .pt file or a run directory)")
+    for run in reversed(find_runs(output_root, experiment_name)):
+        ck = run.latest_checkpoint()
+        if ck:
+            return ck
+    raise ConfigError(
+        "checkpoint",
+        f"no run of experiment '{experiment_name}' with a checkpoint under {output_root}; "
+        "train first or pass trainer.<mode>.checkpoint=PATH",
+    )

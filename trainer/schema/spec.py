@@ -1,0 +1,191 @@
+"""The typed schema of a composed Lingjie config (one dataclass per config group).
+
+Every knob has a default, so an experiment YAML holds only what differs. ``features`` and
+``model`` are validated by their own schemas (easyrec.features.config, easyrec.models.specs),
+dispatched on ``features.<name>.type`` and ``model.name``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+
+def F(default: Any = None, help: str = "", **meta: Any) -> Any:  # noqa: N802 - short field maker
+    """A dataclass field with a default, a help text and optional ge/gt/le ranges."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **meta})
+    return field(default=default, metadata={"help": help, **meta})
+
+
+@dataclass
+class LabelSpec:
+    column: str = F(None, "input column holding the label")
+    threshold: float | None = F(None, "label = float(column >= threshold); null: the raw value")
+
+
+@dataclass
+class CsvSpec:
+    delimiter: str = F(",", "field separator")
+    header: bool = F(True, "first line holds column names")
+    column_names: list[str] | None = F(None, "names when the file has no header")
+
+
+@dataclass
+class DataSpec:
+    dataset: str | None = F(None, "bundled dataset registry name, prepared on first use (movielens-100k, adult)")
+    train_path: str | None = F(None, "training data: file, directory, glob or fsspec URL")
+    eval_path: str | None = F(None, "evaluation data (the held-out split)")
+    format: Literal["auto", "parquet", "csv", "jsonl"] = F("auto", "file format; auto: by extension")
+    csv: CsvSpec = F(None, "CSV options")
+    labels: dict[str, LabelSpec] = F({}, "label name -> how to compute it from a column")
+    group_by: str | None = F(None, "column grouping rows for GAUC (e.g. user_id)")
+    batch_size: int = F(1024, "training batch size", ge=1)
+    eval_batch_size: int = F(4096, "evaluation / prediction batch size", ge=1)
+    shuffle: bool = F(True, "shuffle training data each epoch (seeded)")
+    shuffle_buffer_rows: int = F(200_000, "rows held by the shuffle buffer (memory bound)", ge=1)
+    read_rows: int = F(65536, "rows per read chunk (memory bound and shard unit)", ge=1)
+    fit_rows: int | None = F(None, "rows of train used to fit the feature state; null: all", ge=1)
+    limit_train_rows: int | None = F(None, "use at most this many training rows (tests, smoke runs)", ge=1)
+    limit_eval_rows: int | None = F(None, "use at most this many evaluation rows", ge=1)
+    on_error: Literal["raise", "skip"] = F("raise", "bad rows: raise names file and row; skip counts them")
+    storage_options: dict[str, Any] = F({}, "fsspec storage options")
+
+    def __post_init__(self) -> None:
+        if self.csv is None:
+            self.csv = CsvSpec()
+
+
+@dataclass
+class OptimizerPart:
+    name: Literal["adam", "adamw", "adagrad", "sgd"] = F("adam", "optimizer algorithm")
+    lr: float = F(1e-3, "learning rate", gt=0)
+    weight_decay: float = F(0.0, "L2 / decoupled weight decay", ge=0)
+    momentum: float = F(0.0, "sgd momentum", ge=0, lt=1)
+    eps: float = F(1e-8, "numerical epsilon", gt=0)
+
+
+@dataclass
+class OptimizerSpec:
+    dense: OptimizerPart = F(None, "optimizer of dense (non-embedding) parameters")
+    sparse: OptimizerPart = F(None, "optimizer of embedding tables; lr often higher")
+
+    def __post_init__(self) -> None:
+        self.dense = self.dense or OptimizerPart()
+        self.sparse = self.sparse or OptimizerPart()
+
+
+@dataclass
+class SchedulerSpec:
+    name: Literal["constant", "cosine", "exponential"] = F("constant", "learning-rate schedule")
+    warmup_steps: int = F(0, "linear warmup steps (all schedules)", ge=0)
+    min_lr_ratio: float = F(0.0, "cosine: final lr as a fraction of the initial lr", ge=0, le=1)
+    gamma: float = F(0.9, "exponential: lr multiplier per decay_steps", gt=0, le=1)
+    decay_steps: int = F(1000, "exponential: steps per gamma decay", ge=1)
+
+
+@dataclass
+class EarlyStoppingSpec:
+    metric: str | None = F(None, "metric to watch, e.g. eval/auc; null: off")
+    mode: Literal["max", "min"] = F("max", "whether larger is better")
+    patience: int = F(2, "epochs without improvement before stopping", ge=1)
+    min_delta: float = F(0.0, "smallest change that counts as improvement", ge=0)
+
+
+@dataclass
+class CheckpointSpec:
+    every_n_steps: int | None = F(None, "also checkpoint every N steps (always at epoch end)", ge=1)
+    keep_last: int = F(3, "number of step checkpoints to keep", ge=1)
+
+
+@dataclass
+class ExportSpec:
+    enabled: bool = F(True, "export after training")
+    format: Literal["torchscript", "torch_export"] = F("torchscript", "exported program format")
+    checkpoint: str | None = F(None, "mode=export: run dir or checkpoint file; null: the latest run")
+
+
+@dataclass
+class PredictSpec:
+    input_path: str | None = F(None, "rows to score; null: data.eval_path")
+    output_path: str | None = F(None, "where to write; null: <run_dir>/predictions.parquet")
+    format: Literal["parquet", "csv"] = F("parquet", "output format")
+    passthrough: list[str] = F([], "input columns copied to the output")
+    checkpoint: str | None = F(None, "run dir or checkpoint file; null: the latest run of this experiment")
+
+
+@dataclass
+class EvaluateSpec:
+    data_path: str | None = F(None, "data to evaluate on; null: data.eval_path")
+    checkpoint: str | None = F(None, "run dir or checkpoint file; null: the latest run of this experiment")
+
+
+@dataclass
+class TrainerSpec:
+    backend: Literal["torch"] = F("torch", "framework that runs the model")
+    mode: Literal["train", "evaluate", "predict", "export"] = F("train", "what the job does")
+    epochs: int = F(1, "passes over the training data", ge=1)
+    max_steps: int | None = F(None, "stop after this many steps in total", ge=1)
+    limit_eval_batches: int | None = F(None, "evaluate on at most this many batches", ge=1)
+    optimizer: OptimizerSpec = F(None, "dense and sparse optimizers")
+    scheduler: SchedulerSpec = F(None, "learning-rate schedule")
+    grad_clip_norm: float | None = F(None, "clip the global gradient norm", gt=0)
+    early_stopping: EarlyStoppingSpec = F(None, "stop when a metric stops improving")
+    checkpoint: CheckpointSpec = F(None, "checkpoint cadence")
+    resume: bool | str = F(False, "true: continue the latest unfinished run; or a run directory")
+    log_every_n_steps: int = F(50, "scalars to TensorBoard every N steps", ge=1)
+    progress_bar: bool = F(True, "show a progress bar")
+    export: ExportSpec = F(None, "export settings")
+    predict: PredictSpec = F(None, "predict-mode settings")
+    evaluate: EvaluateSpec = F(None, "evaluate-mode settings")
+
+    def __post_init__(self) -> None:
+        self.optimizer = self.optimizer or OptimizerSpec()
+        self.scheduler = self.scheduler or SchedulerSpec()
+        self.early_stopping = self.early_stopping or EarlyStoppingSpec()
+        self.checkpoint = self.checkpoint or CheckpointSpec()
+        self.export = self.export or ExportSpec()
+        self.predict = self.predict or PredictSpec()
+        self.evaluate = self.evaluate or EvaluateSpec()
+
+
+@dataclass
+class HardwareSpec:
+    name: str = F("cpu", "hardware profile name")
+    device: Literal["cpu", "cuda", "auto"] = F("cpu", "device to train on")
+    threads: int | None = F(None, "torch intra-op threads; null: the library default", ge=1)
+    precision: Literal["fp32"] = F("fp32", "numeric precision (fp32 on CPU)")
+    nnodes: int = F(1, "machines (distributed launchers arrive later)", ge=1)
+    nproc_per_node: int = F(1, "processes per machine", ge=1)
+
+
+@dataclass
+class LoggerSpec:
+    tensorboard: bool = F(True, "write TensorBoard event files into <run_dir>/tensorboard")
+
+
+@dataclass
+class PathsSpec:
+    root_dir: str = F(".", "project root")
+    data_dir: str = F(None, "where bundled datasets are prepared")
+    output_root: str = F("outputs", "runs are written under <output_root>/<experiment_name>/")
+    run_dir: str = F(None, "this run's directory")
+
+
+@dataclass
+class RootSpec:
+    experiment_name: str = F("default", "name of the experiment (names the run directory)")
+    seed: int = F(42, "global seed (model init, shuffling)", ge=0)
+    data: DataSpec = F(None, "data group")
+    trainer: TrainerSpec = F(None, "trainer group")
+    hardware: HardwareSpec = F(None, "hardware group")
+    logger: LoggerSpec = F(None, "logger group")
+    paths: PathsSpec = F(None, "paths group")
+    features: dict[str, Any] = F({}, "feature name -> feature definition (see README: features)")
+    model: dict[str, Any] = F({}, "model-zoo entry and its knobs (see README: model zoo)")
+
+    def __post_init__(self) -> None:
+        self.data = self.data or DataSpec()
+        self.trainer = self.trainer or TrainerSpec()
+        self.hardware = self.hardware or HardwareSpec()
+        self.logger = self.logger or LoggerSpec()
+        self.paths = self.paths or PathsSpec()

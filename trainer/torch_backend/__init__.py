@@ -1,0 +1,1 @@
+"""The PyTorch backend: train loop, evaluation, checkpoints and export for easyrec models."""

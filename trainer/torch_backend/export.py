@@ -1,0 +1,56 @@
+"""Export: a TorchScript or torch.export program + the fitted feature state, self-contained.
+
+The exported directory is all a server needs: ``feature_state.json`` turns raw rows into the
+model-input dict with the same code as training (online/offline consistency), and the
+program maps that dict to predictions.
+"""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from easyrec.features.batch import Batch
+from trainer.run_dir import atomic_write_bytes, atomic_write_json
+
+PROGRAM_FILES = {"torchscript": "model.torchscript.pt", "torch_export": "model.pt2"}
+
+
+def export_model(model: torch.nn.Module, pipeline: Any, example: Batch, out_dir: Path, fmt: str,
+                 task_types: dict[str, str], extra_meta: dict[str, Any] | None = None) -> Path:
+    """Write the program, feature_state.json and meta.json into ``out_dir``; returns out_dir."""
+    from easyrec.models.torch.base import ServingModule
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    serving = ServingModule(model).eval()
+    inputs = {k: torch.from_numpy(v) for k, v in example.to_flat().items()}
+    if fmt == "torchscript":
+        program = torch.jit.script(serving)
+        buf = io.BytesIO()
+        torch.jit.save(program, buf)
+    else:
+        dims = {k: {0: torch.export.Dim.DYNAMIC} for k in inputs}
+        for k, v in inputs.items():
+            if v.dim() == 2 and k.endswith(".values"):
+                dims[k] = {0: torch.export.Dim.DYNAMIC, 1: None}
+        exported = torch.export.export(serving, (inputs,), dynamic_shapes=(dims,))
+        buf = io.BytesIO()
+        torch.export.save(exported, buf)
+    atomic_write_bytes(out_dir / PROGRAM_FILES[fmt], buf.getvalue())
+    pipeline.save(str(out_dir / "feature_state.json"))
+    meta = {"format": fmt, "program": PROGRAM_FILES[fmt], "inputs": sorted(inputs), "tasks": task_types,
+            "input_columns": pipeline.required_columns(with_labels=False), **(extra_meta or {})}
+    atomic_write_json(out_dir / "meta.json", meta)
+    return out_dir
+
+
+def load_program(out_dir: Path) -> tuple[Any, dict[str, Any]]:
+    """The exported callable (dict of tensors -> dict of predictions) and its meta."""
+    meta = json.loads((out_dir / "meta.json").read_text())
+    path = out_dir / meta["program"]
+    if meta["format"] == "torchscript":
+        return torch.jit.load(str(path), map_location="cpu"), meta
+    return torch.export.load(str(path)).module(), meta
