@@ -33,7 +33,8 @@ def compose(overrides: list[str]) -> dict[str, Any]:
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        cfg = hydra_compose("config", overrides=overrides, return_hydra_config=True)
+        cfg = hydra_compose("config", overrides=["paths.run_dir=/nonexistent/run", *overrides],
+                            return_hydra_config=True)
         HydraConfig.instance().set_config(cfg)
         with open_dict(cfg):
             del cfg["hydra"]

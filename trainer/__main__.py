@@ -37,7 +37,6 @@ def main(cfg: DictConfig) -> float | None:
 
 def _fail(message: str) -> None:
     print(f"error: {message}", file=sys.stderr, flush=True)
-    log.error(message)
     sys.exit(2)
 
 

@@ -57,7 +57,9 @@ def run_job(cfg: dict[str, Any], config_yaml: str) -> Path:
 
 
 def _fmt(metrics: dict[str, Any]) -> str:
-    return "  ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float) and k.count("/") == 1)
+    hidden = ("epoch_seconds", "rows", "seconds", "eval/loss")
+    return "  ".join(f"{k}={v:.4f}" for k, v in metrics.items()
+                     if isinstance(v, float) and k.count("/") == 1 and not k.endswith(hidden))
 
 
 def _setup_hardware(spec: RunSpec) -> Any:
@@ -95,13 +97,12 @@ def _source(spec: RunSpec, path: str, pipeline: Any, with_labels: bool, extra_co
 
     data = spec.root.data
     columns = list(dict.fromkeys(pipeline.required_columns(with_labels=with_labels) + list(extra_columns or [])))
-    src = Source(path, format=data.format, on_error=data.on_error,
+    src = Source(path, format=data.format, columns=columns, on_error=data.on_error,
                  required_columns=[lab.column for lab in spec.labels.values()] if with_labels else (),
                  csv_delimiter=data.csv.delimiter, csv_header=data.csv.header,
                  csv_column_names=data.csv.column_names, read_rows=data.read_rows,
                  storage_options=data.storage_options or None)
     src.check_columns(columns)
-    src.columns = columns
     return src
 
 
@@ -144,7 +145,7 @@ def _count_rows(src: Any) -> int | None:
     for f in src.files:
         if not str(f).endswith((".parquet", ".pq")):
             return None
-        with fsspec.open(f, "rb", **(src.storage_options or {})) as fh:
+        with fsspec.open(f, "rb", **(getattr(src, "storage_options", None) or {})) as fh:
             total += pq.ParquetFile(fh).metadata.num_rows
     return total
 

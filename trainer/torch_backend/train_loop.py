@@ -154,7 +154,7 @@ class TorchTrainer:
             o.step()
         for s in self.schedulers:
             s.step()
-        return float(loss), outputs
+        return loss.item(), outputs
 
     def fit(self) -> dict[str, float]:
         """Train until epochs / max_steps / early stopping; returns the last epoch's metrics."""
@@ -254,10 +254,10 @@ class TorchTrainer:
         return False
 
     def _log_epoch(self, metrics: dict[str, float]) -> None:
-        shown = {k: v for k, v in metrics.items() if k.count("/") == 1 or k in ("epoch",)}
+        hidden = ("epoch_seconds", "rows", "seconds", "eval/loss")
+        shown = {k: v for k, v in metrics.items() if k.count("/") == 1 and not k.endswith(hidden)}
         log.info("epoch %d: %s", int(metrics["epoch"]),
-                 "  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in shown.items()
-                           if k != "epoch"))
+                 "  ".join(f"{k}={v:.1f}" if k.endswith("per_sec") else f"{k}={v:.4f}" for k, v in shown.items()))
         if self.writer is not None:
             for k, v in metrics.items():
                 if "/" in k and isinstance(v, float) and not math.isnan(v):
