@@ -14,8 +14,9 @@ import pytest
 
 from tests.conftest import ROOT, run_cli
 
-ARGS = ["+experiment=movielens_deepfm", "data.limit_train_rows=12000", "data.limit_eval_rows=3000",
-        "data.batch_size=128", "trainer.epochs=2", "trainer.checkpoint.every_n_steps=10",
+# 40k rows / 256 = 157 steps per epoch; step checkpoints every 20 steps
+ARGS = ["+experiment=movielens_deepfm", "data.limit_train_rows=40000", "data.limit_eval_rows=5000",
+        "data.batch_size=256", "trainer.epochs=2", "trainer.checkpoint.every_n_steps=20",
         "trainer.progress_bar=false", "trainer.export.enabled=false", "data.shuffle_buffer_rows=5000"]
 
 
@@ -31,11 +32,9 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path, data_dir: Pat
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     ckpts = killed / "checkpoints"
-    # kill in the second epoch, between step checkpoints
-    while time.time() < deadline and not list(ckpts.glob("epoch-0001.pt")):
-        time.sleep(0.01)
-    while time.time() < deadline and len(list(ckpts.glob("step-*.pt"))) < 2:
-        time.sleep(0.01)
+    # kill in the second epoch, right after its second step checkpoint (step 200)
+    while time.time() < deadline and not (ckpts / "step-00000200.pt").exists():
+        time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not (killed / "DONE").exists(), "the run finished before it could be killed"
@@ -43,7 +42,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path, data_dir: Pat
     assert not metrics_before["finished"]
 
     proc = run_cli([*ARGS, f"hydra.run.dir={killed}", "trainer.resume=true"], cwd=tmp_path)
-    assert "resumed from step-" in proc.stderr + proc.stdout
+    assert "resumed from step-0000" in proc.stderr + proc.stdout  # a mid-epoch step checkpoint
     resumed = json.loads((killed / "metrics.json").read_text())
     assert resumed["finished"] and resumed["steps"] == expected["steps"]
     for key in ("eval/auc", "eval/gauc", "eval/logloss", "train/auc", "train/loss"):

@@ -57,7 +57,7 @@ class DataSpec:
 
 @dataclass
 class OptimizerPart:
-    name: Literal["adam", "adamw", "adagrad", "sgd"] = F("adam", "optimizer algorithm")
+    name: Literal["adam", "adamw", "adagrad", "sgd"] = F("adam", "optimizer algorithm (with model.sparse_grad, sparse adam is SparseAdam)")
     lr: float = F(1e-3, "learning rate", gt=0)
     weight_decay: float = F(0.0, "L2 / decoupled weight decay", ge=0)
     momentum: float = F(0.0, "sgd momentum", ge=0, lt=1)

@@ -32,11 +32,9 @@ def export_model(model: torch.nn.Module, pipeline: Any, example: Batch, out_dir:
         buf = io.BytesIO()
         torch.jit.save(program, buf)
     else:
-        dims = {k: {0: torch.export.Dim.DYNAMIC} for k in inputs}
-        for k, v in inputs.items():
-            if v.dim() == 2 and k.endswith(".values"):
-                dims[k] = {0: torch.export.Dim.DYNAMIC, 1: None}
-        exported = torch.export.export(serving, (inputs,), dynamic_shapes=(dims,))
+        from easyrec.models.torch.export import export_serving
+
+        exported = export_serving(model, inputs)
         buf = io.BytesIO()
         torch.export.save(exported, buf)
     atomic_write_bytes(out_dir / PROGRAM_FILES[fmt], buf.getvalue())

@@ -13,10 +13,20 @@ import torch
 from trainer.schema.spec import OptimizerPart, SchedulerSpec
 
 
-def make_optimizer(params: Iterable[torch.nn.Parameter], spec: OptimizerPart) -> torch.optim.Optimizer | None:
+def make_optimizer(params: Iterable[torch.nn.Parameter], spec: OptimizerPart,
+                   sparse_grad: bool = False) -> torch.optim.Optimizer | None:
+    """The optimizer of one parameter set; ``sparse_grad``: the tables get sparse gradients."""
     params = [p for p in params if p.requires_grad]
     if not params:
         return None
+    if sparse_grad and spec.weight_decay:
+        from trainer.errors import ConfigError
+
+        raise ConfigError("trainer.optimizer.sparse.weight_decay",
+                          "torch optimizers take no weight decay with sparse gradients (model.sparse_grad=true): "
+                          "set trainer.optimizer.sparse.weight_decay=0")
+    if sparse_grad and spec.name in ("adam", "adamw"):
+        return torch.optim.SparseAdam(params, lr=spec.lr, eps=spec.eps)
     if spec.name == "adam":
         return torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay, eps=spec.eps)
     if spec.name == "adamw":

@@ -102,7 +102,8 @@ class TorchTrainer:
         total = spec.max_steps or (steps_per_epoch or 1000) * spec.epochs
         self.total_steps = total
         self.optimizers = [o for o in (
-            make_optimizer(model.sparse_parameters(), spec.optimizer.sparse),
+            make_optimizer(model.sparse_parameters(), spec.optimizer.sparse,
+                           bool(getattr(getattr(model, "cfg", None), "sparse_grad", False))),
             make_optimizer(model.dense_parameters(), spec.optimizer.dense),
         ) if o is not None]
         self.schedulers = [make_scheduler(o, spec.scheduler, total) for o in self.optimizers]
