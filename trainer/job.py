@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from trainer.errors import ConfigError
-from trainer.run_dir import RunDir, atomic_write_bytes, atomic_write_json, resolve_checkpoint, resolve_resume_dir
+from dataio.atomic import atomic_write_bytes, atomic_write_json
+from trainer.run_dir import RunDir, resolve_checkpoint, resolve_resume_dir
 from trainer.schema.validate import RunSpec, validate
 
 log = logging.getLogger("lingjie")

@@ -7,13 +7,13 @@ leaves a half-written file where a good one was). Paths may be local or any fssp
 from __future__ import annotations
 
 import json
-import os
-import tempfile
+from pathlib import Path
 from typing import Any
 
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
+from dataio.atomic import atomic_write_bytes
 from trainer.errors import DataError
 
 FORMAT = "lingjie.feature_pipeline"
@@ -25,19 +25,7 @@ def write_json(path: str, data: dict[str, Any]) -> None:
     text = json.dumps(data, indent=1, sort_keys=True, allow_nan=False)
     fs, fs_path = fsspec.core.url_to_fs(str(path))
     if isinstance(fs, LocalFileSystem):
-        directory = os.path.dirname(os.path.abspath(fs_path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".features-", suffix=".json.tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, fs_path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        atomic_write_bytes(Path(fs_path), text.encode("utf-8"))
     else:  # object stores publish a whole object per put, which is atomic for readers
         fs.pipe_file(fs_path, text.encode("utf-8"))
 

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from trainer.errors import DataError
-from trainer.run_dir import RunDir, atomic_write_bytes
+from dataio.atomic import atomic_write_bytes
+from trainer.run_dir import RunDir
 
 FORMAT_VERSION = 1
 

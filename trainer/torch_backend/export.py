@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from easyrec.features.batch import Batch
-from trainer.run_dir import atomic_write_bytes, atomic_write_json
+from dataio.atomic import atomic_write_bytes, atomic_write_json
 
 PROGRAM_FILES = {"torchscript": "model.torchscript.pt", "torch_export": "model.pt2"}
 
