@@ -78,3 +78,12 @@ def test_unknown_early_stopping_metric_lists_available(split: list[str], tmp_pat
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
     assert "eval/acc" in last and "eval/auc" in last
+
+
+def test_multirun_sweep_writes_one_run_dir_per_job(split: list[str], tmp_path: Path) -> None:
+    """`-m` launches one job per value; each job is a complete run directory."""
+    proc = run_cli([*BASE, *split, "trainer.epochs=1", "trainer.optimizer.dense.lr=0.001,0.003", "-m"],
+                   cwd=tmp_path)
+    runs = sorted(tmp_path.glob("outputs/movielens_deepfm/multirun/*/*/metrics.json"))
+    assert len(runs) == 2, proc.stdout[-2000:]
+    assert all(json.loads(p.read_text())["finished"] for p in runs)

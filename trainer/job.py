@@ -198,6 +198,10 @@ def _train(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
     if rows is not None and data.limit_train_rows:
         rows = min(rows, data.limit_train_rows)
     steps_per_epoch = -(-rows // data.batch_size) if rows else None
+    eval_rows = _count_rows(eval_loader.source) if eval_loader else None
+    if eval_rows is not None and data.limit_eval_rows:
+        eval_rows = min(eval_rows, data.limit_eval_rows)
+    eval_steps = -(-eval_rows // data.eval_batch_size) if eval_rows else None
 
     model = build_model(spec.model, pipeline.feature_infos(), backend="torch").to(device)
     n_params = sum(p.numel() for p in model.parameters())
@@ -209,7 +213,7 @@ def _train(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
         writer = SummaryWriter(str(run.tensorboard))
     extra = {"config": json.loads(json.dumps(_plain(spec))), "feature_state": pipeline.state_dict()}
     trainer = TorchTrainer(model, root.trainer, train_loader, eval_loader, spec.task_types, run, device,
-                           steps_per_epoch, extra, writer, getattr(spec.model, "recall_k", None))
+                           steps_per_epoch, extra, writer, getattr(spec.model, "recall_k", None), eval_steps)
     if ckpt is not None:
         trainer.load_state_dict(ckpt)
         log.info("resumed from %s (epoch %d, step %d)", ckpt_path.name, trainer.progress.epoch + 1,

@@ -44,7 +44,7 @@ class Progress:
 
 def evaluate(model: torch.nn.Module, loader: BatchLoader, task_types: dict[str, str], device: torch.device,
              limit_batches: int | None = None, recall_k: list[int] | None = None, desc: str = "eval",
-             show_progress: bool = True) -> dict[str, float]:
+             show_progress: bool = True, total: int | None = None) -> dict[str, float]:
     """Metrics of ``model`` over the whole ``loader`` (one pass, no shuffling)."""
     model.eval()
     collector = PredictionCollector(list(task_types))
@@ -52,7 +52,9 @@ def evaluate(model: torch.nn.Module, loader: BatchLoader, task_types: dict[str, 
     recall_hits: dict[int, list[float]] = {k: [] for k in (recall_k or [])}
     retrieval = bool(getattr(model, "retrieval", False))
     with torch.no_grad():
-        bar = progress(loader.epoch(0), desc=desc, enabled=show_progress)
+        if limit_batches is not None and total is not None:
+            total = min(total, limit_batches)
+        bar = progress(loader.epoch(0), desc=desc, total=total, enabled=show_progress)
         for i, (_, batch) in enumerate(bar):
             if limit_batches is not None and i >= limit_batches:
                 break
@@ -87,7 +89,8 @@ class TorchTrainer:
     def __init__(self, model: torch.nn.Module, spec: TrainerSpec, train_loader: BatchLoader,
                  eval_loader: BatchLoader | None, task_types: dict[str, str], run: RunDir,
                  device: torch.device, steps_per_epoch: int | None, extra_state: dict[str, Any],
-                 writer: Any = None, recall_k: list[int] | None = None) -> None:
+                 writer: Any = None, recall_k: list[int] | None = None,
+                 eval_steps: int | None = None) -> None:
         self.model = model
         self.spec = spec
         self.train_loader = train_loader
@@ -99,6 +102,7 @@ class TorchTrainer:
         self.extra_state = extra_state  # config + feature state: makes checkpoints self-contained
         self.recall_k = recall_k
         self.steps_per_epoch = steps_per_epoch
+        self.eval_steps = eval_steps
         total = spec.max_steps or (steps_per_epoch or 1000) * spec.epochs
         self.total_steps = total
         self.optimizers = [o for o in (
@@ -219,7 +223,7 @@ class TorchTrainer:
             t = time.perf_counter()
             metrics.update(evaluate(self.model, self.eval_loader, self.task_types, self.device,
                                     self.spec.limit_eval_batches, self.recall_k,
-                                    show_progress=self.spec.progress_bar))
+                                    show_progress=self.spec.progress_bar, total=self.eval_steps))
             metrics["eval/seconds"] = time.perf_counter() - t
         p.history.append(metrics)
         improved = self._early_stopping(metrics)
