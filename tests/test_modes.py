@@ -62,16 +62,11 @@ def test_export_round_trip_in_fresh_process(trained: Path, tmp_path: Path, data_
     test_file = data_dir / "movielens-100k" / "test.parquet"
     rows = pq.read_table(test_file).slice(0, 500)
     # reference: the checkpoint itself, restored in this process
+    from trainer.restore import restore
     from trainer.run_dir import RunDir
-    from trainer.torch_backend.restore import restore
-    from trainer.torch_backend.tensors import to_inputs
 
-    import torch
-
-    restored = restore(RunDir(trained).latest_checkpoint(), None)
-    with torch.no_grad():
-        batch = restored.pipeline.transform(rows, with_labels=False)
-        want = torch.sigmoid(restored.model(to_inputs(batch, torch.device("cpu")))["like"]).numpy()
+    restored = restore(RunDir(trained).latest_checkpoint())
+    want = restored.engine.predict(restored.pipeline.transform(rows, with_labels=False))["like"]
     script = (
         "import sys, numpy as np, pyarrow.parquet as pq\n"
         "from trainer.serving import ExportedModel\n"

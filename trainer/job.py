@@ -1,6 +1,7 @@
 """One Lingjie job: validate -> data -> features -> model -> train | evaluate | predict | export.
 
-Heavy modules (torch, pyarrow, the model zoo) are imported only after the config validated.
+Heavy modules (torch, tensorflow, pyarrow, the model zoo) are imported only after the config
+validated, and only the chosen backend's framework is imported at all.
 """
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from trainer.errors import ConfigError
 from dataio.atomic import atomic_write_bytes, atomic_write_json
+from trainer.errors import ConfigError
 from trainer.run_dir import RunDir, resolve_checkpoint, resolve_resume_dir
 from trainer.schema.validate import RunSpec, validate
 
@@ -33,57 +34,68 @@ def run_job(cfg: dict[str, Any], config_yaml: str) -> Path:
     ref = getattr(root.trainer, mode).checkpoint
     ckpt_path = resolve_checkpoint(ref, root.paths.output_root, root.experiment_name)
     log.info("%s with checkpoint %s", mode, ckpt_path)
-    from trainer.torch_backend.restore import restore
+    _setup_threads(spec)
+    from trainer.restore import restore
 
-    restored = restore(ckpt_path, spec)
+    restored = restore(ckpt_path)
     if mode == "evaluate":
-        from trainer.torch_backend.train_loop import evaluate
+        from trainer.loop import evaluate, format_metrics
 
         path = root.trainer.evaluate.data_path or root.data.eval_path
         loader = _loader(spec, restored.pipeline, path, train=False)
-        metrics = evaluate(restored.model, loader, spec.task_types, restored.device, root.trainer.limit_eval_batches,
+        metrics = evaluate(restored.engine, loader, spec.task_types, root.trainer.limit_eval_batches,
                            getattr(spec.model, "recall_k", None), show_progress=root.trainer.progress_bar)
-        metrics["bad_rows"] = loader.source.stats.get("bad_rows", 0)
         atomic_write_json(run.metrics, {"mode": "evaluate", "checkpoint": str(ckpt_path), "data": path,
-                                        "final": metrics})
-        log.info("evaluation: %s", _fmt(metrics))
+                                        "bad_rows": loader.source.stats.get("bad_rows", 0), "final": metrics})
+        log.info("evaluation: %s", format_metrics(metrics))
     elif mode == "predict":
         from trainer.predict import predict_to_file
 
         out = predict_to_file(spec, restored, run)
         log.info("predictions written to %s", out)
     elif mode == "export":
-        _export(spec, restored.model, restored.pipeline, run)
+        _export(spec, restored.engine, restored.pipeline, run)
     return run.root
 
 
-def _fmt(metrics: dict[str, Any]) -> str:
-    hidden = ("epoch_seconds", "rows", "seconds", "eval/loss")
-    return "  ".join(f"{k}={v:.4f}" for k, v in metrics.items()
-                     if isinstance(v, float) and k.count("/") == 1 and not k.endswith(hidden))
+def _setup_threads(spec: RunSpec) -> None:
+    threads = spec.root.hardware.threads
+    if threads and spec.root.trainer.backend == "torch":
+        import torch
+
+        torch.set_num_threads(threads)
+    elif threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
 
 
-def _setup_hardware(spec: RunSpec) -> Any:
+def _device(spec: RunSpec) -> str:
+    hw = spec.root.hardware
+    if spec.root.trainer.backend == "tf":
+        return "cpu"  # TF places ops itself; GPU profiles arrive with the hardware issue
     import torch
 
-    hw = spec.root.hardware
-    if hw.threads:
-        torch.set_num_threads(hw.threads)
     if hw.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("hardware.device", "cuda requested but no CUDA device is available; use hardware=cpu")
-    device = "cuda" if hw.device == "cuda" or (hw.device == "auto" and torch.cuda.is_available()) else "cpu"
-    return torch.device(device)
+    return "cuda" if hw.device == "cuda" or (hw.device == "auto" and torch.cuda.is_available()) else "cpu"
 
 
-def _seed_everything(seed: int) -> None:
+def _seed_everything(seed: int, backend: str) -> None:
     import random
 
     import numpy as np
-    import torch
 
     random.seed(seed)
     np.random.seed(seed)
-    torch.manual_seed(seed)
+    if backend == "torch":
+        import torch
+
+        torch.manual_seed(seed)
+    else:
+        import tensorflow as tf
+
+        tf.keras.utils.set_random_seed(seed)
 
 
 def _ensure_data(spec: RunSpec) -> None:
@@ -137,7 +149,7 @@ def make_pipeline(spec: RunSpec) -> Any:
     return FeaturePipeline(used_features(spec), spec.labels, group_by=spec.root.data.group_by)
 
 
-def _count_rows(src: Any) -> int | None:
+def _count_rows(src: Any, limit: int | None) -> int | None:
     """Row count from Parquet footers (cheap); None for formats without one."""
     import fsspec
     import pyarrow.parquet as pq
@@ -148,7 +160,11 @@ def _count_rows(src: Any) -> int | None:
             return None
         with fsspec.open(f, "rb", **(getattr(src, "storage_options", None) or {})) as fh:
             total += pq.ParquetFile(fh).metadata.num_rows
-    return total
+    return min(total, limit) if limit else total
+
+
+def _steps(rows: int | None, batch_size: int) -> int | None:
+    return -(-rows // batch_size) if rows else None
 
 
 def _train(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
@@ -164,23 +180,27 @@ def _train(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
     run.create()
     atomic_write_bytes(run.config, config_yaml.encode())
 
-    device = _setup_hardware(spec)
-    _seed_everything(root.seed)
+    backend = root.trainer.backend
+    device = _device(spec)
+    _setup_threads(spec)
+    _seed_everything(root.seed, backend)
     _ensure_data(spec)
 
-    import torch
-
     from easyrec.features.pipeline import FeaturePipeline
-    from easyrec.models.specs import build_model
-    from trainer.torch_backend.checkpoint import load_checkpoint
-    from trainer.torch_backend.train_loop import TorchTrainer
+    from trainer.checkpoint_io import checkpoint_backend, read_meta
+    from trainer.loader import BatchLoader
+    from trainer.loop import TrainLoop, format_metrics
+    from trainer.restore import make_engine
 
     ckpt_path = run.latest_checkpoint() if resume_dir is not None else None
-    ckpt = load_checkpoint(ckpt_path) if ckpt_path else None
+    if ckpt_path is not None and checkpoint_backend(ckpt_path) != backend:
+        raise ConfigError("trainer.backend", f"the run to resume was trained with backend "
+                          f"{checkpoint_backend(ckpt_path)}; resume it with trainer.backend={checkpoint_backend(ckpt_path)}")
+    meta = read_meta(ckpt_path) if ckpt_path else None
     pipeline = make_pipeline(spec)
     train_src = _source(spec, root.data.train_path, pipeline, with_labels=True)
-    if ckpt is not None:
-        pipeline = FeaturePipeline.from_state_dict(ckpt["feature_state"])
+    if meta is not None:
+        pipeline = FeaturePipeline.from_state_dict(meta["feature_state"])
     else:
         t = time.perf_counter()
         fit_rows = root.data.fit_rows or root.data.limit_train_rows
@@ -188,44 +208,38 @@ def _train(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
         log.info("fitted feature state on train in %.1fs", time.perf_counter() - t)
     pipeline.save(str(run.feature_state))
 
-    from trainer.loader import BatchLoader
-
     data = root.data
     train_loader = BatchLoader(train_src, pipeline, data.batch_size, shuffle=data.shuffle, seed=root.seed,
                                shuffle_buffer_rows=data.shuffle_buffer_rows, limit_rows=data.limit_train_rows)
     eval_loader = _loader(spec, pipeline, data.eval_path, train=False) if data.eval_path else None
-    rows = _count_rows(train_src)
-    if rows is not None and data.limit_train_rows:
-        rows = min(rows, data.limit_train_rows)
-    steps_per_epoch = -(-rows // data.batch_size) if rows else None
-    eval_rows = _count_rows(eval_loader.source) if eval_loader else None
-    if eval_rows is not None and data.limit_eval_rows:
-        eval_rows = min(eval_rows, data.limit_eval_rows)
-    eval_steps = -(-eval_rows // data.eval_batch_size) if eval_rows else None
+    steps_per_epoch = _steps(_count_rows(train_src, data.limit_train_rows), data.batch_size)
+    eval_steps = _steps(_count_rows(eval_loader.source, data.limit_eval_rows), data.eval_batch_size) \
+        if eval_loader else None
+    total_steps = root.trainer.max_steps or (steps_per_epoch or 1000) * root.trainer.epochs
 
-    model = build_model(spec.model, pipeline.feature_infos(), backend="torch").to(device)
-    n_params = sum(p.numel() for p in model.parameters())
-    log.info("model %s: %s parameters, tasks %s", spec.model.name, f"{n_params:,}", list(spec.task_types))
+    engine = make_engine(backend, spec.model, pipeline, root.trainer, device, total_steps)
+    log.info("model %s on %s: %s parameters, tasks %s", spec.model.name, backend, f"{engine.num_parameters:,}",
+             list(spec.task_types))
     writer = None
     if root.logger.tensorboard:
-        from torch.utils.tensorboard import SummaryWriter
+        from trainer.tensorboard import EventWriter
 
-        writer = SummaryWriter(str(run.tensorboard))
+        writer = EventWriter(run.tensorboard)
     extra = {"config": json.loads(json.dumps(_plain(spec))), "feature_state": pipeline.state_dict()}
-    trainer = TorchTrainer(model, root.trainer, train_loader, eval_loader, spec.task_types, run, device,
-                           steps_per_epoch, extra, writer, getattr(spec.model, "recall_k", None), eval_steps)
-    if ckpt is not None:
-        trainer.load_state_dict(ckpt)
-        log.info("resumed from %s (epoch %d, step %d)", ckpt_path.name, trainer.progress.epoch + 1,
-                 trainer.progress.global_step)
+    loop = TrainLoop(engine, root.trainer, train_loader, eval_loader, spec.task_types, run, steps_per_epoch,
+                     extra, writer, getattr(spec.model, "recall_k", None), eval_steps)
+    if ckpt_path is not None:
+        loop.resume_from(ckpt_path)
+        log.info("resumed from %s (epoch %d, step %d)", ckpt_path.name, loop.progress.epoch + 1,
+                 loop.progress.global_step)
 
     def write_metrics(final: bool) -> None:
-        p = trainer.progress
-        body = {
+        p = loop.progress
+        atomic_write_json(run.metrics, {
             "experiment": root.experiment_name,
             "model": spec.model.name,
-            "backend": root.trainer.backend,
-            "parameters": n_params,
+            "backend": backend,
+            "parameters": engine.num_parameters,
             "steps": p.global_step,
             "epochs_completed": p.epoch,
             "stopped_early": p.stopped_early,
@@ -236,39 +250,37 @@ def _train(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
             "final": p.history[-1] if p.history else {},
             "best": {"metric": root.trainer.early_stopping.metric, "value": p.best},
             "finished": final,
-        }
-        atomic_write_json(run.metrics, body)
+        })
 
-    trainer.on_epoch_end = lambda: write_metrics(False)
+    loop.on_epoch_end = lambda: write_metrics(False)
     try:
-        trainer.fit()
+        loop.fit()
     finally:
         if writer is not None:
             writer.close()
     write_metrics(True)
     if root.trainer.export.enabled:
-        best = run.checkpoints / "best.pt"
-        if best.exists():
-            model.load_state_dict(load_checkpoint(best)["model"])
-        _export(spec, model, pipeline, run, train_src)
+        best = [p for p in run.checkpoints.glob("best.*")]
+        if best:
+            engine.restore(best[0])
+        _export(spec, engine, pipeline, run)
     atomic_write_bytes(run.done_marker, b"")
-    final = trainer.progress.history[-1] if trainer.progress.history else {}
-    log.info("final: %s", _fmt(final))
+    final = loop.progress.history[-1] if loop.progress.history else {}
+    log.info("final: %s", format_metrics(final))
     return run.root
 
 
-def _export(spec: RunSpec, model: Any, pipeline: Any, run: RunDir, src: Any = None) -> Path:
-    from trainer.torch_backend.export import export_model
-
+def _export(spec: RunSpec, engine: Any, pipeline: Any, run: RunDir) -> Path:
     root = spec.root
     path = root.data.eval_path or root.data.train_path
     src = _source(spec, path, pipeline, with_labels=False)
-    example_rb = next(iter(src.iter_batches(8)))
-    example = pipeline.transform(example_rb, with_labels=False)
-    model = model.cpu().eval()
-    out = export_model(model, pipeline, example, run.export, root.trainer.export.format, spec.task_types,
-                       {"experiment": root.experiment_name, "model": spec.model.name})
-    log.info("exported %s program to %s", root.trainer.export.format, out)
+    example = pipeline.transform(next(iter(src.iter_batches(8))), with_labels=False)
+    fmt = root.trainer.export.format
+    if engine.backend == "tf":
+        fmt = "saved_model"
+    out = engine.export(pipeline, example, run.export, fmt, spec.task_types,
+                        {"experiment": root.experiment_name, "model": spec.model.name, "backend": engine.backend})
+    log.info("exported %s program to %s", fmt, out)
     return out
 
 

@@ -6,12 +6,10 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import torch
 
 from trainer.errors import ConfigError
 from trainer.progress import progress
 from trainer.run_dir import RunDir
-from trainer.torch_backend.tensors import to_inputs
 
 
 def predict_to_file(spec: Any, restored: Any, run: RunDir) -> Path:
@@ -24,7 +22,7 @@ def predict_to_file(spec: Any, restored: Any, run: RunDir) -> Path:
     if not path:
         raise ConfigError("trainer.predict.input_path", "nothing to score: set trainer.predict.input_path=FILE")
     out = Path(ps.output_path) if ps.output_path else run.root / f"predictions.{ps.format}"
-    pipeline, model = restored.pipeline, restored.model
+    pipeline, engine = restored.pipeline, restored.engine
     columns = list(dict.fromkeys(pipeline.required_columns(with_labels=False) + list(ps.passthrough)))
     data = root.data
     src = Source(path, format=data.format, columns=columns, on_error=data.on_error,
@@ -37,19 +35,17 @@ def predict_to_file(spec: Any, restored: Any, run: RunDir) -> Path:
     writer = None
     rows = 0
     try:
-        with torch.no_grad():
-            for rb in progress(src.iter_batches(data.eval_batch_size), desc="predict", enabled=root.trainer.progress_bar):
-                batch = pipeline.transform(rb, with_labels=False)
-                preds = model.predict(model(to_inputs(batch, restored.device)))
-                cols = {c: rb.column(c) for c in ps.passthrough}
-                for task in spec.task_types:
-                    if task in preds:
-                        cols[task] = pa.array(preds[task].float().cpu().numpy().astype(np.float32).reshape(-1))
-                table = pa.table(cols)
-                if writer is None:
-                    writer = _open_writer(tmp, table.schema, ps.format)
-                writer.write_table(table) if ps.format == "parquet" else writer.write(table)
-                rows += table.num_rows
+        for rb in progress(src.iter_batches(data.eval_batch_size), desc="predict", enabled=root.trainer.progress_bar):
+            preds = engine.predict(pipeline.transform(rb, with_labels=False))
+            cols = {c: rb.column(c) for c in ps.passthrough}
+            for task in spec.task_types:
+                if task in preds:
+                    cols[task] = pa.array(np.asarray(preds[task], dtype=np.float32).reshape(-1))
+            table = pa.table(cols)
+            if writer is None:
+                writer = _open_writer(tmp, table.schema, ps.format)
+            writer.write_table(table) if ps.format == "parquet" else writer.write(table)
+            rows += table.num_rows
     finally:
         if writer is not None:
             writer.close()

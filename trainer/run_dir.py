@@ -4,7 +4,8 @@ Layout (rank 0 writes it):
   config.yaml          the resolved config
   metrics.json         train/eval metrics per epoch and the final ones
   feature_state.json   the fitted feature pipeline
-  checkpoints/         step-N.pt / epoch-N.pt, written atomically; `latest` names the newest
+  checkpoints/         step-N / epoch-N / best (.pt for torch, .tfckpt dirs for TF), written
+                       atomically; the file `latest` names the newest
   tensorboard/         TensorBoard event files
   export/              the exported model + feature state (self-contained for serving)
   DONE                 written when training finished (resume skips finished runs)
@@ -41,7 +42,11 @@ class RunDir:
             cand = self.checkpoints / pointer.read_text().strip()
             if cand.exists():
                 return cand
-        found = sorted(self.checkpoints.glob("*.pt"), key=lambda p: p.stat().st_mtime)
+        if not self.checkpoints.is_dir():
+            return None
+        found = sorted((p for p in self.checkpoints.iterdir()
+                        if p.suffix in (".pt", ".tfckpt") and not p.name.startswith(("best", "."))),
+                       key=lambda p: p.stat().st_mtime)
         return found[-1] if found else None
 
     def is_done(self) -> bool:
@@ -77,7 +82,7 @@ def resolve_checkpoint(ref: str | None, output_root: str, experiment_name: str) 
     """A checkpoint file from a file path, a run dir, or (None) the newest run of the experiment."""
     if ref:
         p = Path(ref)
-        if p.is_file():
+        if p.is_file() or p.suffix == ".tfckpt":
             return p
         if p.is_dir():
             ck = RunDir(p).latest_checkpoint()

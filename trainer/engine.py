@@ -1,0 +1,58 @@
+"""The backend seam: what a framework must provide for the backend-neutral train loop.
+
+The loop (trainer/loop.py) owns epochs, progress, metrics, early stopping, the checkpoint
+schedule and the data position; an Engine owns the model, optimizers and the framework's
+checkpoint format. Batches cross the seam as backend-neutral numpy ``Batch`` objects and
+predictions come back as numpy arrays, so metrics are computed once, the same way, for both.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from easyrec.features.batch import Batch
+from trainer.run_dir import RunDir
+
+
+class Engine(ABC):
+    """One model + its optimizers on one framework."""
+
+    backend: str = ""
+    retrieval: bool = False  # two-tower models: eval reports recall@k
+
+    @abstractmethod
+    def train_step(self, batch: Batch) -> tuple[float, dict[str, np.ndarray]]:
+        """One optimisation step; returns the loss and the batch's predictions per task."""
+
+    @abstractmethod
+    def eval_step(self, batch: Batch, recall_k: list[int]) -> tuple[float, dict[str, np.ndarray], dict[int, float]]:
+        """Loss, predictions per task, and in-batch recall@k (retrieval models) without training."""
+
+    @abstractmethod
+    def predict(self, batch: Batch) -> dict[str, np.ndarray]:
+        """Predictions per task (probabilities for binary tasks) of a batch without labels."""
+
+    @abstractmethod
+    def current_lr(self) -> float:
+        """The dense optimizer's current learning rate (for logging)."""
+
+    @abstractmethod
+    def save(self, run: RunDir, name: str, meta: dict[str, Any]) -> Path:
+        """Write checkpoint ``name`` (model, optimizers, framework RNG + ``meta``) atomically."""
+
+    @abstractmethod
+    def restore(self, path: Path) -> dict[str, Any]:
+        """Load a checkpoint written by :meth:`save`; returns its ``meta``."""
+
+    @abstractmethod
+    def export(self, pipeline: Any, example: Batch, out_dir: Path, fmt: str, task_types: dict[str, str],
+               extra_meta: dict[str, Any]) -> Path:
+        """Write a self-contained serving export into ``out_dir``."""
+
+    @property
+    @abstractmethod
+    def num_parameters(self) -> int:
+        """Trainable parameter count (reported in metrics.json)."""

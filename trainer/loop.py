@@ -1,0 +1,252 @@
+"""The backend-neutral train loop: epochs, evaluation, checkpoints, early stopping, resume.
+
+Everything here is framework-free; the Engine (torch or tf) does the steps. Checkpoints hold
+the loop's state (``meta``: data position, history, RNG of numpy/python, running train
+predictions, config and feature state) next to the engine's own state.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from trainer.engine import Engine
+from trainer.errors import ConfigError
+from trainer.loader import BatchLoader
+from trainer.metric_report import PredictionCollector, compute_metrics
+from trainer.progress import progress
+from trainer.run_dir import RunDir
+from trainer.schema.spec import TrainerSpec
+
+log = logging.getLogger("lingjie.train")
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in every checkpoint."""
+
+    epoch: int = 0  # 0-based epoch being trained
+    batch_in_epoch: int = 0  # batches of that epoch already trained
+    global_step: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    best: float | None = None
+    bad_epochs: int = 0
+    train_time: float = 0.0
+    train_samples: int = 0
+    epoch_loss_sum: float = 0.0
+    epoch_loss_count: int = 0
+    epoch_samples: int = 0
+    epoch_time: float = 0.0
+    stopped_early: bool = False
+
+
+def evaluate(engine: Engine, loader: BatchLoader, task_types: dict[str, str], limit_batches: int | None = None,
+             recall_k: list[int] | None = None, desc: str = "eval", show_progress: bool = True,
+             total: int | None = None) -> dict[str, float]:
+    """Metrics of the engine's model over the whole ``loader`` (one pass, no shuffling)."""
+    collector = PredictionCollector(list(task_types))
+    loss_sum, loss_n = 0.0, 0
+    recall: dict[int, list[float]] = {k: [] for k in (recall_k or [])} if engine.retrieval else {}
+    if limit_batches is not None and total is not None:
+        total = min(total, limit_batches)
+    bar = progress(loader.epoch(0), desc=desc, total=total, enabled=show_progress)
+    for i, (_, batch) in enumerate(bar):
+        if limit_batches is not None and i >= limit_batches:
+            break
+        loss, preds, hits = engine.eval_step(batch, list(recall))
+        loss_sum += loss * batch.size
+        loss_n += batch.size
+        collector.add({k: v for k, v in preds.items() if k in task_types}, batch.labels, batch.group_ids)
+        for k, v in hits.items():
+            if not math.isnan(v):
+                recall[k].append(v)
+    bar.close()
+    out = compute_metrics("eval", task_types, collector)
+    out["eval/loss"] = loss_sum / max(1, loss_n)
+    for k, vals in recall.items():
+        if vals:
+            out[f"eval/recall@{k}"] = float(np.mean(vals))
+    out["eval/rows"] = float(loss_n)
+    return out
+
+
+class TrainLoop:
+    """Trains one engine; rank 0 writes checkpoints and logs into the run directory."""
+
+    def __init__(self, engine: Engine, spec: TrainerSpec, train_loader: BatchLoader,
+                 eval_loader: BatchLoader | None, task_types: dict[str, str], run: RunDir,
+                 steps_per_epoch: int | None, extra_meta: dict[str, Any], writer: Any = None,
+                 recall_k: list[int] | None = None, eval_steps: int | None = None) -> None:
+        self.engine = engine
+        self.spec = spec
+        self.train_loader = train_loader
+        self.eval_loader = eval_loader
+        self.task_types = task_types
+        self.run = run
+        self.writer = writer
+        self.extra_meta = extra_meta  # config + feature state: makes checkpoints self-contained
+        self.recall_k = recall_k
+        self.steps_per_epoch = steps_per_epoch
+        self.eval_steps = eval_steps
+        self.progress = Progress()
+        self.train_collector = self._new_collector()
+        self.on_epoch_end: Callable[[], None] | None = None  # e.g. writes metrics.json
+
+    def _new_collector(self) -> PredictionCollector:
+        return PredictionCollector(list(self.task_types), max_rows=1_000_000)
+
+    # ----- state -----
+    def meta(self) -> dict[str, Any]:
+        return {
+            "progress": self.progress.__dict__.copy(),
+            "train_collector": self.train_collector.state(),
+            "rng": {"numpy": np.random.get_state(), "python": random.getstate()},
+            **self.extra_meta,
+        }
+
+    def load_meta(self, meta: dict[str, Any]) -> None:
+        self.progress = Progress(**meta["progress"])
+        self.train_collector.load_state(meta["train_collector"])
+        np.random.set_state(meta["rng"]["numpy"])
+        random.setstate(meta["rng"]["python"])
+
+    def checkpoint(self, name: str) -> Path:
+        path = self.engine.save(self.run, name, self.meta())
+        if name.startswith("step-"):
+            steps = sorted(p for p in self.run.checkpoints.iterdir() if p.name.startswith("step-"))
+            for old in steps[:-self.spec.checkpoint.keep_last]:
+                _remove(old)
+        return path
+
+    def resume_from(self, path: Path) -> None:
+        self.load_meta(self.engine.restore(path))
+
+    # ----- loop -----
+    def fit(self) -> dict[str, float]:
+        """Train until epochs / max_steps / early stopping; returns the last epoch's metrics."""
+        p = self.progress
+        while p.epoch < self.spec.epochs and not p.stopped_early and not self._max_steps_reached():
+            self._train_epoch()
+            metrics = self._end_epoch()
+            self._log_epoch(metrics)
+            if self.on_epoch_end is not None:
+                self.on_epoch_end()
+        return p.history[-1] if p.history else {}
+
+    def _max_steps_reached(self) -> bool:
+        return self.spec.max_steps is not None and self.progress.global_step >= self.spec.max_steps
+
+    def _train_epoch(self) -> None:
+        spec, p = self.spec, self.progress
+        bar = progress(self.train_loader.epoch(p.epoch, skip_batches=p.batch_in_epoch),
+                       desc=f"epoch {p.epoch + 1}/{spec.epochs}", total=self.steps_per_epoch,
+                       initial=p.batch_in_epoch, enabled=spec.progress_bar)
+        t0 = time.perf_counter()
+        for _, batch in bar:
+            loss, preds = self.engine.train_step(batch)
+            if not math.isfinite(loss):
+                raise FloatingPointError(
+                    f"loss became {loss} at step {p.global_step}; lower trainer.optimizer.*.lr "
+                    "or set trainer.grad_clip_norm")
+            p.global_step += 1
+            p.batch_in_epoch += 1
+            p.epoch_loss_sum += loss * batch.size
+            p.epoch_loss_count += batch.size
+            p.epoch_samples += batch.size
+            p.train_samples += batch.size
+            self.train_collector.add({k: v for k, v in preds.items() if k in self.task_types}, batch.labels,
+                                     batch.group_ids)
+            now = time.perf_counter()
+            p.epoch_time += now - t0
+            p.train_time += now - t0
+            t0 = now
+            if p.global_step % spec.log_every_n_steps == 0:
+                bar.set_postfix(loss=f"{p.epoch_loss_sum / max(1, p.epoch_loss_count):.4f}")
+                if self.writer is not None:
+                    self.writer.add_scalar("train/loss", loss, p.global_step)
+                    self.writer.add_scalar("train/lr", self.engine.current_lr(), p.global_step)
+            every = spec.checkpoint.every_n_steps
+            if every and p.global_step % every == 0:
+                self.checkpoint(f"step-{p.global_step:08d}")
+            if self._max_steps_reached():
+                break
+        bar.close()
+
+    def _end_epoch(self) -> dict[str, float]:
+        p = self.progress
+        metrics: dict[str, float] = {"epoch": float(p.epoch + 1), "step": float(p.global_step)}
+        metrics["train/loss"] = p.epoch_loss_sum / max(1, p.epoch_loss_count)
+        if not self.engine.retrieval:
+            metrics.update(compute_metrics("train", self.task_types, self.train_collector))
+        metrics["train/samples_per_sec"] = p.epoch_samples / p.epoch_time if p.epoch_time > 0 else 0.0
+        metrics["train/epoch_seconds"] = p.epoch_time
+        if self.eval_loader is not None:
+            t = time.perf_counter()
+            metrics.update(evaluate(self.engine, self.eval_loader, self.task_types, self.spec.limit_eval_batches,
+                                    self.recall_k, show_progress=self.spec.progress_bar, total=self.eval_steps))
+            metrics["eval/seconds"] = time.perf_counter() - t
+        p.history.append(metrics)
+        improved = self._early_stopping(metrics)
+        # the epoch is closed: reset per-epoch counters before checkpointing
+        p.epoch += 1
+        p.batch_in_epoch = 0
+        p.epoch_loss_sum, p.epoch_loss_count, p.epoch_samples, p.epoch_time = 0.0, 0, 0, 0.0
+        self.train_collector = self._new_collector()
+        self.checkpoint(f"epoch-{p.epoch:04d}")
+        if improved:
+            self.engine.save(self.run, "best", self.meta())
+        return metrics
+
+    def _early_stopping(self, metrics: dict[str, float]) -> bool:
+        es, p = self.spec.early_stopping, self.progress
+        if not es.metric:
+            return False
+        if es.metric not in metrics:
+            available = sorted(k for k in metrics if "/" in k)
+            raise ConfigError("trainer.early_stopping.metric", f"'{es.metric}' is not a computed metric; "
+                              f"available: {', '.join(available)}")
+        value = metrics[es.metric]
+        if math.isnan(value):
+            return False
+        if es.mode == "max":
+            better = p.best is None or value > p.best + es.min_delta
+        else:
+            better = p.best is None or value < p.best - es.min_delta
+        if better:
+            p.best, p.bad_epochs = value, 0
+            return True
+        p.bad_epochs += 1
+        if p.bad_epochs >= es.patience:
+            log.info("early stopping: %s did not improve for %d epoch(s) (best %.5f)", es.metric, p.bad_epochs, p.best)
+            p.stopped_early = True
+        return False
+
+    def _log_epoch(self, metrics: dict[str, float]) -> None:
+        log.info("epoch %d: %s", int(metrics["epoch"]), format_metrics(metrics))
+        if self.writer is not None:
+            for k, v in metrics.items():
+                if "/" in k and isinstance(v, float) and not math.isnan(v):
+                    self.writer.add_scalar(k, v, self.progress.global_step)
+            self.writer.flush()
+
+
+def format_metrics(metrics: dict[str, Any]) -> str:
+    """The headline metrics of an epoch on one line (per-task duplicates and timings hidden)."""
+    hidden = ("epoch_seconds", "rows", "seconds", "eval/loss")
+    return "  ".join(f"{k}={v:.1f}" if k.endswith("per_sec") else f"{k}={v:.4f}" for k, v in metrics.items()
+                     if isinstance(v, float) and k.count("/") == 1 and not k.endswith(hidden))
+
+
+def _remove(path: Path) -> None:
+    import shutil
+
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)

@@ -1,0 +1,50 @@
+"""Rebuild pipeline, model and engine from one checkpoint (evaluate / predict / export modes).
+
+The checkpoint's own meta carries the config and the fitted feature state, so a checkpoint
+alone is enough; its backend decides which engine loads it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from trainer.checkpoint_io import checkpoint_backend, read_meta
+from trainer.engine import Engine
+
+
+@dataclass
+class Restored:
+    engine: Engine
+    pipeline: Any
+    meta: dict[str, Any]
+
+
+def restore(path: Path) -> Restored:
+    from easyrec.features.pipeline import FeaturePipeline
+    from trainer.schema.validate import build_model as build_model_config
+
+    meta = read_meta(path)
+    backend = checkpoint_backend(Path(path))
+    pipeline = FeaturePipeline.from_state_dict(meta["feature_state"])
+    model_cfg = build_model_config(meta["config"]["model"], backend)
+    engine = make_engine(backend, model_cfg, pipeline, spec=None, device="cpu")
+    engine.restore(Path(path))
+    return Restored(engine=engine, pipeline=pipeline, meta=meta)
+
+
+def make_engine(backend: str, model_cfg: Any, pipeline: Any, spec: Any, device: str = "cpu",
+                total_steps: int = 1000) -> Engine:
+    """The engine of ``backend`` around a freshly built model (spec None: no optimizers)."""
+    from easyrec.models.specs import build_model
+
+    model = build_model(model_cfg, pipeline.feature_infos(), backend=backend)
+    if backend == "tf":
+        from trainer.tf_backend.engine import TFEngine
+
+        return TFEngine(model, spec, total_steps=total_steps, features=pipeline.feature_infos())
+    import torch
+
+    from trainer.torch_backend.engine import TorchEngine
+
+    return TorchEngine(model, spec, torch.device(device), total_steps=total_steps)

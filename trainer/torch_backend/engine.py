@@ -1,0 +1,132 @@
+"""The torch Engine: steps, optimizers with separate sparse/dense rates, checkpoints, export."""
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dataio.atomic import atomic_write_bytes
+from easyrec.features.batch import Batch
+from trainer.engine import Engine
+from trainer.run_dir import RunDir
+from trainer.schema.spec import TrainerSpec
+from trainer.torch_backend.optim import make_optimizer, make_scheduler
+from trainer.torch_backend.tensors import to_inputs, to_labels
+
+FORMAT_VERSION = 2
+
+
+class TorchEngine(Engine):
+    backend = "torch"
+
+    def __init__(self, model: torch.nn.Module, spec: TrainerSpec | None, device: torch.device,
+                 total_steps: int = 1000) -> None:
+        self.model = model.to(device)
+        self.device = device
+        self.retrieval = bool(getattr(model, "retrieval", False))
+        self.grad_clip_norm = spec.grad_clip_norm if spec else None
+        self.optimizers: list[torch.optim.Optimizer] = []
+        self.schedulers: list[Any] = []
+        if spec is not None:
+            sparse_grad = bool(getattr(getattr(model, "cfg", None), "sparse_grad", False))
+            self.optimizers = [o for o in (
+                make_optimizer(model.sparse_parameters(), spec.optimizer.sparse, sparse_grad),
+                make_optimizer(model.dense_parameters(), spec.optimizer.dense),
+            ) if o is not None]
+            self.schedulers = [make_scheduler(o, spec.scheduler, total_steps) for o in self.optimizers]
+
+    @property
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def train_step(self, batch: Batch) -> tuple[float, dict[str, np.ndarray]]:
+        self.model.train()
+        outputs = self.model(to_inputs(batch, self.device))
+        loss = self.model.loss(outputs, to_labels(batch, self.device))
+        for o in self.optimizers:
+            o.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.grad_clip_norm:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip_norm)
+        for o in self.optimizers:
+            o.step()
+        for s in self.schedulers:
+            s.step()
+        with torch.no_grad():
+            preds = {k: v.float().cpu().numpy() for k, v in self.model.predict(outputs).items()}
+        return loss.item(), preds
+
+    def eval_step(self, batch: Batch, recall_k: list[int]) -> tuple[float, dict[str, np.ndarray], dict[int, float]]:
+        self.model.eval()
+        with torch.no_grad():
+            outputs = self.model(to_inputs(batch, self.device))
+            labels = to_labels(batch, self.device)
+            loss = float(self.model.loss(outputs, labels))
+            preds = {k: v.float().cpu().numpy() for k, v in self.model.predict(outputs).items()}
+            hits: dict[int, float] = {}
+            if self.retrieval and recall_k:
+                from easyrec.models.torch.retrieval import in_batch_recall_at_k
+
+                first = self.model.task_labels[0] if hasattr(self.model, "task_labels") else next(iter(labels))
+                pos = labels[first] > 0.5
+                if int(pos.sum()) > 1:
+                    for k in recall_k:
+                        hits[k] = in_batch_recall_at_k(outputs["user_emb"][pos], outputs["item_emb"][pos], k)
+        return loss, preds, hits
+
+    def predict(self, batch: Batch) -> dict[str, np.ndarray]:
+        self.model.eval()
+        with torch.no_grad():
+            outputs = self.model(to_inputs(batch, self.device))
+            return {k: v.float().cpu().numpy() for k, v in self.model.predict(outputs).items()}
+
+    def current_lr(self) -> float:
+        return float(self.optimizers[-1].param_groups[0]["lr"]) if self.optimizers else 0.0
+
+    def save(self, run: RunDir, name: str, meta: dict[str, Any]) -> Path:
+        state = {
+            "format_version": FORMAT_VERSION,
+            "backend": "torch",
+            "model": self.model.state_dict(),
+            "optimizers": [o.state_dict() for o in self.optimizers],
+            "schedulers": [s.state_dict() for s in self.schedulers],
+            "torch_rng": torch.get_rng_state(),
+            "meta": meta,
+        }
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        path = run.checkpoints / f"{name}.pt"
+        atomic_write_bytes(path, buf.getvalue())
+        if name != "best":
+            atomic_write_bytes(run.checkpoints / "latest", path.name.encode())
+        return path
+
+    def restore(self, path: Path) -> dict[str, Any]:
+        from trainer.checkpoint_io import read_checkpoint
+
+        state = read_checkpoint(path)
+        self.model.load_state_dict(state["model"])
+        for o, s in zip(self.optimizers, state["optimizers"]):
+            o.load_state_dict(s)
+        for sch, s in zip(self.schedulers, state["schedulers"]):
+            sch.load_state_dict(s)
+        torch.set_rng_state(state["torch_rng"])
+        return state["meta"]
+
+    def load_weights(self, path: Path) -> None:
+        from trainer.checkpoint_io import read_checkpoint
+
+        self.model.load_state_dict(read_checkpoint(path)["model"])
+
+    def export(self, pipeline: Any, example: Batch, out_dir: Path, fmt: str, task_types: dict[str, str],
+               extra_meta: dict[str, Any]) -> Path:
+        from trainer.torch_backend.export import export_model
+
+        model = self.model.cpu().eval()
+        try:
+            return export_model(model, pipeline, example, out_dir, fmt, task_types, extra_meta)
+        finally:
+            self.model.to(self.device)
