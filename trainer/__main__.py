@@ -6,7 +6,12 @@ line of a successful run names the run directory.
 from __future__ import annotations
 
 import logging
+import os
 import sys
+
+# TensorFlow's C++ log lines (CUDA probing on CPU machines, op placement) drown the progress
+# output; Python-level errors still surface. Set TF_CPP_MIN_LOG_LEVEL yourself to see them.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import hydra
 from omegaconf import DictConfig, OmegaConf

@@ -32,26 +32,45 @@ class ExportedModel:
     """A loaded export directory: ``predict(rows) -> {task: scores}``."""
 
     def __init__(self, export_dir: str | Path) -> None:
-        import torch  # noqa: F401 - the program needs it
+        import json
 
         from easyrec.features.pipeline import FeaturePipeline
-        from trainer.torch_backend.export import load_program
 
         self.dir = Path(export_dir)
         if not (self.dir / "meta.json").exists():
             raise DataError("not an export directory (no meta.json)", file=str(self.dir))
-        self.program, self.meta = load_program(self.dir)
+        self.meta = json.loads((self.dir / "meta.json").read_text())
         self.pipeline = FeaturePipeline.load(str(self.dir / "feature_state.json"))
+        if self.meta["format"] == "saved_model":
+            import tensorflow as tf
+
+            self._loaded = tf.saved_model.load(str(self.dir / self.meta["program"]))
+            import re
+
+            serve = self._loaded.signatures["serving_default"]
+            # SavedModel signatures rename "f.values" to "f_values" (argument names must be identifiers)
+            self._call = lambda flat: {k: v.numpy() for k, v in
+                                       serve(**{re.sub(r"[^A-Za-z0-9_]", "_", k): v for k, v in flat.items()}).items()}
+        else:
+            import torch
+
+            from trainer.torch_backend.export import load_program
+
+            program, _ = load_program(self.dir)
+
+            def call(flat: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+                with torch.no_grad():
+                    outputs = program({k: torch.from_numpy(v) for k, v in flat.items()})
+                return {k: v.numpy() for k, v in outputs.items()}
+
+            self._call = call
 
     def predict(self, rows: Any, batch_size: int = 8192) -> dict[str, np.ndarray]:
-        import torch
-
         table = to_record_batch(rows)
+        wanted = set(self.meta["inputs"])
         out: dict[str, list[np.ndarray]] = {}
-        with torch.no_grad():
-            for rb in table.to_batches(max_chunksize=batch_size):
-                batch = self.pipeline.transform(rb, with_labels=False)
-                inputs = {k: torch.from_numpy(v) for k, v in batch.to_flat().items()}
-                for k, v in self.program(inputs).items():
-                    out.setdefault(k, []).append(v.numpy())
+        for rb in table.to_batches(max_chunksize=batch_size):
+            flat = self.pipeline.transform(rb, with_labels=False).to_flat()
+            for k, v in self._call({k: v for k, v in flat.items() if k in wanted}).items():
+                out.setdefault(k, []).append(v)
         return {k: np.concatenate(v) for k, v in out.items()}

@@ -100,7 +100,8 @@ class CheckpointSpec:
 @dataclass
 class ExportSpec:
     enabled: bool = F(True, "export after training")
-    format: Literal["torchscript", "torch_export"] = F("torchscript", "exported program format")
+    format: Literal["torchscript", "torch_export"] = F(
+        "torchscript", "torch export format (the tf backend always writes a SavedModel)")
     checkpoint: str | None = F(None, "mode=export: run dir or checkpoint file; null: the latest run")
 
 
@@ -121,7 +122,7 @@ class EvaluateSpec:
 
 @dataclass
 class TrainerSpec:
-    backend: Literal["torch"] = F("torch", "framework that runs the model")
+    backend: Literal["torch", "tf"] = F("torch", "framework that runs the model: torch | tf (tf.keras)")
     mode: Literal["train", "evaluate", "predict", "export"] = F("train", "what the job does")
     epochs: int = F(1, "passes over the training data", ge=1)
     max_steps: int | None = F(None, "stop after this many steps in total", ge=1)

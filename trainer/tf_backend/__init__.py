@@ -1,0 +1,7 @@
+"""The TensorFlow (tf.keras, Keras 3) backend: the same loop, checkpoints and run directory."""
+
+import logging as _logging
+
+# absl logs every tf.function argument rename at WARNING during SavedModel export; the renames
+# are expected (see trainer.serving) and handled.
+_logging.getLogger("absl").setLevel(_logging.ERROR)

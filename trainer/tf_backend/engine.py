@@ -1,0 +1,175 @@
+"""The TF Engine: compiled train step (tf.function), two optimizers, tf.train.Checkpoint,
+SavedModel export. Batches arrive as the same numpy ``Batch`` the torch engine gets."""
+from __future__ import annotations
+
+import os
+import pickle
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from dataio.atomic import atomic_write_bytes, atomic_write_json
+from easyrec.features.batch import Batch
+from easyrec.features.info import FeatureInfo
+from trainer.checkpoint_io import META_FILE, TF_SUFFIX
+from trainer.engine import Engine
+from trainer.run_dir import RunDir
+from trainer.schema.spec import TrainerSpec
+
+
+class TFEngine(Engine):
+    backend = "tf"
+
+    def __init__(self, model: Any, spec: TrainerSpec | None, total_steps: int = 1000,
+                 features: dict[str, FeatureInfo] | None = None) -> None:
+        from easyrec.models.tf.base import input_signature
+
+        self.model = model
+        self.features = features or model.features
+        self.retrieval = bool(getattr(model, "retrieval", False))
+        self.grad_clip_norm = spec.grad_clip_norm if spec else None
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        self.sparse_vars = model.sparse_variables()
+        self.dense_vars = model.dense_variables()
+        self.optimizers: dict[str, Any] = {}
+        self.l2 = {"sparse": 0.0, "dense": 0.0}
+        if spec is not None:
+            from trainer.tf_backend.optim import coupled_l2, make_optimizer
+
+            self.l2 = {"sparse": coupled_l2(spec.optimizer.sparse), "dense": coupled_l2(spec.optimizer.dense)}
+
+            self.optimizers = {"sparse": make_optimizer(spec.optimizer.sparse, spec.scheduler, total_steps),
+                               "dense": make_optimizer(spec.optimizer.dense, spec.scheduler, total_steps)}
+            if self.sparse_vars:
+                self.optimizers["sparse"].build(self.sparse_vars)
+            self.optimizers["dense"].build(self.dense_vars)
+        self.ckpt = tf.train.Checkpoint(model=model, step=self.step, **self.optimizers)
+        self._input_spec = input_signature(self.features)
+        self._labels: list[str] = list(dict.fromkeys(getattr(model, "task_labels", [])))
+        label_spec = {k: tf.TensorSpec([None], tf.float32) for k in self._labels}
+        self._train_fn = tf.function(self._train_step, input_signature=[self._input_spec, label_spec])
+        self._eval_fn = tf.function(self._eval_step, input_signature=[self._input_spec, label_spec])
+        self._predict_fn = tf.function(self._predict_step, input_signature=[self._input_spec])
+
+    @property
+    def num_parameters(self) -> int:
+        return int(sum(np.prod(v.shape) for v in self.model.trainable_variables))
+
+    # ----- compiled steps -----
+    def _train_step(self, inputs: dict, labels: dict) -> tuple:
+        with tf.GradientTape() as tape:
+            outputs = self.model(inputs, training=True)
+            loss = self.model.loss(outputs, labels)
+        variables = self.sparse_vars + self.dense_vars
+        grads = tape.gradient(loss, variables)
+        n = len(self.sparse_vars)
+        if self.l2["sparse"] or self.l2["dense"]:
+            # torch semantics: weight_decay adds wd * w to the gradient of every row
+            grads = [g if g is None or not self.l2[part] else tf.convert_to_tensor(g) + self.l2[part] * v
+                     for g, v, part in zip(grads, variables, ["sparse"] * n + ["dense"] * (len(variables) - n))]
+        if self.grad_clip_norm:
+            grads, _ = tf.clip_by_global_norm(grads, self.grad_clip_norm)
+        pairs_sparse = [(g, v) for g, v in zip(grads[:n], variables[:n]) if g is not None]
+        pairs_dense = [(g, v) for g, v in zip(grads[n:], variables[n:]) if g is not None]
+        if pairs_sparse:
+            self.optimizers["sparse"].apply_gradients(pairs_sparse)
+        if pairs_dense:
+            self.optimizers["dense"].apply_gradients(pairs_dense)
+        self.step.assign_add(1)
+        return loss, self.model.predict_outputs(outputs)
+
+    def _eval_step(self, inputs: dict, labels: dict) -> tuple:
+        outputs = self.model(inputs, training=False)
+        return self.model.loss(outputs, labels), self.model.predict_outputs(outputs)
+
+    def _predict_step(self, inputs: dict) -> dict:
+        return self.model.predict_outputs(self.model(inputs, training=False))
+
+    def _inputs(self, batch: Batch) -> dict[str, np.ndarray]:
+        flat = batch.to_flat()
+        return {k: flat[k] for k in self._input_spec}
+
+    def _labels_of(self, batch: Batch) -> dict[str, np.ndarray]:
+        return {k: batch.labels[k].astype(np.float32, copy=False) for k in self._labels}
+
+    def train_step(self, batch: Batch) -> tuple[float, dict[str, np.ndarray]]:
+        loss, preds = self._train_fn(self._inputs(batch), self._labels_of(batch))
+        return float(loss), {k: v.numpy() for k, v in preds.items() if k in self.model.task_names}
+
+    def eval_step(self, batch: Batch, recall_k: list[int]) -> tuple[float, dict[str, np.ndarray], dict[int, float]]:
+        labels = self._labels_of(batch)
+        loss, outputs = self._eval_fn(self._inputs(batch), labels)
+        hits: dict[int, float] = {}
+        if self.retrieval and recall_k:
+            from easyrec.models.tf.retrieval import in_batch_recall_at_k
+
+            pos = labels[self.model.task_labels[0]] > 0.5
+            if int(pos.sum()) > 1:
+                for k in recall_k:
+                    hits[k] = float(in_batch_recall_at_k(tf.boolean_mask(outputs["user_emb"], pos),
+                                                         tf.boolean_mask(outputs["item_emb"], pos), k))
+        return float(loss), {k: v.numpy() for k, v in outputs.items() if k in self.model.task_names}, hits
+
+    def predict(self, batch: Batch) -> dict[str, np.ndarray]:
+        return {k: v.numpy() for k, v in self._predict_fn(self._inputs(batch)).items() if k in self.model.task_names}
+
+    def current_lr(self) -> float:
+        opt = self.optimizers.get("dense")
+        if opt is None:
+            return 0.0
+        lr = opt.learning_rate
+        return float(lr(self.step) if callable(lr) else lr)
+
+    # ----- checkpoints -----
+    def save(self, run: RunDir, name: str, meta: dict[str, Any]) -> Path:
+        """A ``<name>.tfckpt`` directory (tf.train.Checkpoint files + meta.pkl), made in a temp
+        dir and renamed into place, so a kill never leaves a half-written checkpoint."""
+        final = run.checkpoints / f"{name}{TF_SUFFIX}"
+        run.checkpoints.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=run.checkpoints))
+        self.ckpt.write(str(tmp / "vars"))
+        with open(tmp / META_FILE, "wb") as fh:
+            pickle.dump(meta, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if final.exists():
+            trash = Path(tempfile.mkdtemp(prefix=".old.", dir=run.checkpoints))
+            os.replace(final, trash / final.name)
+            os.replace(tmp, final)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        if name != "best":
+            atomic_write_bytes(run.checkpoints / "latest", final.name.encode())
+        return final
+
+    def restore(self, path: Path) -> dict[str, Any]:
+        from trainer.checkpoint_io import read_meta
+
+        meta = read_meta(path)
+        status = self.ckpt.read(str(Path(path) / "vars"))
+        status.assert_existing_objects_matched()
+        return meta
+
+    # ----- export -----
+    def export(self, pipeline: Any, example: Batch, out_dir: Path, fmt: str, task_types: dict[str, str],
+               extra_meta: dict[str, Any]) -> Path:
+        from easyrec.models.tf.base import serving_signature
+
+        out_dir.mkdir(parents=True, exist_ok=True)
+        target = out_dir / "saved_model"
+        tmp = Path(tempfile.mkdtemp(prefix=".saved_model.", dir=out_dir))
+        tf.saved_model.save(self.model, str(tmp), signatures={"serving_default": serving_signature(self.model,
+                                                                                                   self.features)})
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(tmp, target)
+        pipeline.save(str(out_dir / "feature_state.json"))
+        atomic_write_json(out_dir / "meta.json", {
+            "format": "saved_model", "program": "saved_model", "inputs": sorted(self._input_spec),
+            "tasks": task_types, "input_columns": pipeline.required_columns(with_labels=False), **extra_meta})
+        return out_dir
