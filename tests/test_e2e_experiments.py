@@ -13,19 +13,23 @@ EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "configs" / "e
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("backend", ["torch", "tf"])
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_experiment_trains_end_to_end(experiment: str, tmp_path: Path, data_dir: Path) -> None:
+def test_experiment_trains_end_to_end(experiment: str, backend: str, tmp_path: Path, data_dir: Path) -> None:
     run = tmp_path / "run"
-    proc = run_cli([f"+experiment={experiment}", *SHRINK, f"hydra.run.dir={run}"], cwd=tmp_path)
+    proc = run_cli([f"+experiment={experiment}", *SHRINK, f"trainer.backend={backend}", f"hydra.run.dir={run}"],
+                   cwd=tmp_path)
     assert proc.stdout.strip().splitlines()[-1] == f"run directory: {run}"
     for name in ("config.yaml", "metrics.json", "feature_state.json", "DONE", "export/meta.json",
                  "export/feature_state.json"):
         assert (run / name).exists(), name
-    assert list((run / "checkpoints").glob("epoch-*.pt"))
+    suffix = "pt" if backend == "torch" else "tfckpt"
+    assert list((run / "checkpoints").glob(f"epoch-*.{suffix}"))
+    assert (run / "export" / ("saved_model" if backend == "tf" else "model.torchscript.pt")).exists()
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     metrics = json.loads((run / "metrics.json").read_text())
     final = metrics["final"]
-    assert metrics["finished"] and metrics["steps"] > 0
+    assert metrics["finished"] and metrics["steps"] > 0 and metrics["backend"] == backend
     assert final["train/samples_per_sec"] > 0
     if experiment == "movielens_dssm":
         assert 0.0 <= final["eval/recall@10"] <= final["eval/recall@50"] <= 1.0

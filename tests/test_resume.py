@@ -21,19 +21,22 @@ ARGS = ["+experiment=movielens_deepfm", "data.limit_train_rows=40000", "data.lim
 
 
 @pytest.mark.slow
-def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path, data_dir: Path) -> None:
+@pytest.mark.parametrize("backend", ["torch", "tf"])
+def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path, data_dir: Path, backend: str) -> None:
+    args = [*ARGS, f"trainer.backend={backend}"]
+    suffix = ".pt" if backend == "torch" else ".tfckpt"
     straight = tmp_path / "straight"
-    run_cli([*ARGS, f"hydra.run.dir={straight}"], cwd=tmp_path)
+    run_cli([*args, f"hydra.run.dir={straight}"], cwd=tmp_path)
     expected = json.loads((straight / "metrics.json").read_text())
 
     killed = tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, "-m", "trainer", *ARGS, f"hydra.run.dir={killed}"], cwd=tmp_path,
+    proc = subprocess.Popen([sys.executable, "-m", "trainer", *args, f"hydra.run.dir={killed}"], cwd=tmp_path,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     ckpts = killed / "checkpoints"
     # kill in the second epoch, right after its second step checkpoint (step 200)
-    while time.time() < deadline and not (ckpts / "step-00000200.pt").exists():
+    while time.time() < deadline and not (ckpts / f"step-00000200{suffix}").exists():
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -41,7 +44,7 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path, data_dir: Pat
     metrics_before = json.loads((killed / "metrics.json").read_text())
     assert not metrics_before["finished"]
 
-    proc = run_cli([*ARGS, f"hydra.run.dir={killed}", "trainer.resume=true"], cwd=tmp_path)
+    proc = run_cli([*args, f"hydra.run.dir={killed}", "trainer.resume=true"], cwd=tmp_path)
     assert "resumed from step-0000" in proc.stderr + proc.stdout  # a mid-epoch step checkpoint
     resumed = json.loads((killed / "metrics.json").read_text())
     assert resumed["finished"] and resumed["steps"] == expected["steps"]

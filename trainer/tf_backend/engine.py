@@ -47,7 +47,9 @@ class TFEngine(Engine):
             if self.sparse_vars:
                 self.optimizers["sparse"].build(self.sparse_vars)
             self.optimizers["dense"].build(self.dense_vars)
-        self.ckpt = tf.train.Checkpoint(model=model, step=self.step, **self.optimizers)
+        # Keras 3 models do not expose their variables as checkpoint dependencies, so the model's
+        # variables are tracked explicitly, in construction order (stable across processes).
+        self.ckpt = tf.train.Checkpoint(model_variables=list(model.variables), step=self.step, **self.optimizers)
         self._input_spec = input_signature(self.features)
         self._labels: list[str] = list(dict.fromkeys(getattr(model, "task_labels", [])))
         label_spec = {k: tf.TensorSpec([None], tf.float32) for k in self._labels}
@@ -152,7 +154,10 @@ class TFEngine(Engine):
 
         meta = read_meta(path)
         status = self.ckpt.read(str(Path(path) / "vars"))
-        status.assert_existing_objects_matched()
+        if self.optimizers:
+            status.assert_existing_objects_matched()
+        else:  # evaluate / predict / export: the optimizer slots in the file are not needed
+            status.expect_partial()
         return meta
 
     # ----- export -----
