@@ -18,7 +18,8 @@ EXTRAS = {
     "torch": ["torch==2.13.0", "tensorboard==2.21.0"],
     "tf": ["tensorflow==2.21.0", "tensorboard==2.21.0"],
     "automl": ["optuna==5.0.0", "featuretools==1.31.0", "setuptools<81"],
-    "cloud": ["ossfs==2025.5.0", "oss2==2.19.1", "pyhdfs==0.4.0", "kafka-python==3.0.12", "pyodps==0.13.2"],
+    "cloud": ["ossfs==2025.5.0", "oss2==2.18.4",  # ossfs 2025.5.0 pins oss2==2.18.4
+               "pyhdfs==0.4.0", "kafka-python==3.0.12", "pyodps==0.13.2"],
     "dev": ["pytest==9.2.0", "scikit-learn==1.9.1"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})

@@ -23,6 +23,7 @@ from dataio.columns import require_columns
 from dataio.files import DataFile, expand_paths
 from dataio.readers import ReadOptions, reader_for
 from dataio.rebatch import drop_rows, rebatch, take_rows
+from dataio.retry import RetryPolicy
 from dataio.sharding import Shard, owned_chunks
 from dataio.shuffle import shuffle_rows
 from trainer.errors import ConfigError, DataError
@@ -60,6 +61,10 @@ class Source:
     ``rows_read`` (rows that entered the stream), ``bad_rows`` (rows dropped with
     ``on_error="skip"``), ``bad_rows_by_file``, ``empty_files`` and ``files_read``. Bad rows are
     counted by the shard that owns their chunk, so summing over shards gives the total.
+
+    Remote URLs get their credentials from :mod:`dataio.credentials` and are listed and opened
+    with bounded retries (``retry``: a :class:`~dataio.retry.RetryPolicy` or a dict of its
+    fields); :func:`dataio.sources.open_source` also dispatches ``odps://`` and ``kafka://``.
     """
 
     def __init__(self, path: str | list[str], format: str = "auto",
@@ -70,7 +75,8 @@ class Source:
                  csv_column_names: list[str] | None = None,
                  read_rows: int = 65536,
                  storage_options: dict | None = None,
-                 read_block_bytes: int = 1 << 20) -> None:
+                 read_block_bytes: int = 1 << 20,
+                 retry: RetryPolicy | dict | None = None) -> None:
         if on_error not in _ON_ERROR:
             raise ConfigError("on_error", f"must be 'raise' or 'skip', got {on_error!r}",
                               list(_ON_ERROR))
@@ -95,7 +101,7 @@ class Source:
             read_rows=self.read_rows, block_bytes=int(read_block_bytes),
             csv_delimiter=csv_delimiter, csv_header=csv_header,
             csv_column_names=list(csv_column_names) if csv_column_names else None)
-        self._files = expand_paths(path, format, storage_options)
+        self._files = expand_paths(path, format, storage_options, retry)
         self.files: list[str] = [f.url for f in self._files]
         self._unified: _FileSchema | None = None
         self.stats: dict = self._fresh_stats()
@@ -121,6 +127,24 @@ class Source:
         needed = list(self.columns or []) + self.required_columns
         require_columns(needed, names, unified.file)
         return pa.schema([unified.schema.field(n) for n in (self.columns or names)])
+
+    def count_rows(self) -> int | None:
+        """Total rows from the Parquet footers (cheap, through this source's file systems and
+        credentials); None when any file is not Parquet."""
+        import pyarrow.parquet as pq
+
+        total = 0
+        for file in self._files:
+            if file.format != "parquet":
+                return None
+            with file.open() as handle:
+                try:
+                    total += pq.ParquetFile(handle).metadata.num_rows
+                except (pa.ArrowException, OSError) as exc:
+                    if file.fs.size(file.path) == 0:
+                        continue
+                    raise DataError(f"not a readable parquet file ({exc})", file=file.url) from exc
+        return total
 
     def check_columns(self, needed: Iterable[str]) -> None:
         """Fail early, naming each missing column, the file, and the closest existing names."""

@@ -7,6 +7,7 @@ predictions come back as numpy arrays, so metrics are computed once, the same wa
 """
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,10 @@ class Engine(ABC):
 
     backend: str = ""
     retrieval: bool = False  # two-tower models: eval reports recall@k
+
+    def epoch_context(self) -> contextlib.AbstractContextManager:
+        """Wraps one epoch of steps (DDP: Join, so ranks with fewer batches do not hang)."""
+        return contextlib.nullcontext()
 
     @abstractmethod
     def train_step(self, batch: Batch) -> tuple[float, dict[str, np.ndarray]]:

@@ -27,6 +27,14 @@ def run_job(cfg: dict[str, Any], config_yaml: str) -> Path:
     root = spec.root
     run = RunDir(root.paths.run_dir)
     mode = root.trainer.mode
+    hw = root.hardware
+    inside_worker = os.environ.get("LINGJIE_WORKER") == "1"
+    if mode == "train" and hw.launcher == "k8s" and not inside_worker:
+        from trainer.launch.k8s import render_and_maybe_submit
+
+        return render_and_maybe_submit(spec, run, config_yaml)
+    if mode == "train" and hw.launcher in ("torchrun", "tf_multiworker") and not inside_worker:
+        return _launch(spec, run, config_yaml)
     if mode == "train":
         return _train(spec, run, config_yaml)
     run.create()
@@ -58,6 +66,54 @@ def run_job(cfg: dict[str, Any], config_yaml: str) -> Path:
     return run.root
 
 
+def _resolve_run(spec: RunSpec, run: RunDir) -> tuple[RunDir, bool]:
+    """The run directory to use and whether it is resumed (trainer.resume / elastic restart)."""
+    root = spec.root
+    resume = root.trainer.resume
+    from trainer.distributed import DistContext
+
+    if DistContext.from_env().restart_count > 0:
+        resume = str(run.root)  # torchrun restarted the group: continue this run
+    resume_dir = resolve_resume_dir(resume, root.paths.output_root, root.experiment_name, run.root)
+    if resume_dir is not None and resume_dir.resolve() != run.root.resolve():
+        # Hydra created a fresh (empty but for its log) directory for this invocation: drop it.
+        _remove_fresh_dir(run.root)
+        run = RunDir(resume_dir)
+        log.info("resuming run %s", run.root)
+    elif resume and resume_dir is None:
+        log.warning("trainer.resume: no unfinished run of '%s' with a checkpoint; starting fresh", root.experiment_name)
+    return run, resume_dir is not None
+
+
+def _launch(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
+    """Start the workers on the distributed engine the hardware profile names; wait for them."""
+    root = spec.root
+    hw = root.hardware
+    run, resumed = _resolve_run(spec, run)
+    run.create()
+    atomic_write_bytes(run.config, config_yaml.encode())
+    if hw.launcher == "torchrun":
+        if root.trainer.backend != "torch":
+            raise ConfigError("hardware.launcher", "torchrun launches torch workers; for trainer.backend=tf use "
+                              "hardware=tf_multiworker")
+        from trainer.launch.torchrun import launch_torchrun
+
+        launch_torchrun(hw, run.root, run.config, resumed)
+    else:
+        if root.trainer.backend != "tf":
+            raise ConfigError("hardware.launcher", "tf_multiworker launches TF workers; use trainer.backend=tf "
+                              "(or hardware=ddp_cpu for torch)")
+        from trainer.launch.tf_multiworker import launch_tf_workers
+
+        launch_tf_workers(hw, run.root, run.config, resumed)
+    if run.metrics.exists():
+        from trainer.loop import format_metrics
+
+        final = json.loads(run.metrics.read_text()).get("final", {})
+        log.info("final: %s", format_metrics(final))
+    return run.root
+
+
 def _setup_threads(spec: RunSpec) -> None:
     threads = spec.root.hardware.threads
     if threads and spec.root.trainer.backend == "torch":
@@ -70,15 +126,19 @@ def _setup_threads(spec: RunSpec) -> None:
         tf.config.threading.set_intra_op_parallelism_threads(threads)
 
 
-def _device(spec: RunSpec) -> str:
+def _device(spec: RunSpec, dist: Any = None) -> str:
     hw = spec.root.hardware
     if spec.root.trainer.backend == "tf":
-        return "cpu"  # TF places ops itself; GPU profiles arrive with the hardware issue
+        return "cpu"  # TF places ops on the GPUs it sees by itself
     import torch
 
     if hw.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("hardware.device", "cuda requested but no CUDA device is available; use hardware=cpu")
-    return "cuda" if hw.device == "cuda" or (hw.device == "auto" and torch.cuda.is_available()) else "cpu"
+    if hw.device == "cuda" or (hw.device == "auto" and torch.cuda.is_available()):
+        local = dist.local_rank if dist is not None else 0
+        torch.cuda.set_device(local)
+        return f"cuda:{local}"
+    return "cpu"
 
 
 def _seed_everything(seed: int, backend: str) -> None:
@@ -105,7 +165,8 @@ def _ensure_data(spec: RunSpec) -> None:
         ensure_dataset(spec.root.data.dataset, spec.root.paths.data_dir)
 
 
-def _source(spec: RunSpec, path: str, pipeline: Any, with_labels: bool, extra_columns: list[str] | None = None):
+def _source(spec: RunSpec, path: str, pipeline: Any, with_labels: bool, extra_columns: list[str] | None = None,
+            read_rows: int | None = None):
     from dataio.source import Source
 
     data = spec.root.data
@@ -113,21 +174,35 @@ def _source(spec: RunSpec, path: str, pipeline: Any, with_labels: bool, extra_co
     src = Source(path, format=data.format, columns=columns, on_error=data.on_error,
                  required_columns=[lab.column for lab in spec.labels.values()] if with_labels else (),
                  csv_delimiter=data.csv.delimiter, csv_header=data.csv.header,
-                 csv_column_names=data.csv.column_names, read_rows=data.read_rows,
+                 csv_column_names=data.csv.column_names, read_rows=read_rows or data.read_rows,
                  storage_options=data.storage_options or None)
     src.check_columns(columns)
     return src
 
 
-def _loader(spec: RunSpec, pipeline: Any, path: str, train: bool, with_labels: bool = True):
+def _loader(spec: RunSpec, pipeline: Any, path: str, train: bool, with_labels: bool = True, dist: Any = None):
     from trainer.loader import BatchLoader
 
     data = spec.root.data
-    src = _source(spec, path, pipeline, with_labels)
+    rank, world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
+    read_rows = min(data.read_rows, data.eval_batch_size) if world > 1 else None
+    src = _source(spec, path, pipeline, with_labels, read_rows=read_rows)
+    limit = shard_limit(data.limit_train_rows if train else data.limit_eval_rows, src.read_rows, rank, world)
     return BatchLoader(src, pipeline, data.batch_size if train else data.eval_batch_size,
                        shuffle=train and data.shuffle, seed=spec.root.seed,
                        shuffle_buffer_rows=data.shuffle_buffer_rows, with_labels=with_labels,
-                       limit_rows=data.limit_train_rows if train else data.limit_eval_rows)
+                       limit_rows=limit, rank=rank, world_size=world)
+
+
+def shard_limit(limit: int | None, chunk_rows: int, rank: int, world: int) -> int | None:
+    """This rank's part of a global row limit: the rows of the first ``limit`` rows that lie in
+    the chunks it owns (chunk k belongs to rank k % world), so the ranks together read exactly
+    the rows one process would (exact for one file; the chunking restarts per file)."""
+    if not limit or world == 1:
+        return limit
+    full, rest = divmod(limit, chunk_rows)
+    owned_full = len(range(rank, full, world))
+    return owned_full * chunk_rows + (rest if full % world == rank else 0)
 
 
 def used_features(spec: RunSpec) -> dict[str, Any]:
@@ -168,23 +243,24 @@ def _steps(rows: int | None, batch_size: int) -> int | None:
 
 
 def _train(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
+    from trainer.distributed import DistContext
+
     root = spec.root
-    resume_dir = resolve_resume_dir(root.trainer.resume, root.paths.output_root, root.experiment_name, run.root)
-    if resume_dir is not None and resume_dir.resolve() != run.root.resolve():
-        # Hydra created a fresh (empty but for its log) directory for this invocation: drop it.
-        _remove_fresh_dir(run.root)
-        run = RunDir(resume_dir)
-        log.info("resuming run %s", run.root)
-    elif root.trainer.resume and resume_dir is None:
-        log.warning("trainer.resume: no unfinished run of '%s' with a checkpoint; starting fresh", root.experiment_name)
-    run.create()
-    atomic_write_bytes(run.config, config_yaml.encode())
+    dist = DistContext.from_env()
+    run, resumed = _resolve_run(spec, run)
+    if dist.is_main:
+        run.create()
+        atomic_write_bytes(run.config, config_yaml.encode())
 
     backend = root.trainer.backend
-    device = _device(spec)
+    device = _device(spec, dist)
     _setup_threads(spec)
     _seed_everything(root.seed, backend)
-    _ensure_data(spec)
+    if dist.kind == "torch":
+        dist.init_torch(device.split(":")[0])
+    if dist.is_main:
+        _ensure_data(spec)
+    dist.barrier()
 
     from easyrec.features.pipeline import FeaturePipeline
     from trainer.checkpoint_io import checkpoint_backend, read_meta
@@ -192,42 +268,55 @@ def _train(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
     from trainer.loop import TrainLoop, format_metrics
     from trainer.restore import make_engine
 
-    ckpt_path = run.latest_checkpoint() if resume_dir is not None else None
+    ckpt_path = run.latest_checkpoint() if resumed else None
     if ckpt_path is not None and checkpoint_backend(ckpt_path) != backend:
         raise ConfigError("trainer.backend", f"the run to resume was trained with backend "
                           f"{checkpoint_backend(ckpt_path)}; resume it with trainer.backend={checkpoint_backend(ckpt_path)}")
     meta = read_meta(ckpt_path) if ckpt_path else None
     pipeline = make_pipeline(spec)
-    train_src = _source(spec, root.data.train_path, pipeline, with_labels=True)
+    data = root.data
+    # distributed: small chunks so that round-robin chunk sharding gives every rank a fair share
+    shard_rows = min(data.read_rows, 4 * data.batch_size) if dist.distributed else data.read_rows
+    train_src = _source(spec, root.data.train_path, pipeline, with_labels=True, read_rows=shard_rows)
     if meta is not None:
         pipeline = FeaturePipeline.from_state_dict(meta["feature_state"])
     else:
-        t = time.perf_counter()
-        fit_rows = root.data.fit_rows or root.data.limit_train_rows
-        pipeline.fit(train_src.iter_batches(root.data.read_rows, limit_rows=fit_rows))
-        log.info("fitted feature state on train in %.1fs", time.perf_counter() - t)
-    pipeline.save(str(run.feature_state))
+        state = None
+        if dist.is_main:  # rank 0 fits; every rank then uses the identical state
+            t = time.perf_counter()
+            fit_rows = root.data.fit_rows or root.data.limit_train_rows
+            pipeline.fit(_source(spec, root.data.train_path, pipeline, with_labels=True)
+                         .iter_batches(root.data.read_rows, limit_rows=fit_rows))
+            log.info("fitted feature state on train in %.1fs", time.perf_counter() - t)
+            state = pipeline.state_dict()
+        if dist.distributed:
+            pipeline = FeaturePipeline.from_state_dict(dist.all_gather_object(state)[0])
+    if dist.is_main:
+        pipeline.save(str(run.feature_state))
 
-    data = root.data
+    limit = shard_limit(data.limit_train_rows, shard_rows, dist.rank, dist.world_size)
     train_loader = BatchLoader(train_src, pipeline, data.batch_size, shuffle=data.shuffle, seed=root.seed,
-                               shuffle_buffer_rows=data.shuffle_buffer_rows, limit_rows=data.limit_train_rows)
-    eval_loader = _loader(spec, pipeline, data.eval_path, train=False) if data.eval_path else None
-    steps_per_epoch = _steps(_count_rows(train_src, data.limit_train_rows), data.batch_size)
+                               shuffle_buffer_rows=data.shuffle_buffer_rows, limit_rows=limit,
+                               rank=dist.rank, world_size=dist.world_size)
+    eval_loader = _loader(spec, pipeline, data.eval_path, train=False, dist=dist) if data.eval_path else None
+    train_rows = _count_rows(train_src, data.limit_train_rows)
+    steps_per_epoch = _steps(-(-train_rows // dist.world_size) if train_rows else None, data.batch_size)
     eval_steps = _steps(_count_rows(eval_loader.source, data.limit_eval_rows), data.eval_batch_size) \
         if eval_loader else None
     total_steps = root.trainer.max_steps or (steps_per_epoch or 1000) * root.trainer.epochs
 
-    engine = make_engine(backend, spec.model, pipeline, root.trainer, device, total_steps)
+    engine = make_engine(backend, spec.model, pipeline, root.trainer, device, total_steps, dist,
+                         root.hardware.precision)
     log.info("model %s on %s: %s parameters, tasks %s", spec.model.name, backend, f"{engine.num_parameters:,}",
              list(spec.task_types))
     writer = None
-    if root.logger.tensorboard:
+    if root.logger.tensorboard and dist.is_main:
         from trainer.tensorboard import EventWriter
 
         writer = EventWriter(run.tensorboard)
     extra = {"config": json.loads(json.dumps(_plain(spec))), "feature_state": pipeline.state_dict()}
     loop = TrainLoop(engine, root.trainer, train_loader, eval_loader, spec.task_types, run, steps_per_epoch,
-                     extra, writer, getattr(spec.model, "recall_k", None), eval_steps)
+                     extra, writer, getattr(spec.model, "recall_k", None), eval_steps, dist)
     if ckpt_path is not None:
         loop.resume_from(ckpt_path)
         log.info("resumed from %s (epoch %d, step %d)", ckpt_path.name, loop.progress.epoch + 1,
@@ -235,10 +324,13 @@ def _train(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
 
     def write_metrics(final: bool) -> None:
         p = loop.progress
+        if not dist.is_main:
+            return
         atomic_write_json(run.metrics, {
             "experiment": root.experiment_name,
             "model": spec.model.name,
             "backend": backend,
+            "world_size": dist.world_size,
             "parameters": engine.num_parameters,
             "steps": p.global_step,
             "epochs_completed": p.epoch,
@@ -259,14 +351,18 @@ def _train(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
         if writer is not None:
             writer.close()
     write_metrics(True)
-    if root.trainer.export.enabled:
-        best = [p for p in run.checkpoints.glob("best.*")]
-        if best:
-            engine.restore(best[0])
-        _export(spec, engine, pipeline, run)
-    atomic_write_bytes(run.done_marker, b"")
-    final = loop.progress.history[-1] if loop.progress.history else {}
-    log.info("final: %s", format_metrics(final))
+    dist.barrier()
+    if dist.is_main:
+        if root.trainer.export.enabled:
+            best = [p for p in run.checkpoints.glob("best.*")]
+            if best:
+                engine.restore(best[0])
+            _export(spec, engine, pipeline, run)
+        atomic_write_bytes(run.done_marker, b"")
+        final = loop.progress.history[-1] if loop.progress.history else {}
+        log.info("final: %s", format_metrics(final))
+    dist.barrier()
+    dist.shutdown()
     return run.root
 
 

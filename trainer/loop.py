@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from trainer.distributed import DistContext
 from trainer.engine import Engine
 from trainer.errors import ConfigError
 from trainer.loader import BatchLoader
@@ -48,8 +49,13 @@ class Progress:
 
 def evaluate(engine: Engine, loader: BatchLoader, task_types: dict[str, str], limit_batches: int | None = None,
              recall_k: list[int] | None = None, desc: str = "eval", show_progress: bool = True,
-             total: int | None = None) -> dict[str, float]:
-    """Metrics of the engine's model over the whole ``loader`` (one pass, no shuffling)."""
+             total: int | None = None, dist: DistContext | None = None) -> dict[str, float]:
+    """Metrics of the engine's model over the whole ``loader`` (one pass, no shuffling).
+
+    Distributed: each rank scores its shard and the predictions are gathered, so the metrics
+    are those of the whole eval set — the same numbers as a single-process evaluation.
+    """
+    dist = dist or DistContext()
     collector = PredictionCollector(list(task_types))
     loss_sum, loss_n = 0.0, 0
     recall: dict[int, list[float]] = {k: [] for k in (recall_k or [])} if engine.retrieval else {}
@@ -67,6 +73,11 @@ def evaluate(engine: Engine, loader: BatchLoader, task_types: dict[str, str], li
             if not math.isnan(v):
                 recall[k].append(v)
     bar.close()
+    if dist.distributed:
+        gathered = dist.all_gather_object((collector.state(), loss_sum, loss_n, recall))
+        collector = PredictionCollector.merged(list(task_types), [g[0] for g in gathered])
+        loss_sum, loss_n = sum(g[1] for g in gathered), sum(g[2] for g in gathered)
+        recall = {k: [v for g in gathered for v in g[3].get(k, [])] for k in recall}
     out = compute_metrics("eval", task_types, collector)
     out["eval/loss"] = loss_sum / max(1, loss_n)
     for k, vals in recall.items():
@@ -82,8 +93,10 @@ class TrainLoop:
     def __init__(self, engine: Engine, spec: TrainerSpec, train_loader: BatchLoader,
                  eval_loader: BatchLoader | None, task_types: dict[str, str], run: RunDir,
                  steps_per_epoch: int | None, extra_meta: dict[str, Any], writer: Any = None,
-                 recall_k: list[int] | None = None, eval_steps: int | None = None) -> None:
+                 recall_k: list[int] | None = None, eval_steps: int | None = None,
+                 dist: DistContext | None = None) -> None:
         self.engine = engine
+        self.dist = dist or DistContext()
         self.spec = spec
         self.train_loader = train_loader
         self.eval_loader = eval_loader
@@ -116,7 +129,10 @@ class TrainLoop:
         np.random.set_state(meta["rng"]["numpy"])
         random.setstate(meta["rng"]["python"])
 
-    def checkpoint(self, name: str) -> Path:
+    def checkpoint(self, name: str) -> Path | None:
+        """Rank 0 writes; other ranks hold the same state (DDP keeps replicas equal)."""
+        if not self.dist.is_main:
+            return None
         path = self.engine.save(self.run, name, self.meta())
         if name.startswith("step-"):
             steps = sorted(p for p in self.run.checkpoints.iterdir() if p.name.startswith("step-"))
@@ -135,7 +151,7 @@ class TrainLoop:
             self._train_epoch()
             metrics = self._end_epoch()
             self._log_epoch(metrics)
-            if self.on_epoch_end is not None:
+            if self.on_epoch_end is not None and self.dist.is_main:
                 self.on_epoch_end()
         return p.history[-1] if p.history else {}
 
@@ -148,6 +164,12 @@ class TrainLoop:
                        desc=f"epoch {p.epoch + 1}/{spec.epochs}", total=self.steps_per_epoch,
                        initial=p.batch_in_epoch, enabled=spec.progress_bar)
         t0 = time.perf_counter()
+        with self.engine.epoch_context():
+            self._run_batches(bar, t0)
+        bar.close()
+
+    def _run_batches(self, bar: Any, t0: float) -> None:
+        spec, p = self.spec, self.progress
         for _, batch in bar:
             loss, preds = self.engine.train_step(batch)
             if not math.isfinite(loss):
@@ -176,20 +198,28 @@ class TrainLoop:
                 self.checkpoint(f"step-{p.global_step:08d}")
             if self._max_steps_reached():
                 break
-        bar.close()
 
     def _end_epoch(self) -> dict[str, float]:
         p = self.progress
         metrics: dict[str, float] = {"epoch": float(p.epoch + 1), "step": float(p.global_step)}
-        metrics["train/loss"] = p.epoch_loss_sum / max(1, p.epoch_loss_count)
+        loss_sum, loss_count, samples = p.epoch_loss_sum, p.epoch_loss_count, p.epoch_samples
+        collector = self.train_collector
+        if self.dist.distributed:  # metrics over every rank's rows; all ranks compute the same numbers
+            gathered = self.dist.all_gather_object((collector.state(), loss_sum, loss_count, samples))
+            collector = PredictionCollector.merged(list(self.task_types), [g[0] for g in gathered])
+            loss_sum = sum(g[1] for g in gathered)
+            loss_count = sum(g[2] for g in gathered)
+            samples = sum(g[3] for g in gathered)
+        metrics["train/loss"] = loss_sum / max(1, loss_count)
         if not self.engine.retrieval:
-            metrics.update(compute_metrics("train", self.task_types, self.train_collector))
-        metrics["train/samples_per_sec"] = p.epoch_samples / p.epoch_time if p.epoch_time > 0 else 0.0
+            metrics.update(compute_metrics("train", self.task_types, collector))
+        metrics["train/samples_per_sec"] = samples / p.epoch_time if p.epoch_time > 0 else 0.0
         metrics["train/epoch_seconds"] = p.epoch_time
         if self.eval_loader is not None:
             t = time.perf_counter()
             metrics.update(evaluate(self.engine, self.eval_loader, self.task_types, self.spec.limit_eval_batches,
-                                    self.recall_k, show_progress=self.spec.progress_bar, total=self.eval_steps))
+                                    self.recall_k, show_progress=self.spec.progress_bar and self.dist.is_main,
+                                    total=self.eval_steps, dist=self.dist))
             metrics["eval/seconds"] = time.perf_counter() - t
         p.history.append(metrics)
         improved = self._early_stopping(metrics)
@@ -199,7 +229,7 @@ class TrainLoop:
         p.epoch_loss_sum, p.epoch_loss_count, p.epoch_samples, p.epoch_time = 0.0, 0, 0, 0.0
         self.train_collector = self._new_collector()
         self.checkpoint(f"epoch-{p.epoch:04d}")
-        if improved:
+        if improved and self.dist.is_main:
             self.engine.save(self.run, "best", self.meta())
         return metrics
 
@@ -228,6 +258,8 @@ class TrainLoop:
         return False
 
     def _log_epoch(self, metrics: dict[str, float]) -> None:
+        if not self.dist.is_main:
+            return
         log.info("epoch %d: %s", int(metrics["epoch"]), format_metrics(metrics))
         if self.writer is not None:
             for k, v in metrics.items():

@@ -55,6 +55,15 @@ class PredictionCollector:
         preds, labels, groups = self.arrays()
         return {"preds": preds, "labels": labels, "groups": groups}
 
+    @classmethod
+    def merged(cls, task_names: Sequence[str], states: list[dict]) -> "PredictionCollector":
+        """One collector holding the rows of every state (e.g. gathered from all ranks)."""
+        out = cls(task_names)
+        for st in states:
+            if st["preds"] and len(next(iter(st["preds"].values()))):
+                out.add(st["preds"], st["labels"], st["groups"])
+        return out
+
     def load_state(self, state: dict) -> None:
         self.preds = {t: [state["preds"][t]] for t in self.task_names}
         self.labels = {t: [state["labels"][t]] for t in self.task_names}

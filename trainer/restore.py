@@ -34,7 +34,7 @@ def restore(path: Path) -> Restored:
 
 
 def make_engine(backend: str, model_cfg: Any, pipeline: Any, spec: Any, device: str = "cpu",
-                total_steps: int = 1000) -> Engine:
+                total_steps: int = 1000, dist: Any = None, precision: str = "fp32") -> Engine:
     """The engine of ``backend`` around a freshly built model (spec None: no optimizers)."""
     from easyrec.models.specs import build_model
 
@@ -42,9 +42,9 @@ def make_engine(backend: str, model_cfg: Any, pipeline: Any, spec: Any, device: 
     if backend == "tf":
         from trainer.tf_backend.engine import TFEngine
 
-        return TFEngine(model, spec, total_steps=total_steps, features=pipeline.feature_infos())
+        return TFEngine(model, spec, total_steps=total_steps, features=pipeline.feature_infos(), dist=dist)
     import torch
 
     from trainer.torch_backend.engine import TorchEngine
 
-    return TorchEngine(model, spec, torch.device(device), total_steps=total_steps)
+    return TorchEngine(model, spec, torch.device(device), total_steps=total_steps, dist=dist, precision=precision)

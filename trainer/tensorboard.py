@@ -1,12 +1,19 @@
 """TensorBoard scalars without importing a training framework (same files for torch and TF)."""
 from __future__ import annotations
 
+import sys
 import time
+import types
 from pathlib import Path
 
-from tensorboard.compat.proto.event_pb2 import Event
-from tensorboard.compat.proto.summary_pb2 import Summary
-from tensorboard.summary.writer.event_file_writer import EventFileWriter
+# TensorBoard's writer imports TensorFlow when it is installed (2 s, and its log noise) unless
+# the module "tensorboard.compat.notf" exists; a torch run needs only the stub file I/O.
+if "tensorflow" not in sys.modules:
+    sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
+
+from tensorboard.compat.proto.event_pb2 import Event  # noqa: E402
+from tensorboard.compat.proto.summary_pb2 import Summary  # noqa: E402
+from tensorboard.summary.writer.event_file_writer import EventFileWriter  # noqa: E402
 
 
 class EventWriter:

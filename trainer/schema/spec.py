@@ -150,13 +150,50 @@ class TrainerSpec:
 
 
 @dataclass
+class ResourcesSpec:
+    cpu: str = F("2", "CPU request/limit per worker (Kubernetes quantity)")
+    memory: str = F("8Gi", "memory request/limit per worker")
+    gpu: int = F(0, "GPUs per worker (nvidia.com/gpu)", ge=0)
+
+
+@dataclass
+class ElasticSpec:
+    min_replicas: int | None = F(None, "PyTorchJob elasticPolicy.minReplicas; null: fixed size", ge=1)
+    max_replicas: int | None = F(None, "PyTorchJob elasticPolicy.maxReplicas", ge=1)
+    max_restarts: int = F(3, "elasticPolicy.maxRestarts", ge=0)
+
+
+@dataclass
 class HardwareSpec:
     name: str = F("cpu", "hardware profile name")
     device: Literal["cpu", "cuda", "auto"] = F("cpu", "device to train on")
-    threads: int | None = F(None, "torch intra-op threads; null: the library default", ge=1)
-    precision: Literal["fp32"] = F("fp32", "numeric precision (fp32 on CPU)")
-    nnodes: int = F(1, "machines (distributed launchers arrive later)", ge=1)
-    nproc_per_node: int = F(1, "processes per machine", ge=1)
+    threads: int | None = F(None, "intra-op threads per process; null: the library default", ge=1)
+    precision: Literal["fp32", "bf16", "fp16"] = F("fp32", "bf16: CPU/GPU autocast; fp16: GPU AMP with a grad scaler")
+    launcher: Literal["local", "torchrun", "tf_multiworker", "k8s"] = F(
+        "local", "local: this process; torchrun: torch elastic agent; tf_multiworker: one process per TF worker; "
+        "k8s: render (and optionally submit) a Kubeflow manifest")
+    nnodes: int = F(1, "machines (torchrun)", ge=1)
+    nproc_per_node: int = F(1, "processes per machine (torchrun)", ge=1)
+    num_workers: int = F(1, "TF MultiWorkerMirroredStrategy workers (tf_multiworker, k8s_tfjob)", ge=1)
+    max_restarts: int = F(0, "torchrun: restart the worker group this many times after a failure", ge=0)
+    master_addr: str = F("127.0.0.1", "rendezvous address")
+    master_port: int | None = F(None, "rendezvous port; null: a free port", ge=1, le=65535)
+    # Kubernetes (hardware=k8s_pytorchjob | k8s_tfjob)
+    kind: Literal["PyTorchJob", "TFJob"] = F("PyTorchJob", "k8s: the Training Operator job kind")
+    replicas: int = F(2, "k8s: worker pods (PyTorchJob: Master + Worker replicas in total)", ge=1)
+    image: str = F("lingjie:latest", "k8s: container image with Lingjie installed")
+    namespace: str = F("default", "k8s: namespace")
+    submit: bool = F(False, "k8s: apply the manifest with the kubernetes client (needs a configured cluster)")
+    resources: ResourcesSpec = F(None, "k8s: per-worker resources")
+    env: dict[str, str] = F({}, "k8s: extra environment variables of every worker")
+    restart_policy: Literal["OnFailure", "Never", "Always", "ExitCode"] = F("OnFailure", "k8s: pod restart policy")
+    backoff_limit: int = F(3, "k8s: runPolicy.backoffLimit", ge=0)
+    elastic: ElasticSpec = F(None, "k8s PyTorchJob elastic policy")
+    output_dir: str = F("/workspace/outputs", "k8s: run directory root inside the pods (a mounted volume)")
+
+    def __post_init__(self) -> None:
+        self.resources = self.resources or ResourcesSpec()
+        self.elastic = self.elastic or ElasticSpec()
 
 
 @dataclass

@@ -25,7 +25,7 @@ class TFEngine(Engine):
     backend = "tf"
 
     def __init__(self, model: Any, spec: TrainerSpec | None, total_steps: int = 1000,
-                 features: dict[str, FeatureInfo] | None = None) -> None:
+                 features: dict[str, FeatureInfo] | None = None, dist: Any = None) -> None:
         from easyrec.models.tf.base import input_signature
 
         self.model = model

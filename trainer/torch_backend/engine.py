@@ -1,6 +1,7 @@
 """The torch Engine: steps, optimizers with separate sparse/dense rates, checkpoints, export."""
 from __future__ import annotations
 
+import contextlib
 import io
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import torch
 
 from dataio.atomic import atomic_write_bytes
 from easyrec.features.batch import Batch
+from trainer.distributed import DistContext
 from trainer.engine import Engine
 from trainer.run_dir import RunDir
 from trainer.schema.spec import TrainerSpec
@@ -23,9 +25,19 @@ class TorchEngine(Engine):
     backend = "torch"
 
     def __init__(self, model: torch.nn.Module, spec: TrainerSpec | None, device: torch.device,
-                 total_steps: int = 1000) -> None:
+                 total_steps: int = 1000, dist: DistContext | None = None, precision: str = "fp32") -> None:
         self.model = model.to(device)
         self.device = device
+        self.dist = dist or DistContext()
+        # DDP all-reduces gradients in backward; the inner module keeps loss/predict/params
+        self.forward_module: torch.nn.Module = self.model
+        if self.dist.distributed and spec is not None:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.forward_module = DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None)
+        self.autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+        self.scaler = torch.amp.GradScaler("cuda") if precision == "fp16" and device.type == "cuda" else None
         self.retrieval = bool(getattr(model, "retrieval", False))
         self.grad_clip_norm = spec.grad_clip_norm if spec else None
         self.optimizers: list[torch.optim.Optimizer] = []
@@ -42,17 +54,41 @@ class TorchEngine(Engine):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+
+    def epoch_context(self) -> contextlib.AbstractContextManager:
+        if self.forward_module is self.model:
+            return contextlib.nullcontext()
+        from torch.distributed.algorithms.join import Join
+
+        return Join([self.forward_module])
+
     def train_step(self, batch: Batch) -> tuple[float, dict[str, np.ndarray]]:
-        self.model.train()
-        outputs = self.model(to_inputs(batch, self.device))
-        loss = self.model.loss(outputs, to_labels(batch, self.device))
+        self.forward_module.train()
+        with self._autocast():
+            outputs = self.forward_module(to_inputs(batch, self.device))
+            outputs = {k: v.float() for k, v in outputs.items()}
+            loss = self.model.loss(outputs, to_labels(batch, self.device))
         for o in self.optimizers:
             o.zero_grad(set_to_none=True)
-        loss.backward()
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            for o in self.optimizers:
+                self.scaler.unscale_(o)
+        else:
+            loss.backward()
         if self.grad_clip_norm:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip_norm)
         for o in self.optimizers:
-            o.step()
+            if self.scaler is not None:
+                self.scaler.step(o)
+            else:
+                o.step()
+        if self.scaler is not None:
+            self.scaler.update()
         for s in self.schedulers:
             s.step()
         with torch.no_grad():
@@ -61,8 +97,8 @@ class TorchEngine(Engine):
 
     def eval_step(self, batch: Batch, recall_k: list[int]) -> tuple[float, dict[str, np.ndarray], dict[int, float]]:
         self.model.eval()
-        with torch.no_grad():
-            outputs = self.model(to_inputs(batch, self.device))
+        with torch.no_grad(), self._autocast():
+            outputs = {k: v.float() for k, v in self.model(to_inputs(batch, self.device)).items()}
             labels = to_labels(batch, self.device)
             loss = float(self.model.loss(outputs, labels))
             preds = {k: v.float().cpu().numpy() for k, v in self.model.predict(outputs).items()}
