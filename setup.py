@@ -1,6 +1,6 @@
 """Lingjie: declarative, config-driven training for recommendation, vision and language models.
 
-Install what you use: `pip install -e .[torch,dev]` (tests), `[tf]`, `[automl]`, `[cloud]`, `[all]`.
+Install what you use: `pip install -e .[torch,dev]` (tests), `[tf]`, `[automl]`, `[cloud]`, `[k8s]`, `[all]`.
 Every dependency is pinned so that a fresh machine reproduces the tested environment.
 """
 from setuptools import find_packages, setup
@@ -20,6 +20,7 @@ EXTRAS = {
     "automl": ["optuna==5.0.0", "featuretools==1.31.0", "setuptools<81"],
     "cloud": ["ossfs==2025.5.0", "oss2==2.18.4",  # ossfs 2025.5.0 pins oss2==2.18.4
                "pyhdfs==0.4.0", "kafka-python==3.0.12", "pyodps==0.13.2"],
+    "k8s": ["kubernetes==37.0.2"],  # hardware.submit=true (rendering the manifests needs nothing extra)
     "dev": ["pytest==9.2.0", "scikit-learn==1.9.1"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})

@@ -37,6 +37,10 @@ def run_job(cfg: dict[str, Any], config_yaml: str) -> Path:
         return _launch(spec, run, config_yaml)
     if mode == "train":
         return _train(spec, run, config_yaml)
+    if mode == "stream":
+        from trainer.stream import run_stream
+
+        return run_stream(spec, run, config_yaml)
     run.create()
     atomic_write_bytes(run.config, config_yaml.encode())
     ref = getattr(root.trainer, mode).checkpoint
@@ -255,6 +259,7 @@ def _train(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
     backend = root.trainer.backend
     device = _device(spec, dist)
     _setup_threads(spec)
+    dist.init_tf()  # TF workers: MultiWorkerMirroredStrategy first, before any other TF op
     _seed_everything(root.seed, backend)
     if dist.kind == "torch":
         dist.init_torch(device.split(":")[0])
@@ -277,6 +282,10 @@ def _train(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
     data = root.data
     # distributed: small chunks so that round-robin chunk sharding gives every rank a fair share
     shard_rows = min(data.read_rows, 4 * data.batch_size) if dist.distributed else data.read_rows
+    if dist.kind == "tf" and dist.distributed:
+        # TF workers all run the steps of the shortest shard (collectives; see EqualStepsLoader):
+        # one-batch chunks keep the shards within one batch of each other
+        shard_rows = min(data.read_rows, data.batch_size)
     train_src = _source(spec, root.data.train_path, pipeline, with_labels=True, read_rows=shard_rows)
     if meta is not None:
         pipeline = FeaturePipeline.from_state_dict(meta["feature_state"])
@@ -309,6 +318,10 @@ def _train(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
                          root.hardware.precision)
     log.info("model %s on %s: %s parameters, tasks %s", spec.model.name, backend, f"{engine.num_parameters:,}",
              list(spec.task_types))
+    if dist.kind == "tf" and dist.distributed:  # every worker runs the same steps (collectives)
+        from trainer.tf_backend.multiworker import EqualStepsLoader
+
+        train_loader = EqualStepsLoader(train_loader, engine)
     writer = None
     if root.logger.tensorboard and dist.is_main:
         from trainer.tensorboard import EventWriter
@@ -364,6 +377,24 @@ def _train(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
     dist.barrier()
     dist.shutdown()
     return run.root
+
+
+def _export_stream(spec: RunSpec, engine: Any, pipeline: Any, run: RunDir) -> Path:
+    """Export from a stream run: the example batch comes from the fitted pipeline's own inputs."""
+    import pyarrow as pa
+
+    state = json.loads(run.feature_state.read_text()) if run.feature_state.exists() else None
+    del state
+    example = pipeline.transform(pa.Table.from_pylist(_example_rows(pipeline)), with_labels=False)
+    fmt = "saved_model" if engine.backend == "tf" else spec.root.trainer.export.format
+    return engine.export(pipeline, example, run.export, fmt, spec.task_types,
+                         {"experiment": spec.root.experiment_name, "model": spec.model.name,
+                          "backend": engine.backend})
+
+
+def _example_rows(pipeline: Any) -> list[dict[str, Any]]:
+    """Two rows of nulls for every input column: enough for tracing an export."""
+    return [{c: None for c in pipeline.required_columns(with_labels=False)} for _ in range(2)]
 
 
 def _export(spec: RunSpec, engine: Any, pipeline: Any, run: RunDir) -> Path:

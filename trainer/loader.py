@@ -10,6 +10,8 @@ import queue
 import threading
 from typing import Iterator
 
+import pyarrow as pa
+
 from dataio.source import Source
 from easyrec.features.batch import Batch
 from easyrec.features.pipeline import FeaturePipeline
@@ -34,6 +36,7 @@ class BatchLoader:
         rank: int = 0,
         world_size: int = 1,
         prefetch: int = 4,
+        transform_batches: int = 8,
     ) -> None:
         self.source = source
         self.pipeline = pipeline
@@ -46,6 +49,7 @@ class BatchLoader:
         self.rank = rank
         self.world_size = world_size
         self.prefetch = prefetch
+        self.transform_batches = max(1, transform_batches)
 
     def record_batches(self, epoch: int, skip_batches: int = 0):
         return self.source.iter_batches(
@@ -65,18 +69,40 @@ class BatchLoader:
         q: queue.Queue = queue.Queue(maxsize=self.prefetch)
         stop = threading.Event()
 
+        def put(item: object) -> bool:
+            while not stop.is_set():
+                try:
+                    q.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        def flush(group: list) -> bool:
+            """Transform several batches in one call (the pipeline's per-call cost is paid once),
+            then hand out exactly the batches the source produced."""
+            if len(group) == 1:
+                return put((group[0], self.pipeline.transform(group[0], with_labels=self.with_labels)))
+            table = pa.Table.from_batches(group).combine_chunks()
+            big = self.pipeline.transform(table, with_labels=self.with_labels)
+            start = 0
+            for rb in group:
+                if not put((rb, big.slice(start, start + rb.num_rows))):
+                    return False
+                start += rb.num_rows
+            return True
+
         def produce() -> None:
             try:
+                group: list = []
                 for rb in self.record_batches(epoch, skip_batches):
-                    item = (rb, self.pipeline.transform(rb, with_labels=self.with_labels))
-                    while not stop.is_set():
-                        try:
-                            q.put(item, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
-                        return
+                    group.append(rb)
+                    if len(group) >= self.transform_batches:
+                        if not flush(group):
+                            return
+                        group = []
+                if group and not flush(group):
+                    return
                 q.put(_END)
             except BaseException as exc:  # surfaced in the consumer
                 q.put(exc)

@@ -135,9 +135,7 @@ class TrainLoop:
             return None
         path = self.engine.save(self.run, name, self.meta())
         if name.startswith("step-"):
-            steps = sorted(p for p in self.run.checkpoints.iterdir() if p.name.startswith("step-"))
-            for old in steps[:-self.spec.checkpoint.keep_last]:
-                _remove(old)
+            prune_step_checkpoints(self.run, self.spec.checkpoint.keep_last)
         return path
 
     def resume_from(self, path: Path) -> None:
@@ -273,6 +271,13 @@ def format_metrics(metrics: dict[str, Any]) -> str:
     hidden = ("epoch_seconds", "rows", "seconds", "eval/loss")
     return "  ".join(f"{k}={v:.1f}" if k.endswith("per_sec") else f"{k}={v:.4f}" for k, v in metrics.items()
                      if isinstance(v, float) and k.count("/") == 1 and not k.endswith(hidden))
+
+
+def prune_step_checkpoints(run: RunDir, keep_last: int) -> None:
+    """Keep the newest ``keep_last`` step checkpoints (names sort by step)."""
+    steps = sorted(p for p in run.checkpoints.iterdir() if p.name.startswith("step-"))
+    for old in steps[:-keep_last]:
+        _remove(old)
 
 
 def _remove(path: Path) -> None:

@@ -49,6 +49,24 @@ class Batch:
     labels: dict[str, np.ndarray] = field(default_factory=dict)
     group_ids: np.ndarray | None = None
 
+    def slice(self, start: int, stop: int) -> "Batch":
+        """Rows [start, stop) as a Batch (views where possible): lets the loader transform a
+        large chunk once and hand out batch-sized pieces, the per-call cost paid once."""
+        stop = min(stop, self.size)
+        sparse = {}
+        for name, sv in self.sparse.items():
+            lo, hi = int(sv.offsets[start]), int(sv.offsets[stop])
+            sparse[name] = SparseValues(sv.values[lo:hi], sv.offsets[start:stop + 1] - lo,
+                                        None if sv.weights is None else sv.weights[lo:hi])
+        return Batch(
+            size=stop - start,
+            dense={k: v[start:stop] for k, v in self.dense.items()},
+            sparse=sparse,
+            sequence={k: SequenceValues(v.values[start:stop], v.lengths[start:stop]) for k, v in self.sequence.items()},
+            labels={k: v[start:stop] for k, v in self.labels.items()},
+            group_ids=None if self.group_ids is None else self.group_ids[start:stop],
+        )
+
     def to_flat(self) -> dict[str, np.ndarray]:
         """The model-input dict (see module docstring); labels and group ids excluded."""
         out: dict[str, np.ndarray] = dict(self.dense)

@@ -121,9 +121,23 @@ class EvaluateSpec:
 
 
 @dataclass
+class StreamSpec:
+    checkpoint_every_steps: int | None = F(100, "stream: checkpoint (then commit offsets) every N steps", ge=1)
+    checkpoint_every_seconds: float | None = F(60.0, "stream: ... or every T seconds", gt=0)
+    export_every_checkpoints: int = F(0, "stream: export every K checkpoints; 0: only at the end", ge=0)
+    idle_timeout_s: float | None = F(None, "stream: stop after this long without a message; null: never", gt=0)
+    max_wait_s: float = F(1.0, "stream: yield a partial batch after waiting this long", gt=0)
+    fit_rows: int = F(10000, "stream: rows read first to fit the feature state (then trained on too)", ge=1)
+    format: Literal["json", "csv", "arrow"] | None = F(None, "message format; null: from the URL (default json)")
+    schema: dict[str, str] | None = F(None, "column -> Arrow type; null: inferred from the first messages")
+    dead_letter: bool = F(True, "append undecodable messages to <run_dir>/dead_letter.jsonl (with on_error=skip)")
+
+
+@dataclass
 class TrainerSpec:
     backend: Literal["torch", "tf"] = F("torch", "framework that runs the model: torch | tf (tf.keras)")
-    mode: Literal["train", "evaluate", "predict", "export"] = F("train", "what the job does")
+    mode: Literal["train", "evaluate", "predict", "export", "stream"] = F(
+        "train", "what the job does; stream: online training from a kafka:// source")
     epochs: int = F(1, "passes over the training data", ge=1)
     max_steps: int | None = F(None, "stop after this many steps in total", ge=1)
     limit_eval_batches: int | None = F(None, "evaluate on at most this many batches", ge=1)
@@ -138,8 +152,10 @@ class TrainerSpec:
     export: ExportSpec = F(None, "export settings")
     predict: PredictSpec = F(None, "predict-mode settings")
     evaluate: EvaluateSpec = F(None, "evaluate-mode settings")
+    stream: StreamSpec = F(None, "stream-mode (online training) settings")
 
     def __post_init__(self) -> None:
+        self.stream = self.stream or StreamSpec()
         self.optimizer = self.optimizer or OptimizerSpec()
         self.scheduler = self.scheduler or SchedulerSpec()
         self.early_stopping = self.early_stopping or EarlyStoppingSpec()

@@ -77,8 +77,8 @@ def validate(cfg: dict[str, Any]) -> RunSpec:
         if task.label not in labels:
             raise ConfigError(f"model.tasks[{i}].label", f"label '{task.label}' is not defined under data.labels "
                               f"(defined: {', '.join(labels) or 'none'})", close_names(task.label, labels))
-    if root.trainer.mode == "train" and not root.data.train_path:
-        raise ConfigError("data.train_path", "required for trainer.mode=train")
+    if root.trainer.mode in ("train", "stream") and not root.data.train_path:
+        raise ConfigError("data.train_path", f"required for trainer.mode={root.trainer.mode}")
     from easyrec.models.specs import get_model_entry
 
     get_model_entry(model.name, backend=root.trainer.backend)
