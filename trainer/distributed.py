@@ -37,7 +37,7 @@ class DistContext:
     def from_env() -> "DistContext":
         """Read torchrun's (RANK, WORLD_SIZE, LOCAL_RANK, TORCHELASTIC_RESTART_COUNT) or TF_CONFIG."""
         env = os.environ
-        if "TF_CONFIG" in env and env.get("LINGJIE_BACKEND") == "tf":
+        if "TF_CONFIG" in env and env.get("LINGJIE_BACKEND", "tf") == "tf":
             cfg = json.loads(env["TF_CONFIG"])
             workers = cfg.get("cluster", {}).get("worker", [])
             task = cfg.get("task", {})
@@ -50,16 +50,43 @@ class DistContext:
                                int(env.get("LOCAL_RANK", 0)), int(env.get("TORCHELASTIC_RESTART_COUNT", 0)))
         return DistContext()
 
-    # ----- collectives (torch: gloo/nccl process group; TF: the loop does not gather) -----
+    # ----- collectives (torch: gloo/nccl process group; TF: MultiWorkerMirroredStrategy's) -----
     def init_torch(self, device_type: str) -> None:
         import torch.distributed as dist
 
-        if self.kind == "torch" and not dist.is_initialized():
-            dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+        if self.kind != "torch" or dist.is_initialized():
+            return
+        backend = "nccl" if device_type == "cuda" else "gloo"
+        if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") == "True":
+            # Under torchrun the agent's store outlives a group restart; keys of the dead attempt
+            # (peer addresses) would be read by the new one (gloo then dials dead ports). A prefix
+            # per restart keeps every attempt's rendezvous keys apart.
+            from datetime import timedelta
+
+            store = dist.TCPStore(os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), self.world_size,
+                                  is_master=False, timeout=timedelta(minutes=5))
+            dist.init_process_group(backend, store=dist.PrefixStore(f"lingjie/restart{self.restart_count}", store),
+                                    rank=self.rank, world_size=self.world_size)
+        else:
+            dist.init_process_group(backend)
+
+    def init_tf(self) -> None:
+        """Create the MultiWorkerMirroredStrategy; must precede every other TF op of the process."""
+        if self.kind == "tf":
+            from trainer.tf_backend import multiworker
+
+            multiworker.strategy()
 
     def all_gather_object(self, obj: Any) -> list[Any]:
-        if self.kind != "torch" or not self.distributed:
+        if not self.distributed or self.kind not in ("torch", "tf"):
             return [obj]
+        if self.kind == "tf":
+            import pickle
+
+            from trainer.tf_backend import multiworker
+
+            parts = multiworker.all_gather_bytes(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
+            return [pickle.loads(p) for p in parts]
         import torch.distributed as dist
 
         out: list[Any] = [None] * self.world_size
@@ -76,6 +103,10 @@ class DistContext:
             import torch.distributed as dist
 
             dist.barrier()
+        elif self.kind == "tf" and self.distributed:
+            from trainer.tf_backend import multiworker
+
+            multiworker.barrier()
 
     def shutdown(self) -> None:
         if self.kind == "torch":

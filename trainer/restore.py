@@ -38,11 +38,14 @@ def make_engine(backend: str, model_cfg: Any, pipeline: Any, spec: Any, device: 
     """The engine of ``backend`` around a freshly built model (spec None: no optimizers)."""
     from easyrec.models.specs import build_model
 
-    model = build_model(model_cfg, pipeline.feature_infos(), backend=backend)
     if backend == "tf":
+        from trainer.tf_backend import multiworker
         from trainer.tf_backend.engine import TFEngine
 
-        return TFEngine(model, spec, total_steps=total_steps, features=pipeline.feature_infos(), dist=dist)
+        with multiworker.scope(dist):  # a multi-worker TF job: model + optimizers are mirrored
+            model = build_model(model_cfg, pipeline.feature_infos(), backend=backend)
+            return TFEngine(model, spec, total_steps=total_steps, features=pipeline.feature_infos(), dist=dist)
+    model = build_model(model_cfg, pipeline.feature_infos(), backend=backend)
     import torch
 
     from trainer.torch_backend.engine import TorchEngine

@@ -324,10 +324,14 @@ class ModelEntry:
 
 def _entry(name: str, cls: type[ModelConfig], torch_path: str, paper: str, summary: str
            ) -> ModelEntry:
-    return ModelEntry(name, cls, {"torch": torch_path}, paper, summary)
+    """An entry with both backends: ``easyrec.models.torch.m:C`` and its twin
+    ``easyrec.models.tf.m:C`` (same module and class names)."""
+    tf_path = _TF + torch_path[len(_T):]
+    return ModelEntry(name, cls, {"torch": torch_path, "tf": tf_path}, paper, summary)
 
 
 _T = "easyrec.models.torch."
+_TF = "easyrec.models.tf."
 MODEL_REGISTRY: dict[str, ModelEntry] = {e.name: e for e in [
     _entry("lr", LRConfig, _T + "lr:LR", "logistic regression",
            "linear baseline over the wide group"),

@@ -2,12 +2,14 @@
 SavedModel export. Batches arrive as the same numpy ``Batch`` the torch engine gets."""
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import pickle
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import tensorflow as tf
@@ -28,11 +30,20 @@ class TFEngine(Engine):
                  features: dict[str, FeatureInfo] | None = None, dist: Any = None) -> None:
         from easyrec.models.tf.base import input_signature
 
+        from trainer.tf_backend import multiworker
+
         self.model = model
         self.features = features or model.features
         self.retrieval = bool(getattr(model, "retrieval", False))
         self.grad_clip_norm = spec.grad_clip_norm if spec else None
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step")
+        # MultiWorkerMirroredStrategy (a TF worker of a multi-worker job): the caller builds the
+        # model and this engine inside strategy.scope() (trainer.restore.make_engine)
+        self.strategy = multiworker.current() if dist is not None and getattr(dist, "kind", "") == "tf" else None
+        self.is_chief = dist is None or dist.is_main
+        self.local_has_next = True  # multi-worker: set by EqualStepsLoader before each step
+        self.all_have_next = True  # ... and all-reduced by the step
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="global_step",
+                                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         self.sparse_vars = model.sparse_variables()
         self.dense_vars = model.dense_variables()
         self.optimizers: dict[str, Any] = {}
@@ -44,6 +55,9 @@ class TFEngine(Engine):
 
             self.optimizers = {"sparse": make_optimizer(spec.optimizer.sparse, spec.scheduler, total_steps),
                                "dense": make_optimizer(spec.optimizer.dense, spec.scheduler, total_steps)}
+            if self.strategy is not None:
+                for opt in self.optimizers.values():
+                    multiworker.skip_keras_all_reduce(opt)
             if self.sparse_vars:
                 self.optimizers["sparse"].build(self.sparse_vars)
             self.optimizers["dense"].build(self.dense_vars)
@@ -53,16 +67,47 @@ class TFEngine(Engine):
         self._input_spec = input_signature(self.features)
         self._labels: list[str] = list(dict.fromkeys(getattr(model, "task_labels", [])))
         label_spec = {k: tf.TensorSpec([None], tf.float32) for k in self._labels}
-        self._train_fn = tf.function(self._train_step, input_signature=[self._input_spec, label_spec])
+        if self.strategy is None:
+            self._train_fn = tf.function(self._train_step, input_signature=[self._input_spec, label_spec])
+        else:
+            self._train_fn = tf.function(self._distributed_train_step,
+                                         input_signature=[self._input_spec, label_spec, tf.TensorSpec([], tf.bool)])
         self._eval_fn = tf.function(self._eval_step, input_signature=[self._input_spec, label_spec])
         self._predict_fn = tf.function(self._predict_step, input_signature=[self._input_spec])
+
+    def epoch_context(self) -> contextlib.AbstractContextManager:
+        if self.strategy is None or self.strategy.num_replicas_in_sync == 1:
+            return contextlib.nullcontext()
+        return self._checked_epoch()
+
+    @contextlib.contextmanager
+    def _checked_epoch(self) -> Iterator[None]:
+        yield
+        self.check_replicas_in_sync()
+
+    def check_replicas_in_sync(self) -> None:
+        """Multi-worker: every worker must hold the same weights (same mean gradients, same
+        updates); a cheap fingerprint (sum of each variable) is compared across the workers."""
+        from trainer.tf_backend import multiworker
+
+        mine = np.array([float(tf.reduce_sum(tf.cast(tf.convert_to_tensor(v), tf.float64)))
+                         for v in self.model.variables], np.float64)
+        parts = [np.frombuffer(b, np.float64) for b in multiworker.all_gather_bytes(mine.tobytes())]
+        bad = [i for i, p in enumerate(parts) if p.shape != mine.shape or not np.allclose(p, parts[0], rtol=1e-5,
+                                                                                           atol=1e-6)]
+        if bad:
+            raise RuntimeError(f"TF workers {bad} hold different weights than worker 0 after step "
+                               f"{int(self.step.numpy())}: the gradient all-reduce is broken")
+        if self.is_chief:
+            logging.getLogger("lingjie.tf").info("weights identical on all %d workers after step %d", len(parts),
+                                                 int(self.step.numpy()))
 
     @property
     def num_parameters(self) -> int:
         return int(sum(np.prod(v.shape) for v in self.model.trainable_variables))
 
     # ----- compiled steps -----
-    def _train_step(self, inputs: dict, labels: dict) -> tuple:
+    def _train_step(self, inputs: dict, labels: dict, has_next: Any = None) -> tuple:
         with tf.GradientTape() as tape:
             outputs = self.model(inputs, training=True)
             loss = self.model.loss(outputs, labels)
@@ -73,6 +118,20 @@ class TFEngine(Engine):
             # torch semantics: weight_decay adds wd * w to the gradient of every row
             grads = [g if g is None or not self.l2[part] else tf.convert_to_tensor(g) + self.l2[part] * v
                      for g, v, part in zip(grads, variables, ["sparse"] * n + ["dense"] * (len(variables) - n))]
+        all_next = None
+        if has_next is not None:
+            # multi-worker (replica context): average the gradients over the workers, with the
+            # "I have another batch" flags in the same all-reduce. The Keras optimizers' own
+            # all-reduce (a SUM) is switched off (multiworker.skip_keras_all_reduce), so the
+            # update, grad clipping included, is the single-process one on the mean gradient.
+            present = [i for i, g in enumerate(grads) if g is not None]
+            flag = tf.cast(has_next, tf.float32)
+            reduced = tf.distribute.get_replica_context().all_reduce(
+                tf.distribute.ReduceOp.MEAN, [grads[i] for i in present] + [flag])
+            grads = list(grads)
+            for i, g in zip(present, reduced[:-1]):
+                grads[i] = g
+            all_next = reduced[-1] > 0.999
         if self.grad_clip_norm:
             grads, _ = tf.clip_by_global_norm(grads, self.grad_clip_norm)
         pairs_sparse = [(g, v) for g, v in zip(grads[:n], variables[:n]) if g is not None]
@@ -82,7 +141,14 @@ class TFEngine(Engine):
         if pairs_dense:
             self.optimizers["dense"].apply_gradients(pairs_dense)
         self.step.assign_add(1)
+        if all_next is not None:
+            return loss, self.model.predict_outputs(outputs), all_next
         return loss, self.model.predict_outputs(outputs)
+
+    def _distributed_train_step(self, inputs: dict, labels: dict, has_next: tf.Tensor) -> tuple:
+        """One MultiWorkerMirroredStrategy step on this worker's own (local) batch."""
+        out = self.strategy.run(self._train_step, args=(inputs, labels, has_next))
+        return tf.nest.map_structure(lambda v: self.strategy.experimental_local_results(v)[0], out)
 
     def _eval_step(self, inputs: dict, labels: dict) -> tuple:
         outputs = self.model(inputs, training=False)
@@ -99,7 +165,12 @@ class TFEngine(Engine):
         return {k: batch.labels[k].astype(np.float32, copy=False) for k in self._labels}
 
     def train_step(self, batch: Batch) -> tuple[float, dict[str, np.ndarray]]:
-        loss, preds = self._train_fn(self._inputs(batch), self._labels_of(batch))
+        if self.strategy is None:
+            loss, preds = self._train_fn(self._inputs(batch), self._labels_of(batch))
+        else:
+            loss, preds, all_next = self._train_fn(self._inputs(batch), self._labels_of(batch),
+                                                   tf.constant(self.local_has_next))
+            self.all_have_next = bool(all_next)
         return float(loss), {k: v.numpy() for k, v in preds.items() if k in self.model.task_names}
 
     def eval_step(self, batch: Batch, recall_k: list[int]) -> tuple[float, dict[str, np.ndarray], dict[int, float]]:
@@ -131,6 +202,15 @@ class TFEngine(Engine):
         """A ``<name>.tfckpt`` directory (tf.train.Checkpoint files + meta.pkl), made in a temp
         dir and renamed into place, so a kill never leaves a half-written checkpoint."""
         final = run.checkpoints / f"{name}{TF_SUFFIX}"
+        if not self.is_chief:
+            # MultiWorkerMirroredStrategy's rule: every worker writes (saving may run collective
+            # ops); a non-chief worker writes into a temporary directory it then removes.
+            tmp = Path(tempfile.mkdtemp(prefix=f"lingjie-{name}-worker-"))
+            try:
+                self.ckpt.write(str(tmp / "vars"))
+            finally:
+                shutil.rmtree(tmp, ignore_errors=True)
+            return final
         run.checkpoints.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=run.checkpoints))
         self.ckpt.write(str(tmp / "vars"))

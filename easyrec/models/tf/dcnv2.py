@@ -1,0 +1,48 @@
+"""DCN-V2 (Wang et al., 2021, "DCN V2: Improved Deep & Cross Network and Practical Lessons
+for Web-scale Learning to Rank Systems"); tf twin of ``easyrec.models.torch.dcnv2``.
+
+Config: :class:`easyrec.models.specs.DCNv2Config` -- group ``deep``; knobs
+``cross_layers``, ``low_rank`` (None = full d x d cross matrices, r = U V^T of rank r),
+``hidden_units``, ``structure`` (``stacked``: cross then MLP; ``parallel``: both on x0,
+concatenated), ``dropout``, ``activation``, ``batchnorm``.
+"""
+from __future__ import annotations
+
+from typing import Dict
+
+import tensorflow as tf
+
+from easyrec.features.info import FeatureInfo
+from easyrec.models.specs import DCNv2Config
+from easyrec.models.tf.base import RecModel
+from easyrec.models.tf.embedding import EmbeddingCollection
+from easyrec.models.tf.group import FeatureGroup
+from easyrec.models.tf.layers import MLP, CrossNetV2, TaskHeads
+
+
+class DCNv2(RecModel):
+    """Cross network + MLP over the deep group's concatenated input x0."""
+
+    def __init__(self, cfg: DCNv2Config, features: Dict[str, FeatureInfo]) -> None:
+        super().__init__(cfg, features)
+        self.deep_group = FeatureGroup(features, cfg.feature_groups["deep"])
+        self.embedding = EmbeddingCollection(features, self.deep_group.embedded,
+                                             name="embedding")
+        self.deep_group.bind(self.embedding.layout)
+        d = self.deep_group.output_dim
+        self.cross = CrossNetV2(d, cfg.cross_layers, cfg.low_rank or 0, name="cross")
+        self.parallel = cfg.structure == "parallel"
+        self.mlp = MLP(d, cfg.hidden_units, cfg.activation, cfg.dropout, cfg.batchnorm,
+                       name="mlp")
+        head_in = d + self.mlp.output_dim if self.parallel else self.mlp.output_dim
+        self.heads = TaskHeads(head_in, self.task_names, name="heads")
+        self.built = True  # every variable exists already
+
+    def call(self, inputs: Dict[str, tf.Tensor], training: bool = False
+             ) -> Dict[str, tf.Tensor]:
+        x0 = self.deep_group(inputs, self.embedding(inputs))
+        if self.parallel:
+            h = tf.concat([self.cross(x0), self.mlp(x0, training=training)], axis=1)
+        else:
+            h = self.mlp(self.cross(x0), training=training)
+        return self.heads(h)
