@@ -171,16 +171,27 @@ def _ensure_data(spec: RunSpec) -> None:
 
 def _source(spec: RunSpec, path: str, pipeline: Any, with_labels: bool, extra_columns: list[str] | None = None,
             read_rows: int | None = None):
-    from dataio.source import Source
-
+    """The table source of ``path``: files of any fsspec URL (local, oss://, hdfs://, webhdfs://)
+    or a MaxCompute table (odps://), reading only the columns the features need."""
     data = spec.root.data
     columns = list(dict.fromkeys(pipeline.required_columns(with_labels=with_labels) + list(extra_columns or [])))
-    src = Source(path, format=data.format, columns=columns, on_error=data.on_error,
-                 required_columns=[lab.column for lab in spec.labels.values()] if with_labels else (),
-                 csv_delimiter=data.csv.delimiter, csv_header=data.csv.header,
-                 csv_column_names=data.csv.column_names, read_rows=read_rows or data.read_rows,
-                 storage_options=data.storage_options or None)
-    src.check_columns(columns)
+    required = [lab.column for lab in spec.labels.values()] if with_labels else []
+    if str(path).startswith("kafka://"):
+        raise ConfigError("data.train_path", "kafka:// is a stream: use trainer.mode=stream to train from it")
+    if str(path).startswith("odps://"):
+        from dataio.sources import open_source
+
+        src = open_source(path, columns=columns, on_error=data.on_error, required_columns=required,
+                          read_rows=read_rows or data.read_rows, storage_options=data.storage_options or None)
+    else:
+        from dataio.source import Source
+
+        src = Source(path, format=data.format, columns=columns, on_error=data.on_error, required_columns=required,
+                     csv_delimiter=data.csv.delimiter, csv_header=data.csv.header,
+                     csv_column_names=data.csv.column_names, read_rows=read_rows or data.read_rows,
+                     storage_options=data.storage_options or None)
+    if hasattr(src, "check_columns"):
+        src.check_columns(columns)
     return src
 
 
@@ -229,16 +240,10 @@ def make_pipeline(spec: RunSpec) -> Any:
 
 
 def _count_rows(src: Any, limit: int | None) -> int | None:
-    """Row count from Parquet footers (cheap); None for formats without one."""
-    import fsspec
-    import pyarrow.parquet as pq
-
-    total = 0
-    for f in src.files:
-        if not str(f).endswith((".parquet", ".pq")):
-            return None
-        with fsspec.open(f, "rb", **(getattr(src, "storage_options", None) or {})) as fh:
-            total += pq.ParquetFile(fh).metadata.num_rows
+    """Row count from Parquet footers / table metadata (cheap); None where there is none."""
+    total = src.count_rows() if hasattr(src, "count_rows") else None
+    if total is None:
+        return None
     return min(total, limit) if limit else total
 
 
