@@ -39,3 +39,33 @@ def test_train_from_oss_with_env_credentials_leaks_no_secret(oss_server, tmp_pat
     assert len(files) > 5
     leaked = [str(p) for p in files if secret.encode() in p.read_bytes()]
     assert not leaked, f"secret found in {leaked}"
+
+
+@pytest.mark.slow
+def test_run_mirrored_to_oss_resumes_on_a_fresh_machine(oss_server, tmp_path: Path) -> None:  # noqa: F811
+    """paths.remote_dir=oss://...: checkpoints, metrics and the export are published to OSS; a
+    second "machine" (an empty working directory) resumes the run from the OSS copy alone."""
+    oss_server.create_bucket("runs")
+    oss_server.create_bucket("data2")
+    oss_server.put("data2", "train.parquet", _parquet(movielens_like(3000, 0)))
+    env = {"OSS_ENDPOINT": oss_server.endpoint, "OSS_ACCESS_KEY_ID": oss_server.access_key_id,
+           "OSS_ACCESS_KEY_SECRET": oss_server.access_key_secret}
+    args = ["+experiment=movielens_deepfm", "data.dataset=null", "data.train_path=oss://data2/train.parquet",
+            "data.eval_path=null", "data.batch_size=256", "trainer.progress_bar=false",
+            "paths.remote_dir=oss://runs/lingjie"]
+    first = tmp_path / "machine1"
+    first.mkdir()
+    run_cli([*args, "trainer.epochs=1", "hydra.run.dir=outputs/movielens_deepfm/run-a"], cwd=first, env=env)
+    keys = oss_server.keys("runs")
+    base = "lingjie/movielens_deepfm/run-a"
+    for name in ("config.yaml", "metrics.json", "feature_state.json", "checkpoints/latest",
+                 "checkpoints/epoch-0001.pt", "export/meta.json", "DONE"):
+        assert f"{base}/{name}" in keys, name
+    second = tmp_path / "machine2"
+    second.mkdir()
+    proc = run_cli([*args, "trainer.epochs=2", f"trainer.resume=oss://runs/{base}",
+                    "hydra.run.dir=outputs/movielens_deepfm/tmp-new"], cwd=second, env=env)
+    assert "resumed from epoch-0001.pt" in proc.stdout + proc.stderr
+    metrics = json.loads((second / "outputs/movielens_deepfm/run-a/metrics.json").read_text())
+    assert metrics["epochs_completed"] == 2 and len(metrics["history"]) == 2
+    assert "lingjie/movielens_deepfm/run-a/checkpoints/epoch-0002.pt" in oss_server.keys("runs")

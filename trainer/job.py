@@ -78,6 +78,16 @@ def _resolve_run(spec: RunSpec, run: RunDir) -> tuple[RunDir, bool]:
 
     if DistContext.from_env().restart_count > 0:
         resume = str(run.root)  # torchrun restarted the group: continue this run
+    from dataio.remote_atomic import is_remote
+
+    if isinstance(resume, str) and resume not in ("true", "True", "false", "False") and is_remote(resume):
+        # a run mirrored to oss:// / hdfs:// (paths.remote_dir): pull it, then resume it locally
+        from trainer.remote_mirror import pull_run
+
+        local = RunDir(Path(root.paths.output_root) / root.experiment_name / resume.rstrip("/").rsplit("/", 1)[-1])
+        if local.latest_checkpoint() is None:
+            pull_run(resume, local, root.data.storage_options or None)
+        resume = str(local.root)
     resume_dir = resolve_resume_dir(resume, root.paths.output_root, root.experiment_name, run.root)
     if resume_dir is not None and resume_dir.resolve() != run.root.resolve():
         # Hydra created a fresh (empty but for its log) directory for this invocation: drop it.
@@ -362,7 +372,21 @@ def _train(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
             "finished": final,
         })
 
-    loop.on_epoch_end = lambda: write_metrics(False)
+    mirror = None
+    if root.paths.remote_dir and dist.is_main:
+        from trainer.remote_mirror import RemoteMirror
+
+        mirror = RemoteMirror(root.paths.remote_dir, run, data.storage_options or None)
+        mirror.push_run_files()
+        loop.on_checkpoint = mirror.push_checkpoint
+        log.info("mirroring the run to %s", mirror.base)
+
+    def epoch_end() -> None:
+        write_metrics(False)
+        if mirror is not None:
+            mirror.push(run.metrics)
+
+    loop.on_epoch_end = epoch_end
     try:
         loop.fit()
     finally:
@@ -377,6 +401,9 @@ def _train(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
                 engine.restore(best[0])
             _export(spec, engine, pipeline, run)
         atomic_write_bytes(run.done_marker, b"")
+        if mirror is not None:
+            for path in (run.metrics, run.export, run.done_marker):
+                mirror.push(path)
         final = loop.progress.history[-1] if loop.progress.history else {}
         log.info("final: %s", format_metrics(final))
     dist.barrier()

@@ -110,6 +110,7 @@ class TrainLoop:
         self.progress = Progress()
         self.train_collector = self._new_collector()
         self.on_epoch_end: Callable[[], None] | None = None  # e.g. writes metrics.json
+        self.on_checkpoint: Callable[[Path], None] | None = None  # e.g. mirrors it to oss://
 
     def _new_collector(self) -> PredictionCollector:
         return PredictionCollector(list(self.task_types), max_rows=1_000_000)
@@ -136,6 +137,8 @@ class TrainLoop:
         path = self.engine.save(self.run, name, self.meta())
         if name.startswith("step-"):
             prune_step_checkpoints(self.run, self.spec.checkpoint.keep_last)
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(path)
         return path
 
     def resume_from(self, path: Path) -> None:
@@ -228,7 +231,9 @@ class TrainLoop:
         self.train_collector = self._new_collector()
         self.checkpoint(f"epoch-{p.epoch:04d}")
         if improved and self.dist.is_main:
-            self.engine.save(self.run, "best", self.meta())
+            best = self.engine.save(self.run, "best", self.meta())
+            if self.on_checkpoint is not None:
+                self.on_checkpoint(best)
         return metrics
 
     def _early_stopping(self, metrics: dict[str, float]) -> bool:

@@ -223,6 +223,7 @@ class PathsSpec:
     data_dir: str = F(None, "where bundled datasets are prepared")
     output_root: str = F("outputs", "runs are written under <output_root>/<experiment_name>/")
     run_dir: str = F(None, "this run's directory")
+    remote_dir: str | None = F(None, "mirror every run to <remote_dir>/<experiment>/<run> (oss://, hdfs://, ...)")
 
 
 @dataclass
