@@ -69,3 +69,26 @@ def test_run_mirrored_to_oss_resumes_on_a_fresh_machine(oss_server, tmp_path: Pa
     metrics = json.loads((second / "outputs/movielens_deepfm/run-a/metrics.json").read_text())
     assert metrics["epochs_completed"] == 2 and len(metrics["history"]) == 2
     assert "lingjie/movielens_deepfm/run-a/checkpoints/epoch-0002.pt" in oss_server.keys("runs")
+
+
+@pytest.mark.slow
+def test_train_and_predict_from_maxcompute_tables(tmp_path: Path) -> None:
+    """odps:// tables through the trainer (the MaxCompute reader interface, local implementation:
+    the pyodps one needs the real service), for training, evaluation and prediction."""
+    root = tmp_path / "odps"
+    for table, seed, n in (("ratings_train", 0, 3000), ("ratings_test", 1, 800)):
+        (root / "proj" / table).mkdir(parents=True)
+        pq.write_table(movielens_like(n, seed), root / "proj" / table / "part-0.parquet")
+    run = tmp_path / "run"
+    common = ["+experiment=movielens_deepfm", "data.dataset=null", "trainer.progress_bar=false",
+              f"+data.storage_options.local_root={root}"]
+    run_cli([*common, "data.train_path=odps://proj/tables/ratings_train",
+             "data.eval_path=odps://proj/tables/ratings_test", "trainer.epochs=1", f"hydra.run.dir={run}"],
+            cwd=tmp_path)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["finished"] and metrics["final"]["eval/rows"] == 800
+    out = tmp_path / "pred.parquet"
+    run_cli([*common, "trainer.mode=predict", "data.eval_path=odps://proj/tables/ratings_test",
+             f"trainer.predict.checkpoint={run}", f"trainer.predict.output_path={out}",
+             "trainer.predict.passthrough=[user_id]", f"hydra.run.dir={tmp_path / 'p'}"], cwd=tmp_path)
+    assert pq.read_table(out).num_rows == 800

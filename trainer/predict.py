@@ -25,11 +25,18 @@ def predict_to_file(spec: Any, restored: Any, run: RunDir) -> Path:
     pipeline, engine = restored.pipeline, restored.engine
     columns = list(dict.fromkeys(pipeline.required_columns(with_labels=False) + list(ps.passthrough)))
     data = root.data
-    src = Source(path, format=data.format, columns=columns, on_error=data.on_error,
-                 csv_delimiter=data.csv.delimiter, csv_header=data.csv.header,
-                 csv_column_names=data.csv.column_names, read_rows=data.read_rows,
-                 storage_options=data.storage_options or None)
-    src.check_columns(columns)
+    if str(path).startswith("odps://"):
+        from dataio.sources import open_source
+
+        src = open_source(path, columns=columns, on_error=data.on_error, read_rows=data.read_rows,
+                          storage_options=data.storage_options or None)
+    else:
+        src = Source(path, format=data.format, columns=columns, on_error=data.on_error,
+                     csv_delimiter=data.csv.delimiter, csv_header=data.csv.header,
+                     csv_column_names=data.csv.column_names, read_rows=data.read_rows,
+                     storage_options=data.storage_options or None)
+    if hasattr(src, "check_columns"):
+        src.check_columns(columns)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     writer = None
