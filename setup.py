@@ -3,7 +3,7 @@
 Install what you use: `pip install -e .[torch,dev]` (tests), `[tf]`, `[automl]`, `[cloud]`, `[k8s]`, `[all]`.
 Every dependency is pinned so that a fresh machine reproduces the tested environment.
 """
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, find_packages, setup
 
 BASE = [
     "numpy==2.4.6",
@@ -17,7 +17,9 @@ BASE = [
 EXTRAS = {
     "torch": ["torch==2.13.0", "tensorboard==2.21.0"],
     "tf": ["tensorflow==2.21.0", "tensorboard==2.21.0"],
-    "automl": ["optuna==5.0.0", "featuretools==1.31.0", "setuptools<81"],
+    # holidays (via featuretools): newer releases cap python-dateutil<3, which kubernetes (k8s) rules out
+    "automl": ["optuna==5.0.0", "featuretools==1.31.0", "setuptools<81", "holidays==0.86",
+               "matplotlib==3.11.2", "cmaes==0.13.1"],  # matplotlib: sweep plots; cmaes: sampler=cmaes
     "cloud": ["ossfs==2025.5.0", "oss2==2.18.4",  # ossfs 2025.5.0 pins oss2==2.18.4
                "pyhdfs==0.4.0", "kafka-python==3.0.12", "pyodps==0.13.2"],
     "k8s": ["kubernetes==37.0.2"],  # hardware.submit=true (rendering the manifests needs nothing extra)
@@ -32,7 +34,9 @@ setup(
     long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
-    packages=find_packages(include=["trainer*", "easyrec*", "easycv*", "easynlp*", "automl*", "dataio*"]),
+    # hydra_plugins is a namespace package (no __init__.py): Hydra discovers the Optuna sweeper there
+    packages=find_packages(include=["trainer*", "easyrec*", "easycv*", "easynlp*", "automl*", "dataio*"])
+    + find_namespace_packages(include=["hydra_plugins", "hydra_plugins.*"], exclude=["*.__pycache__"]),
     include_package_data=True,
     install_requires=BASE,
     extras_require=EXTRAS,

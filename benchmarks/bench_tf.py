@@ -20,7 +20,7 @@ The two alternate (ours, deepctr, deepctr, ours, ...) ``--repeats`` times each. 
 samples/s is the median over the steady-state epochs (2..N) of every repeat, with epoch 1
 (tracing / graph building) shown apart; the AUC is the median over repeats (min-max).
 Prints the table and, unless ``--no-results``, replaces the section "## TF backend vs deepctr
-(issue 3)" of ``benchmarks/RESULTS.md``.
+(issue 3)" of ``benchmarks/RESULTS.md`` (keeping its "### Earlier results" subsection, if any).
 """
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PEERS = ROOT / "benchmarks" / "peers"
 RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SECTION = "## TF backend vs deepctr (issue 3)"
+EARLIER = "### Earlier results"  # this subsection of the section survives a rerun
 HIDDEN = [256, 128, 64]
 DENSE_LR = 0.001
 
@@ -187,7 +188,10 @@ def write_results(command: str, note: str, body: str, verdict: str, repeats: int
         body, "", verdict, ""])
     text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark and quality results\n"
     pattern = re.compile(rf"^{re.escape(SECTION)}\n.*?(?=^## |\Z)", re.S | re.M)
-    if pattern.search(text):
+    old = pattern.search(text)
+    if old and EARLIER in old.group(0):  # earlier tables (the "before" of speed work) are kept
+        section += "\n" + old.group(0)[old.group(0).index(EARLIER):].rstrip("\n") + "\n"
+    if old:
         text = pattern.sub(lambda _: section + "\n", text).rstrip("\n") + "\n"
     else:
         text = text.rstrip("\n") + "\n\n" + section

@@ -370,6 +370,7 @@ def _train(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
             "final": p.history[-1] if p.history else {},
             "best": {"metric": root.trainer.early_stopping.metric, "value": p.best},
             "finished": final,
+            **({"pruned": trial_reporter.pruned} if trial_reporter is not None else {}),
         })
 
     mirror = None
@@ -387,6 +388,10 @@ def _train(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
             mirror.push(run.metrics)
 
     loop.on_epoch_end = epoch_end
+    # AutoML sweeps (issue 6): under the Optuna sweeper, report each epoch to the trial; prune
+    from automl.reporting import attach_trial_reporter
+
+    trial_reporter = attach_trial_reporter(loop)  # None unless $LINGJIE_OPTUNA_TRIAL is set
     try:
         loop.fit()
     finally:

@@ -45,5 +45,5 @@ class ComboFeature(Feature):
     def info(self) -> FeatureInfo:
         return FeatureInfo(
             name=self.name, kind="sparse", dim=self.config.embedding_dim,
-            num_embeddings=int(self.config.hash_buckets), embedding_name=self.embedding_name,
+            num_embeddings=int(self.config.hash_buckets), embedding_name=self.embedding_name, single=True,
         )

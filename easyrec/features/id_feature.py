@@ -41,5 +41,5 @@ class IdFeature(Feature):
     def info(self) -> FeatureInfo:
         return FeatureInfo(
             name=self.name, kind="sparse", dim=self.config.embedding_dim,
-            num_embeddings=self.mapping.num_embeddings, embedding_name=self.embedding_name,
+            num_embeddings=self.mapping.num_embeddings, embedding_name=self.embedding_name, single=True,
         )

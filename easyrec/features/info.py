@@ -14,6 +14,9 @@ class FeatureInfo:
     padded ids of length ``max_len`` in table ``embedding_name``. Features sharing an
     ``embedding_name`` share one table (same ``dim`` and ``num_embeddings``, guaranteed by
     the pipeline). ``weighted``: the batch carries ``name.weights``. ``pooling``: sum | mean.
+    ``single``: a sparse feature whose every row holds exactly one id (id, bucketised raw and
+    combo features), so ``offsets`` is ``arange(B + 1)``: models may gather [B, dim] directly
+    instead of pooling bags (False promises nothing).
     """
 
     name: str
@@ -24,3 +27,4 @@ class FeatureInfo:
     max_len: int = 0
     weighted: bool = False
     pooling: str = "sum"
+    single: bool = False

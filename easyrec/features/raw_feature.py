@@ -99,6 +99,7 @@ class RawFeature(Feature):
             return FeatureInfo(
                 name=self.name, kind="sparse", dim=self.config.embedding_dim,
                 num_embeddings=self.num_buckets, embedding_name=self.embedding_name,
+                single=True,
             )
         return FeatureInfo(name=self.name, kind="dense", dim=1)
 

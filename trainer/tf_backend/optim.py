@@ -39,14 +39,56 @@ class LingjieSchedule(tf.keras.optimizers.schedules.LearningRateSchedule):
         return {"base_lr": self.base_lr, "total_steps": self.total_steps}
 
 
-def make_optimizer(spec: OptimizerPart, schedule: SchedulerSpec, total_steps: int) -> tf.keras.optimizers.Optimizer:
+class FusedAdam(tf.keras.optimizers.Adam):
+    """Keras' Adam, each dense variable updated by one fused ``ResourceApplyAdam`` kernel.
+
+    Keras 3's Adam spends ~15 small ops per variable (casts, pows, two assign_adds, a
+    divide, an assign_sub); TF's fused kernel computes the same formula (bias-corrected
+    step ``lr * sqrt(1 - b2^t) / (1 - b1^t)``, epsilon outside the square root) in one op, on
+    the same slot variables (checkpoints are unchanged). IndexedSlices gradients, amsgrad
+    and distributed (mirrored) variables take Keras' own update.
+    """
+
+    def update_step(self, gradient, variable, learning_rate):  # noqa: ANN001, ANN201
+        from easyrec.models.tf.sparse_adam import _tf_variable
+
+        var = _tf_variable(variable)
+        if (isinstance(gradient, tf.IndexedSlices) or self.amsgrad
+                or not isinstance(var, tf.Variable) or not hasattr(var, "handle")
+                or tf.distribute.has_strategy()):
+            return super().update_step(gradient, variable, learning_rate)
+        index = self._get_variable_index(variable)
+        m = _tf_variable(self._momentums[index])
+        v = _tf_variable(self._velocities[index])
+        dtype = var.dtype
+        step = tf.cast(self.iterations + 1, dtype)
+        beta_1 = tf.cast(self.beta_1, dtype)
+        beta_2 = tf.cast(self.beta_2, dtype)
+        return tf.raw_ops.ResourceApplyAdam(
+            var=var.handle, m=m.handle, v=v.handle, beta1_power=tf.pow(beta_1, step),
+            beta2_power=tf.pow(beta_2, step), lr=tf.cast(learning_rate, dtype), beta1=beta_1,
+            beta2=beta_2, epsilon=tf.cast(self.epsilon, dtype), grad=tf.cast(gradient, dtype),
+            use_locking=False)
+
+
+def make_optimizer(spec: OptimizerPart, schedule: SchedulerSpec, total_steps: int,
+                   sparse_grad: bool = False) -> tf.keras.optimizers.Optimizer:
     """The Keras optimizer of one parameter set. ``weight_decay`` of adam / adagrad / sgd is the
     coupled L2 term torch adds to the gradient: the engine adds it (see ``coupled_l2``), so
     the same YAML means the same update on both backends; adamw's is Keras' decoupled decay,
-    the same formula as torch's AdamW."""
+    the same formula as torch's AdamW. ``sparse_grad`` (the tables' optimizer under
+    ``model.sparse_grad=true``, as on torch): adam is
+    :class:`~easyrec.models.tf.sparse_adam.SparseAdam` (lazy, row-wise Adam: only the rows a
+    step looks up move, like torch's SparseAdam), any coupled L2 on those rows only
+    (``coupled_l2(spec, sparse_grad=True)`` is then 0). Otherwise adam is :class:`FusedAdam`
+    (Keras' Adam update, one kernel per variable)."""
     lr = LingjieSchedule(spec.lr, schedule, total_steps)
+    if spec.name == "adam" and sparse_grad:
+        from easyrec.models.tf.sparse_adam import SparseAdam
+
+        return SparseAdam(learning_rate=lr, epsilon=spec.eps, l2=float(spec.weight_decay))
     if spec.name == "adam":
-        return tf.keras.optimizers.Adam(learning_rate=lr, epsilon=spec.eps)
+        return FusedAdam(learning_rate=lr, epsilon=spec.eps)
     if spec.name == "adamw":
         return tf.keras.optimizers.AdamW(learning_rate=lr, weight_decay=spec.weight_decay, epsilon=spec.eps)
     if spec.name == "adagrad":
@@ -54,6 +96,10 @@ def make_optimizer(spec: OptimizerPart, schedule: SchedulerSpec, total_steps: in
     return tf.keras.optimizers.SGD(learning_rate=lr, momentum=spec.momentum)
 
 
-def coupled_l2(spec: OptimizerPart) -> float:
-    """The L2 coefficient the engine adds to gradients (torch's weight_decay semantics)."""
-    return 0.0 if spec.name == "adamw" else float(spec.weight_decay)
+def coupled_l2(spec: OptimizerPart, sparse_grad: bool = False) -> float:
+    """The L2 coefficient the engine adds to gradients (torch's weight_decay semantics); 0 for
+    adamw (decoupled, in the optimizer) and for SparseAdam (``sparse_grad`` adam applies it
+    to the looked-up rows itself)."""
+    if spec.name == "adamw" or (sparse_grad and spec.name == "adam"):
+        return 0.0
+    return float(spec.weight_decay)

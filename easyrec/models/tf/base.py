@@ -15,7 +15,7 @@ The tf twin of ``easyrec.models.torch.base``; the trainer relies only on this su
 * ``sparse_variables()`` / ``dense_variables()`` split the fused embedding tables from the
   other trainable variables so the trainer can give tables their own optimizer. A table's
   gradient is a ``tf.IndexedSlices`` (only the looked-up rows) whatever ``sparse_grad``
-  says; that knob only changes the torch backend.
+  says; on TF that knob only picks the tables' optimizer (adam -> SparseAdam, as on torch).
 * ``retrieval = True`` marks two-tower models: the trainer then reports in-batch recall@k.
 
 Every variable is created in the constructor (widths come from the FeatureInfos; models

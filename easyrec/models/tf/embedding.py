@@ -22,6 +22,10 @@ x 1024 rows x 16, and its gradient is a plain gather (the unsorted one adds a se
 every id). The result is transposed once into a [B, F, dim] block, so a group that reads
 all of a width's features gets its MLP input by a reshape (see ``group.py``).
 
+When every sparse feature of a width is single-id (``FeatureInfo.single``: id, bucketised
+raw and combo features, one id per row), the block is one gather of the [B, F] ids (shifted
+by their tables' bases) instead: no segments, no transpose, the offsets unread.
+
 Sequence features gather from the same variable, so a DIN history shares its candidate's
 table. ``WideLinear`` is the same machinery with width-``out_dim`` (usually 1) zero tables:
 the first-order term of LR, Wide & Deep and DeepFM. Every shape that depends on the batch
@@ -93,12 +97,22 @@ class FusedEmbeddingBag(tf.keras.layers.Layer):
         self.sparse_names = tuple(f.name for f in sparse)
         self.sparse_weighted = tuple(bool(f.weighted) for f in sparse)
         self.sparse_mean = tuple(f.pooling == "mean" for f in sparse)
+        self.sparse_single = tuple(bool(getattr(f, "single", False)) for f in sparse)
         self.any_weighted = any(self.sparse_weighted)
         self.any_mean = any(self.sparse_mean)
-        sparse_bases = [bases[table_of(f)] for f in sparse]
-        self._base_steps = np.diff(np.array(sparse_bases, dtype=np.int64))  # [F-1]
-        self._first_base = int(sparse_bases[0]) if sparse else 0
-        self._mean_mask = np.array(self.sparse_mean, dtype=bool)
+        self._sparse_bases = [bases[table_of(f)] for f in sparse]
+        # single-id features (exactly one id per row) can be gathered straight into
+        # [B, F, dim], with no segments, offsets or transpose.
+        # Only when every sparse feature of the width is single: with a bag feature among
+        # them, one gather + one segment sum over all ids is fewer ops than two paths plus
+        # reassembling the block (measured slower on CPU), so all go through the bag path.
+        all_single = bool(sparse) and all(self.sparse_single)
+        self._single_idx = list(range(len(sparse))) if all_single else []
+        self._bag_idx = [] if all_single else list(range(len(sparse)))
+        self._single_bases = np.array([self._sparse_bases[i] for i in self._single_idx],
+                                      dtype=np.int64)
+        self._bag_plan = self._plan(list(range(len(sparse))))
+        self._bag_only = self._plan(self._bag_idx)
         self.seq_names = tuple(f.name for f in sequence)
         self._seq_bases = tuple(bases[table_of(f)] for f in sequence)
         self.built = True  # every variable exists already
@@ -112,8 +126,22 @@ class FusedEmbeddingBag(tf.keras.layers.Layer):
         """The fused ``tf.Variable`` itself (the keras variable's backing variable)."""
         return getattr(self.weight, "value", self.weight)
 
+    def _plan(self, idx: List[int]) -> Tuple:
+        """Constants of the bag path over the sparse features ``idx`` (in that order)."""
+        sparse_bases = [self._sparse_bases[i] for i in idx]
+        return (tuple(self.sparse_names[i] for i in idx),
+                tuple(self.sparse_weighted[i] for i in idx),
+                np.diff(np.array(sparse_bases, dtype=np.int64)),  # [F-1]
+                int(sparse_bases[0]) if idx else 0,
+                np.array([self.sparse_mean[i] for i in idx], dtype=bool))
+
     def pooled(self, inputs: Dict[str, tf.Tensor]) -> tf.Tensor:
-        """The sparse features' pooled embeddings, feature-major: [F, B, dim].
+        """The sparse features' pooled embeddings, feature-major: [F, B, dim] (every
+        feature through the bag path; :meth:`block` is the faster [B, F, dim] form)."""
+        return self._pooled(inputs, self._bag_plan)
+
+    def _pooled(self, inputs: Dict[str, tf.Tensor], plan: Tuple) -> tf.Tensor:
+        """Pooled embeddings of the features of ``plan``, feature-major: [F, B, dim].
 
         One gather and one (sorted) segment sum whatever F is. The concatenated ids are in
         feature-major order, so segment ``f * B + row`` is non-decreasing along them and
@@ -121,12 +149,13 @@ class FusedEmbeddingBag(tf.keras.layers.Layer):
         gradient is a plain gather). Segment ids and per-id table bases come from one
         scatter of "a bag ends here" / "a feature starts here" marks and a cumsum each.
         """
-        num = len(self.sparse_names)
-        offsets = tf.cast(tf.stack([inputs[n + ".offsets"] for n in self.sparse_names]),
+        names, weighted, base_steps, first_base, mean_mask = plan
+        num = len(names)
+        offsets = tf.cast(tf.stack([inputs[n + ".offsets"] for n in names]),
                           tf.int32)  # [F, B+1]
         batch = tf.shape(offsets)[1] - 1
-        ids = (tf.cast(inputs[self.sparse_names[0] + ".values"], tf.int64) if num == 1 else
-               tf.concat([tf.cast(inputs[n + ".values"], tf.int64) for n in self.sparse_names],
+        ids = (tf.cast(inputs[names[0] + ".values"], tf.int64) if num == 1 else
+               tf.concat([tf.cast(inputs[n + ".values"], tf.int64) for n in names],
                          axis=0))
         nnz = tf.shape(ids, out_type=tf.int32)[0]
         starts = tf.cumsum(offsets[:, -1], exclusive=True)  # first id of each feature
@@ -135,28 +164,56 @@ class FusedEmbeddingBag(tf.keras.layers.Layer):
         marks = tf.math.unsorted_segment_sum(tf.ones_like(ends), ends, nnz + 1)
         segments = tf.cumsum(marks[:-1])
         if num == 1:
-            rows = ids + self._first_base
+            rows = ids + first_base
         else:  # table base of id j: cumsum of the base steps placed at each feature's start
-            steps = tf.math.unsorted_segment_sum(tf.constant(self._base_steps), starts[1:],
+            steps = tf.math.unsorted_segment_sum(tf.constant(base_steps), starts[1:],
                                                  nnz + 1)
-            rows = ids + (tf.cumsum(steps[:-1]) + self._first_base)
+            rows = ids + (tf.cumsum(steps[:-1]) + first_base)
         gathered = tf.gather(self.table(), rows)  # [nnz, dim]; gradient: IndexedSlices
-        if self.any_weighted:
+        if any(weighted):
             weights = tf.concat([
                 tf.cast(inputs[n + ".weights"], gathered.dtype) if w
                 else tf.ones(tf.shape(inputs[n + ".values"]), gathered.dtype)
-                for n, w in zip(self.sparse_names, self.sparse_weighted)], axis=0)
+                for n, w in zip(names, weighted)], axis=0)
             gathered = gathered * weights[:, None]
         summed = tf.math.segment_sum(gathered, segments)  # [last non-empty bag + 1, dim]
         total = num * batch
         summed = tf.pad(summed, [[0, total - tf.shape(summed)[0]], [0, 0]])
         pooled = tf.reshape(summed, [num, batch, self.dim])
-        if self.any_mean:
+        if mean_mask.any():
             counts = tf.maximum(offsets[:, 1:] - offsets[:, :-1], 1)
-            counts = tf.where(tf.constant(self._mean_mask)[:, None], counts,
+            counts = tf.where(tf.constant(mean_mask)[:, None], counts,
                               tf.ones_like(counts))
             pooled = pooled / tf.cast(counts, pooled.dtype)[:, :, None]
         return pooled
+
+    def _single_block(self, inputs: Dict[str, tf.Tensor]) -> tf.Tensor:
+        """[B, Fs, dim] of the single-id features: one gather, no segments (a bag of one id
+        is that id's row: sum and mean pooling agree)."""
+        names = [self.sparse_names[i] for i in self._single_idx]
+        ids = tf.stack([tf.cast(inputs[n + ".values"], tf.int64) for n in names], axis=1)
+        rows = ids + tf.constant(self._single_bases)[None, :]  # [B, Fs]
+        out = tf.gather(self.table(), rows)  # [B, Fs, dim]; gradient: IndexedSlices
+        if any(self.sparse_weighted[i] for i in self._single_idx):
+            weights = tf.stack([
+                tf.cast(inputs[n + ".weights"], out.dtype) if self.sparse_weighted[i]
+                else tf.ones(tf.shape(inputs[n + ".values"]), out.dtype)
+                for n, i in zip(names, self._single_idx)], axis=1)
+            out = out * weights[:, :, None]
+        return out
+
+    def block(self, inputs: Dict[str, tf.Tensor]) -> tf.Tensor:
+        """The sparse features' pooled embeddings side by side: [B, F, dim], in
+        ``sparse_names`` order (all single-id: one direct gather; else the bag path)."""
+        if self._single_idx:
+            return self._single_block(inputs)
+        return tf.transpose(self._pooled(inputs, self._bag_only), [1, 0, 2])
+
+    def block_sum(self, inputs: Dict[str, tf.Tensor]) -> tf.Tensor:
+        """Sum over the sparse features of their pooled embeddings: [B, dim]."""
+        if self._single_idx:
+            return tf.reduce_sum(self._single_block(inputs), axis=1)
+        return tf.reduce_sum(self._pooled(inputs, self._bag_only), axis=0)
 
     def sequences(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         """``name -> [B, L, dim]`` for the sequence features (padding slots included)."""
@@ -167,7 +224,7 @@ class FusedEmbeddingBag(tf.keras.layers.Layer):
     def call(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         out: Dict[str, tf.Tensor] = {}
         if self.sparse_names:
-            block = tf.transpose(self.pooled(inputs), [1, 0, 2])  # [B, F, dim]
+            block = self.block(inputs)  # [B, F, dim]
             out[block_key(self.dim)] = block
             for i, name in enumerate(self.sparse_names):
                 out[name] = block[:, i, :]
@@ -272,7 +329,7 @@ class WideLinear(tf.keras.layers.Layer):
         if self.emb is not None:
             (bag,) = self.emb.fused  # every table has width out_dim
             if bag.sparse_names:  # sum over features of the pooled weights: [B, out_dim]
-                parts.append(tf.reduce_sum(bag.pooled(inputs), axis=0))
+                parts.append(bag.block_sum(inputs))
             seqs = bag.sequences(inputs)
             for name, mean in zip(self.seq_names, self.seq_mean):
                 parts.append(pool_sequence(seqs[name], inputs[name + ".lengths"], mean))

@@ -48,17 +48,24 @@ class SparseAdam(tf.keras.optimizers.Adam):
 
     Same arguments as ``keras.optimizers.Adam``; ``amsgrad`` and ``weight_decay`` are not
     supported (both would need every row each step; torch's SparseAdam has neither).
+    ``l2``: a coupled L2 coefficient added, as ``l2 * w``, to the (summed) gradient of each
+    looked-up row only (torch's ``weight_decay`` term restricted to the rows a step touches;
+    dense gradients get it on every row).
     """
 
     def __init__(self, learning_rate: Any = 0.001, beta_1: float = 0.9, beta_2: float = 0.999,
-                 epsilon: float = 1e-7, name: str = "sparse_adam", **kwargs: Any) -> None:
+                 epsilon: float = 1e-7, name: str = "sparse_adam", l2: float = 0.0,
+                 **kwargs: Any) -> None:
         if kwargs.get("amsgrad") or kwargs.get("weight_decay"):
             raise ValueError("SparseAdam supports neither amsgrad nor weight_decay")
         super().__init__(learning_rate=learning_rate, beta_1=beta_1, beta_2=beta_2,
                          epsilon=epsilon, name=name, **kwargs)
+        self.l2 = float(l2)
 
     def update_step(self, gradient: Any, variable: Any, learning_rate: Any) -> None:
         if not isinstance(gradient, tf.IndexedSlices):
+            if self.l2:
+                gradient = tf.convert_to_tensor(gradient) + self.l2 * tf.convert_to_tensor(variable)
             super().update_step(gradient, variable, learning_rate)
             return
         index = self._get_variable_index(variable)
@@ -73,6 +80,9 @@ class SparseAdam(tf.keras.optimizers.Adam):
         beta_2 = tf.cast(self.beta_2, dtype)
         alpha = (tf.cast(learning_rate, dtype) * tf.sqrt(1 - tf.pow(beta_2, step))
                  / (1 - tf.pow(beta_1, step)))
+        var_rows = tf.gather(var, rows)
+        if self.l2:
+            grad = grad + self.l2 * var_rows
         m_rows = tf.gather(m, rows)
         v_rows = tf.gather(v, rows)
         m_new = m_rows + (grad - m_rows) * (1 - beta_1)
@@ -81,4 +91,4 @@ class SparseAdam(tf.keras.optimizers.Adam):
         v.scatter_update(tf.IndexedSlices(v_new, rows))
         # rows are unique: gather + scatter_update is ~3x cheaper on CPU than scatter_sub
         step_rows = alpha * m_new / (tf.sqrt(v_new) + self.epsilon)
-        var.scatter_update(tf.IndexedSlices(tf.gather(var, rows) - step_rows, rows))
+        var.scatter_update(tf.IndexedSlices(var_rows - step_rows, rows))

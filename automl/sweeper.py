@@ -1,0 +1,225 @@
+"""The Lingjie Optuna sweep: an Optuna study over Hydra overrides, every trial a training process.
+
+Every trial — with n_jobs=1 too — runs as its own process, `python -m trainer <overrides>
+<sampled params> <trial_overrides> hydra.run.dir=<sweep_dir>/<trial number>`, with
+$LINGJIE_OPTUNA_TRIAL naming the study and trial in the shared storage (see automl/reporting.py:
+per-epoch reports and pruning from inside the process). One code path for one and many workers,
+and a crashing or leaking trial cannot take the sweep down. n_jobs threads here each drive one
+trial process at a time; they ask and tell through the same storage, so several machines may
+also run the same command against one RDB URL.
+
+The objective is read from the trial's metrics.json: final[metric] (or a top-level key such as
+`parameters`). The study lives in the storage (a journal file in the sweep directory unless
+`storage` is an RDB URL): rerunning the command resumes it, `n_trials` is the total.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from automl.reporting import ENV
+from automl.study import is_rdb_url, make_pruner, make_sampler, make_storage
+from automl.sweeper_space import distribution, override_value, split_arguments, targets
+
+log = logging.getLogger("lingjie.automl")
+JOURNAL = "optuna_journal.log"
+
+
+@dataclass
+class SweepSettings:
+    sweep_dir: Path
+    study_name: str
+    optimize_metric: list[str]
+    direction: list[str]
+    n_trials: int = 20
+    n_jobs: int = 1
+    sampler: str = "tpe"
+    sampler_args: dict[str, Any] = field(default_factory=dict)
+    seed: int | None = 42
+    pruner: str = "median"
+    pruner_args: dict[str, Any] = field(default_factory=dict)
+    storage: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    trial_overrides: list[str] = field(default_factory=list)
+    trial_timeout_s: float | None = None
+    max_epochs: int | None = None
+    plots: bool = True
+
+    @property
+    def storage_url(self) -> str:
+        return self.storage or str(self.sweep_dir / JOURNAL)
+
+
+def _as_list(v: Any) -> list[Any]:
+    return list(v) if isinstance(v, (list, tuple)) else [v]
+
+
+class Sweep:
+    def __init__(self, s: SweepSettings, arguments: list[str], cwd: Path, hydra_overrides: list[str] = ()) -> None:
+        self.s = s
+        self.cwd = cwd
+        self.fixed, cli_space = split_arguments(arguments)
+        # hydra.* overrides a trial needs too (hydra.searchpath, hydra.job...), not the sweep's own
+        self.fixed += [o for o in hydra_overrides if not o.lstrip("+~").startswith(
+            ("hydra.sweeper", "hydra.sweep.", "hydra/sweeper", "hydra.run.dir", "hydra.mode", "hydra.launcher",
+             "hydra/launcher"))]
+        self.space = {k: distribution(k, v) for k, v in s.params.items()}
+        self.space.update(cli_space)
+        self.targets = targets(s.params)
+        if not self.space:
+            raise ValueError("hydra.sweeper.params is empty: declare the search space (configs/hparams_search/)")
+        if len(s.direction) != len(s.optimize_metric):
+            raise ValueError(f"hydra.sweeper: {len(s.optimize_metric)} optimize_metric(s) but "
+                             f"{len(s.direction)} direction(s)")
+        self.multi = len(s.optimize_metric) > 1
+        self.lock = threading.Lock()
+
+    # ----- study -----
+    def open_study(self) -> Any:
+        import optuna
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        s = self.s
+        self.s.sweep_dir.mkdir(parents=True, exist_ok=True)
+        if s.pruner != "none" and self.multi:
+            log.warning("pruning needs a single objective: pruner %s ignored for %s", s.pruner, s.optimize_metric)
+            s.pruner = "none"
+        study = optuna.create_study(
+            study_name=s.study_name, storage=make_storage(s.storage_url), load_if_exists=True,
+            sampler=make_sampler(s.sampler, s.seed, s.sampler_args),
+            pruner=make_pruner(s.pruner, s.pruner_args, s.max_epochs), directions=s.direction)
+        existing = len(study.trials)
+        if existing and s.seed is not None:
+            # a resumed study: a seeded sampler must not replay the first run's samples
+            study.sampler = make_sampler(s.sampler, s.seed + existing, s.sampler_args)
+        known = study.user_attrs.get("fixed_overrides")
+        if known is None:
+            study.set_user_attr("fixed_overrides", self.fixed)
+            study.set_user_attr("optimize_metric", s.optimize_metric)
+        elif known != self.fixed:
+            log.warning("resuming study '%s' whose trials ran with overrides %s; this run uses %s",
+                        s.study_name, known, self.fixed)
+        self._fail_stale(study)
+        return study
+
+    def _fail_stale(self, study: Any) -> None:
+        """Trials left RUNNING by an interrupted sweep: recorded as failed (journal file only — with
+        an RDB, other machines' trials may really be running)."""
+        from optuna.trial import TrialState
+
+        if self.s.storage and is_rdb_url(self.s.storage):
+            return
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+            if t.state == TrialState.RUNNING:
+                study._storage.set_trial_user_attr(t._trial_id, "error", "interrupted: found running when resuming")
+                study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                log.warning("trial %d was interrupted by a previous sweep: recorded as failed", t.number)
+
+    # ----- trials -----
+    def run(self) -> Any:
+        study = self.open_study()
+        done = len(study.trials)
+        print(f"[sweep] study '{self.s.study_name}' in {self.s.storage_url}: {done} trial(s) so far, "
+              f"n_trials={self.s.n_trials} (total), n_jobs={self.s.n_jobs}, sampler={self.s.sampler}, "
+              f"pruner={self.s.pruner}", flush=True)
+        workers = [threading.Thread(target=self._worker, args=(study,), name=f"sweep-worker-{i}")
+                   for i in range(max(1, self.s.n_jobs))]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        return study
+
+    def _worker(self, study: Any) -> None:
+        while True:
+            with self.lock:
+                if len(study.get_trials(deepcopy=False)) >= self.s.n_trials:
+                    return
+                trial = study.ask(self.space)
+            try:
+                self._run_trial(study, trial)
+            except Exception as exc:  # the sweep goes on; the trial is recorded as failed
+                log.exception("trial %d", trial.number)
+                self._tell_failed(study, trial, f"{type(exc).__name__}: {exc}")
+
+    def trial_overrides(self, params: dict[str, Any]) -> list[str]:
+        return [f"{path}={override_value(v)}" for k, v in params.items() for path in self.targets.get(k, [k])]
+
+    def _run_trial(self, study: Any, trial: Any) -> None:
+        from optuna.trial import TrialState
+
+        s = self.s
+        trial_dir = (s.sweep_dir / str(trial.number)).resolve()
+        trial_dir.mkdir(parents=True, exist_ok=True)
+        params = self.trial_overrides(trial.params)
+        cmd = [sys.executable, "-m", "trainer", *self.fixed, *params, *s.trial_overrides,
+               f"hydra.run.dir={trial_dir}"]
+        trial.set_user_attr("overrides", [*self.fixed, *params])
+        trial.set_user_attr("run_dir", str(trial_dir))
+        env = {**os.environ, ENV: json.dumps({
+            "storage": str(Path(s.storage_url).resolve()) if not is_rdb_url(s.storage_url) else s.storage_url,
+            "study_name": s.study_name, "trial_id": trial._trial_id, "number": trial.number,
+            "metric": None if self.multi else s.optimize_metric[0], "direction": s.direction[0],
+            "pruner": s.pruner, "pruner_args": s.pruner_args, "max_epochs": s.max_epochs})}
+        env.pop("LINGJIE_WORKER", None)
+        print(f"[sweep] trial {trial.number} start: {' '.join(params)}", flush=True)
+        t0 = time.perf_counter()
+        with open(trial_dir / "trial.log", "w") as out:
+            try:
+                proc = subprocess.run(cmd, cwd=self.cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                      timeout=s.trial_timeout_s)
+                rc = proc.returncode
+            except subprocess.TimeoutExpired:
+                rc = None
+        seconds = time.perf_counter() - t0
+        trial.set_user_attr("seconds", round(seconds, 2))
+        if rc != 0:
+            reason = f"timed out after {s.trial_timeout_s}s" if rc is None else f"exit status {rc}: {_last_error(trial_dir / 'trial.log')}"
+            self._tell_failed(study, trial, reason)
+            return
+        metrics = json.loads((trial_dir / "metrics.json").read_text())
+        trial.set_user_attr("epochs", metrics.get("epochs_completed"))
+        values = []
+        for m in s.optimize_metric:
+            v = metrics.get("final", {}).get(m, metrics.get(m))
+            if v is None or not isinstance(v, (int, float)) or math.isnan(float(v)):
+                available = sorted(k for k in metrics.get("final", {}) if "/" in k) + ["parameters"]
+                self._tell_failed(study, trial, f"optimize_metric '{m}' not in metrics.json (available: "
+                                                f"{', '.join(available)})")
+                return
+            values.append(float(v))
+        with self.lock:
+            if metrics.get("pruned"):
+                study.tell(trial, state=TrialState.PRUNED)
+                state = "pruned"
+            else:
+                study.tell(trial, values if self.multi else values[0])
+                state = "complete"
+        print(f"[sweep] trial {trial.number} {state} after {metrics.get('epochs_completed')} epoch(s), "
+              f"{seconds:.1f}s: " + ", ".join(f"{m}={v:.5f}" for m, v in zip(s.optimize_metric, values)), flush=True)
+
+    def _tell_failed(self, study: Any, trial: Any, error: str) -> None:
+        from optuna.trial import TrialState
+
+        with self.lock:
+            trial.set_user_attr("error", error[-2000:])
+            study.tell(trial, state=TrialState.FAIL)
+        print(f"[sweep] trial {trial.number} failed: {error[-500:]}", flush=True)
+
+
+def _last_error(path: Path) -> str:
+    """The trainer's `error: ...` line, else the last lines of the trial's output."""
+    lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+    errors = [ln for ln in lines if ln.startswith("error:")] or [ln for ln in lines if "error" in ln.lower()]
+    if errors:
+        return errors[-1]
+    return " | ".join(ln.strip() for ln in lines[-6:])

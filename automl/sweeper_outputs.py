@@ -1,0 +1,155 @@
+"""What a sweep leaves in its directory: trials.csv, best_config.yaml, plots, a summary table."""
+from __future__ import annotations
+
+import logging
+import shlex
+import warnings
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("lingjie.automl")
+
+
+def write_outputs(study: Any, sweep: Any) -> dict[str, Path]:
+    s = sweep.s
+    out: dict[str, Path] = {}
+    out["trials.csv"] = _trials_csv(study, s.sweep_dir / "trials.csv")
+    best = _best_trials(study, sweep.multi)
+    if best:
+        out["best_config.yaml"] = _best_config(study, sweep, best, s.sweep_dir / "best_config.yaml")
+    if s.plots:
+        out.update(_plots(study, sweep))
+    print(summary_table(study, sweep, best), flush=True)
+    for name, path in out.items():
+        print(f"[sweep] wrote {path}", flush=True)
+    return out
+
+
+def _trials_csv(study: Any, path: Path) -> Path:
+    df = study.trials_dataframe(attrs=("number", "value", "values", "state", "params", "duration",
+                                       "user_attrs", "intermediate_values"), multi_index=False)
+    df.to_csv(path, index=False)
+    return path
+
+
+def _best_trials(study: Any, multi: bool) -> list[Any]:
+    from optuna.trial import TrialState
+
+    if not any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+        return []
+    if multi:  # the Pareto front, best first by the first objective
+        sign = -1 if study.directions[0].name == "MAXIMIZE" else 1
+        return sorted(study.best_trials, key=lambda t: sign * t.values[0])
+    return [study.best_trial]
+
+
+def rerun_command(overrides: list[str]) -> str:
+    return "python -m trainer " + " ".join(shlex.quote(o) for o in overrides)
+
+
+def _best_config(study: Any, sweep: Any, best: list[Any], path: Path) -> Path:
+    import yaml
+
+    t = best[0]
+    overrides = t.user_attrs.get("overrides") or [*sweep.fixed, *sweep.trial_overrides(t.params)]
+    doc = {
+        "trial": t.number,
+        "objectives": dict(zip(sweep.s.optimize_metric, t.values)),
+        "directions": list(sweep.s.direction),
+        "params": dict(t.params),
+        "overrides": list(overrides),
+        "command": rerun_command(overrides),
+        "run_dir": t.user_attrs.get("run_dir"),
+    }
+    if sweep.multi:
+        doc["pareto_front"] = [{"trial": p.number, "objectives": dict(zip(sweep.s.optimize_metric, p.values)),
+                                "params": dict(p.params)} for p in best]
+    resolved = Path(t.user_attrs.get("run_dir", "")) / "config.yaml"
+    header = (f"# Best trial of study '{sweep.s.study_name}' ({'Pareto front, best first by ' + sweep.s.optimize_metric[0] if sweep.multi else 'best value'}).\n"
+              f"# Re-run it as-is (from the directory the sweep ran in):\n#   {doc['command']}\n"
+              f"# The full resolved config it ran with: {resolved}\n")
+    path.write_text(header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False))
+    return path
+
+
+def _plots(study: Any, sweep: Any) -> dict[str, Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from optuna.trial import TrialState
+    from optuna.visualization import matplotlib as vis
+
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    out: dict[str, Path] = {}
+    metric = sweep.s.optimize_metric
+    jobs: list[tuple[str, Any]] = []
+    if complete:
+        if sweep.multi:
+            jobs.append(("optimization_history.png",
+                         lambda: vis.plot_optimization_history(study, target=lambda t: t.values[0], target_name=metric[0])))
+            if len(metric) in (2, 3):
+                jobs.append(("pareto_front.png", lambda: vis.plot_pareto_front(study, target_names=metric)))
+        else:
+            jobs.append(("optimization_history.png", lambda: vis.plot_optimization_history(study, target_name=metric[0])))
+    if len(complete) >= 2:
+        target = (lambda t: t.values[0]) if sweep.multi else None
+        jobs.append(("param_importances.png",
+                     lambda: vis.plot_param_importances(study, target=target, target_name=metric[0])))
+    for name, make in jobs:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                ax = make()
+            fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
+            fig.set_size_inches(9, 5.5)
+            fig.tight_layout()
+            fig.savefig(sweep.s.sweep_dir / name, dpi=100)
+            plt.close(fig)
+            out[name] = sweep.s.sweep_dir / name
+        except Exception as exc:  # a plot must not fail the sweep (e.g. importances of a constant space)
+            log.warning("plot %s skipped: %s", name, exc)
+            print(f"[sweep] plot {name} skipped: {exc}", flush=True)
+    return out
+
+
+def summary_table(study: Any, sweep: Any, best: list[Any], top: int = 10) -> str:
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    counts = {st.name.lower(): sum(t.state == st for t in trials) for st in
+              (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL, TrialState.RUNNING)}
+    metric = sweep.s.optimize_metric
+    signs = [-1 if d.name == "MAXIMIZE" else 1 for d in study.directions]
+
+    def key(t: Any) -> tuple:
+        if t.state == TrialState.COMPLETE:
+            return (0, *[s * v for s, v in zip(signs, t.values)])
+        if t.state == TrialState.PRUNED:
+            last = t.intermediate_values[max(t.intermediate_values)] if t.intermediate_values else 0.0
+            return (1, signs[0] * last)
+        return (2, t.number)
+
+    rows = sorted(trials, key=key)[:top]
+    best_numbers = {t.number for t in best}
+    header = ["trial", "state", *metric, "epochs", "params"]
+    table = [header]
+    for t in rows:
+        if t.state == TrialState.COMPLETE:
+            vals = [f"{v:.5f}" for v in t.values]
+        elif t.state == TrialState.PRUNED and t.intermediate_values:
+            vals = [f"({t.intermediate_values[max(t.intermediate_values)]:.5f})"] + ["-"] * (len(metric) - 1)
+        else:
+            vals = ["-"] * len(metric)
+        params = " ".join(f"{k}={v}" for k, v in t.params.items())
+        if t.state == TrialState.FAIL:
+            params += f"  error: {str(t.user_attrs.get('error', ''))[:80]}"
+        table.append([f"{t.number}{'*' if t.number in best_numbers else ''}", t.state.name.lower(), *vals,
+                      str(t.user_attrs.get("epochs", "-")), params])
+    widths = [max(len(r[i]) for r in table) for i in range(len(header) - 1)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths)) + "  " + r[-1] for r in table]
+    epochs = sum(int(t.user_attrs.get("epochs") or 0) for t in trials)
+    title = (f"[sweep] study '{sweep.s.study_name}': {len(trials)} trials ("
+             + ", ".join(f"{n} {k}" for k, n in counts.items() if n) + f"), {epochs} trial epochs; "
+             + ("* = Pareto front" if sweep.multi else "* = best") + f"; top {min(top, len(trials))}:")
+    return "\n".join([title, *lines])

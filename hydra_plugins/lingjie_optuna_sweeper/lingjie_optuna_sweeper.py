@@ -1,0 +1,82 @@
+"""`hydra/sweeper: lingjie_optuna`: the Hydra side of the Optuna sweep (config schema + plugin).
+
+Hydra imports every module under hydra_plugins at start-up, so this one imports nothing heavy:
+optuna is loaded only when a sweep starts. (No `from __future__ import annotations`: Hydra executes
+plugin modules outside sys.modules, where dataclasses cannot resolve string annotations.)
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+from hydra.core.config_store import ConfigStore
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+
+
+@dataclass
+class LingjieOptunaSweeperConf:
+    _target_: str = "hydra_plugins.lingjie_optuna_sweeper.lingjie_optuna_sweeper.LingjieOptunaSweeper"
+    optimize_metric: Any = "eval/auc"  # a key of metrics.json's final (or top level: parameters); a list: multi-objective
+    direction: Any = "maximize"  # maximize | minimize, or one per metric
+    study_name: Optional[str] = None  # default: experiment_name
+    storage: Optional[str] = None  # default: a journal file in the sweep dir; or an RDB URL (sqlite:///..., postgresql://...)
+    n_trials: int = 20  # the total over every run of the command (rerunning resumes the study)
+    n_jobs: int = 1  # trials running at once, each its own process
+    sampler: str = "tpe"  # tpe | random | cmaes | gp | nsga2
+    sampler_args: Dict[str, Any] = field(default_factory=dict)  # extra keyword arguments of the sampler
+    seed: Optional[int] = 42
+    pruner: str = "median"  # median | hyperband | successive_halving | none (fed per epoch by the trainer)
+    pruner_args: Dict[str, Any] = field(default_factory=dict)  # e.g. {n_startup_trials: 2, n_warmup_steps: 1}
+    params: Dict[str, Any] = field(default_factory=dict)  # the search space: config path -> distribution
+    trial_overrides: List[str] = field(default_factory=lambda: ["trainer.export.enabled=false",
+                                                                "trainer.progress_bar=false"])
+    trial_timeout_s: Optional[float] = None
+    plots: bool = True
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="lingjie_optuna", node=LingjieOptunaSweeperConf,
+                             provider="lingjie")
+
+
+class LingjieOptunaSweeper(Sweeper):
+    def __init__(self, **settings: Any) -> None:
+        settings.pop("_target_", None)
+        self.settings = settings
+        self.config: Optional[DictConfig] = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.hydra_context = hydra_context
+        self.config = config
+
+    def sweep(self, arguments: List[str]) -> Any:
+        from automl.sweeper import Sweep, SweepSettings
+        from automl.sweeper_outputs import write_outputs
+
+        assert self.config is not None
+        cfg = self.config
+        st = {k: (OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v)
+              for k, v in self.settings.items()}
+        sweep_dir = Path(str(cfg.hydra.sweep.dir))
+        trainer_cfg = cfg.get("trainer") or {}
+        settings = SweepSettings(
+            sweep_dir=sweep_dir.resolve(), study_name=st.get("study_name") or str(cfg.get("experiment_name", "study")),
+            optimize_metric=[str(m) for m in _as_list(st["optimize_metric"])],
+            direction=[str(d) for d in _as_list(st["direction"])],
+            n_trials=int(st["n_trials"]), n_jobs=int(st["n_jobs"]), sampler=st["sampler"],
+            sampler_args=st.get("sampler_args") or {}, seed=st.get("seed"), pruner=str(st["pruner"]),
+            pruner_args=st.get("pruner_args") or {}, storage=st.get("storage"), params=st.get("params") or {},
+            trial_overrides=list(st.get("trial_overrides") or []), trial_timeout_s=st.get("trial_timeout_s"),
+            max_epochs=trainer_cfg.get("epochs"), plots=bool(st.get("plots", True)))
+        if len(settings.direction) == 1 and len(settings.optimize_metric) > 1:
+            settings.direction = settings.direction * len(settings.optimize_metric)
+        hydra_overrides = [str(o) for o in cfg.hydra.overrides.get("hydra", [])]
+        sweep = Sweep(settings, list(arguments), Path.cwd(), hydra_overrides)
+        study = sweep.run()
+        write_outputs(study, sweep)
+        return study
+
+
+def _as_list(v: Any) -> List[Any]:
+    return list(v) if isinstance(v, (list, tuple)) else [v]

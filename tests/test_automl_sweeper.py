@@ -1,0 +1,147 @@
+"""The Optuna sweeper (issue 6): real optuna, the real trainer in subprocesses, shrunk data."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.conftest import SHRINK, run_cli
+
+optuna = pytest.importorskip("optuna")
+
+# trial 0 learns (lr 0.05); a lr of 1e-7 learns nothing and is pruned after epoch 1 against trial
+# 0's curve; batch_size=0 is an invalid config (a failing trial). RandomSampler seed 120 draws
+# (0.05,256), (1e-7,256) and, resumed (seed 120 + 2 trials), (1e-7,0), (1e-7,256).
+SPACE = """# @package _global_
+defaults:
+  - override /hydra/sweeper: lingjie_optuna
+hydra:
+  sweep: {dir: sweep}
+  sweeper:
+    optimize_metric: eval/auc
+    sampler: random
+    seed: 120
+    pruner: median
+    pruner_args: {n_startup_trials: 1, n_warmup_steps: 0}
+    params:
+      lr: {type: categorical, choices: [0.05, 1.0e-7], paths: [trainer.optimizer.sparse.lr, trainer.optimizer.dense.lr]}
+      data.batch_size: [256, 0]
+"""
+
+
+def _search_path(tmp_path: Path, text: str = SPACE) -> str:
+    cfg = tmp_path / "cfg" / "hparams_search"
+    cfg.mkdir(parents=True)
+    (cfg / "t.yaml").write_text(text)
+    return f"hydra.searchpath=[file://{tmp_path / 'cfg'}]"
+
+
+def _trials(sweep: Path) -> list[dict[str, str]]:
+    with open(sweep / "trials.csv") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_search_space_spellings():
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    from automl.sweeper_space import distribution, override_value, split_arguments, targets
+
+    assert distribution("a", {"type": "float", "low": 1e-4, "high": 1e-1, "log": True}) == \
+        FloatDistribution(1e-4, 1e-1, log=True)
+    assert distribution("a", {"type": "int", "low": 1, "high": 9, "step": 2}) == IntDistribution(1, 9, step=2)
+    assert distribution("a", [[256, 128], [64]]) == CategoricalDistribution(["[256,128]", "[64]"])
+    assert distribution("a", "choice(8,16,32)") == CategoricalDistribution([8, 16, 32])
+    assert distribution("a", "range(1,5)") == IntDistribution(1, 4)
+    assert distribution("a", "tag(log, interval(0.0001, 0.1))") == FloatDistribution(1e-4, 0.1, log=True)
+    fixed, space = split_arguments(["+experiment=movielens_deepfm", "model.dropout=interval(0.0,0.5)"])
+    assert fixed == ["+experiment=movielens_deepfm"] and space == {"model.dropout": FloatDistribution(0.0, 0.5)}
+    assert targets({"d": {"choices": [8], "paths": ["x.a", "x.b"]}, "y": [1]}) == {"d": ["x.a", "x.b"], "y": ["y"]}
+    assert override_value(0.1 + 0.2) == "0.3" and override_value([1, "a"]) == "[1,a]"
+    with pytest.raises(ValueError, match="not a search space"):
+        distribution("a", "3")
+
+
+def test_plugin_is_discovered_and_reporter_is_inert_without_a_trial(monkeypatch):
+    from hydra.core.plugins import Plugins
+    from hydra.plugins.sweeper import Sweeper
+
+    from automl.reporting import ENV, attach_trial_reporter
+
+    assert "LingjieOptunaSweeper" in [p.__name__ for p in Plugins.instance().discover(Sweeper)]
+    monkeypatch.delenv(ENV, raising=False)
+    assert attach_trial_reporter(object()) is None
+
+
+@pytest.mark.slow
+def test_sweep_prunes_resumes_records_failures_and_best_config_reruns(tmp_path, data_dir):
+    args = ["-m", "+experiment=movielens_deepfm", "hparams_search=t", _search_path(tmp_path), *SHRINK,
+            "trainer.epochs=3", "logger.tensorboard=false"]
+    first = run_cli([*args, "hydra.sweeper.n_trials=2"], cwd=tmp_path)
+    sweep = tmp_path / "sweep"
+    assert (sweep / "optuna_journal.log").exists() and len(_trials(sweep)) == 2
+    second = run_cli([*args, "hydra.sweeper.n_trials=4"], cwd=tmp_path)  # resumes: n_trials is the total
+    assert "2 trial(s) so far" in second.stdout
+    rows = _trials(sweep)
+    assert [r["number"] for r in rows] == ["0", "1", "2", "3"], first.stdout + second.stdout
+    states = {r["number"]: r["state"] for r in rows}
+    assert states["0"] == "COMPLETE"
+    # pruned from inside the training process after epoch 1 of 3, through the shared journal
+    pruned = [r for r in rows if r["state"] == "PRUNED"]
+    assert pruned and all(float(r["user_attrs_epochs"]) == 1 for r in pruned), second.stdout
+    assert all(float(r["params_lr"]) < 1e-3 for r in pruned)
+    # the invalid config failed with its error recorded, and the study went on
+    failed = [r for r in rows if r["state"] == "FAIL"]
+    assert len(failed) == 1 and "batch_size" in failed[0]["user_attrs_error"], second.stdout
+    assert states[str(int(failed[0]["number"]) + 1)] != "FAIL"  # the next trial ran normally
+    # outputs
+    for name in ("best_config.yaml", "trials.csv", "optimization_history.png"):
+        assert (sweep / name).stat().st_size > 0, name
+    assert "* = best" in second.stdout and "1 complete, 2 pruned, 1 fail" in second.stdout
+    best = yaml.safe_load((sweep / "best_config.yaml").read_text())
+    assert best["trial"] == 0 and best["params"]["lr"] == 0.05
+    assert "trainer.optimizer.dense.lr=0.05" in best["overrides"]
+    auc = best["objectives"]["eval/auc"]
+    rerun = run_cli([*best["overrides"], "hydra.run.dir=rerun"], cwd=tmp_path)
+    metrics = json.loads((tmp_path / "rerun" / "metrics.json").read_text())
+    assert "pruned" not in metrics and abs(metrics["final"]["eval/auc"] - auc) < 1e-6, rerun.stdout
+
+
+@pytest.mark.slow
+def test_parallel_workers_share_one_storage_multi_objective(tmp_path, data_dir):
+    space = """# @package _global_
+defaults:
+  - override /hydra/sweeper: lingjie_optuna
+hydra:
+  sweep: {dir: sweep}
+  sweeper:
+    optimize_metric: [eval/auc, parameters]
+    direction: [maximize, minimize]
+    sampler: nsga2
+    n_jobs: 2
+    n_trials: 3
+    params:
+      embedding_dim: {type: categorical, choices: [4, 8], paths: [features.user_id.embedding_dim,
+        features.item_id.embedding_dim, features.gender.embedding_dim, features.age.embedding_dim,
+        features.occupation.embedding_dim, features.zip_code.embedding_dim, features.genres.embedding_dim,
+        features.release_year.embedding_dim]}
+      model.hidden_units: [[32], [64, 32]]
+"""
+    out = run_cli(["-m", "+experiment=movielens_deepfm", "hparams_search=t", _search_path(tmp_path, space),
+                   *SHRINK, "logger.tensorboard=false"], cwd=tmp_path)
+    sweep = tmp_path / "sweep"
+    study = optuna.load_study(study_name="movielens_deepfm", storage=optuna.storages.JournalStorage(
+        optuna.storages.journal.JournalFileBackend(str(sweep / "optuna_journal.log"))))
+    trials = study.trials
+    assert len(trials) == 3 and all(t.state.name == "COMPLETE" for t in trials), out.stdout
+    # two trial processes ran at the same time
+    spans = sorted((t.datetime_start, t.datetime_complete) for t in trials)
+    assert any(spans[i + 1][0] < spans[i][1] for i in range(len(spans) - 1)), spans
+    assert all(t.values[1] > 1000 for t in trials)  # the parameter count is the second objective
+    best = yaml.safe_load((sweep / "best_config.yaml").read_text())
+    assert best["pareto_front"] and set(best["objectives"]) == {"eval/auc", "parameters"}
+    assert (sweep / "pareto_front.png").exists() and "* = Pareto front" in out.stdout
+    assert os.path.getsize(sweep / "trials.csv") > 0
