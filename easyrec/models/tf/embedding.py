@@ -42,12 +42,7 @@ import tensorflow as tf
 
 from easyrec.features.info import FeatureInfo
 from easyrec.models.tf.layers import LayerList, torch_linear
-from trainer.errors import ConfigError
-
-
-def table_of(info: FeatureInfo) -> str:
-    """Name of the table a feature reads: its ``embedding_name``, else its own name."""
-    return info.embedding_name or info.name
+from easyrec.models.table_layout import plan_tables, table_of  # noqa: F401 - table_of re-exported
 
 
 def pool_sequence(emb: tf.Tensor, lengths: tf.Tensor, mean: bool) -> tf.Tensor:
@@ -243,34 +238,13 @@ class EmbeddingCollection(tf.keras.layers.Layer):
                  init_std: Optional[float] = None, **kwargs) -> None:
         kwargs.setdefault("dtype", "float32")  # tables and pooling in f32 under any policy
         super().__init__(**kwargs)
-        tables: Dict[str, Tuple[int, int, str]] = {}  # table -> (rows, width, first feature)
-        by_width: Dict[int, Tuple[List[str], List[FeatureInfo], List[FeatureInfo]]] = {}
-        for n in names:
-            info = features[n]
-            if info.kind not in ("sparse", "sequence"):
-                raise ValueError(f"feature '{n}' is {info.kind}; only sparse/sequence embed")
-            width = dim if dim > 0 else int(info.dim)
-            t = table_of(info)
-            if t in tables:
-                rows, w, first = tables[t]
-                if rows != info.num_embeddings or w != width:
-                    raise ConfigError(
-                        f"features.{n}.embedding_name",
-                        f"'{n}' shares table '{t}' with '{first}' but has {info.num_embeddings}"
-                        f" rows x {width} (the table has {rows} x {w})")
-            else:
-                tables[t] = (int(info.num_embeddings), width, n)
-                by_width.setdefault(width, ([], [], []))[0].append(t)
-            group = by_width[tables[t][1]]
-            (group[1] if info.kind == "sparse" else group[2]).append(info)
         fused = []
         width_of: Dict[str, int] = {}
         layout: Dict[str, Tuple[str, int]] = {}
-        for width, (table_names, sparse, sequence) in sorted(by_width.items()):
+        for g in plan_tables(features, names, dim):
+            width, sparse, sequence = g.width, g.sparse, g.sequence
             std = init_std if init_std is not None else 1.0 / math.sqrt(width)
-            fused.append(FusedEmbeddingBag(
-                width, [(t, tables[t][0]) for t in table_names], sparse, sequence, std,
-                name=f"fused_{width}"))
+            fused.append(FusedEmbeddingBag(width, g.tables, sparse, sequence, std, name=f"fused_{width}"))
             for f in sparse + sequence:
                 width_of[f.name] = width
             for i, f in enumerate(sparse):

@@ -28,12 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from easyrec.features.info import FeatureInfo
-from trainer.errors import ConfigError
-
-
-def table_of(info: FeatureInfo) -> str:
-    """Name of the table a feature reads: its ``embedding_name``, else its own name."""
-    return info.embedding_name or info.name
+from easyrec.models.table_layout import plan_tables, table_of  # noqa: F401 - table_of re-exported
 
 
 def pool_sequence(emb: Tensor, lengths: Tensor, mean: bool) -> Tensor:
@@ -143,33 +138,12 @@ class EmbeddingCollection(nn.Module):
     def __init__(self, features: Dict[str, FeatureInfo], names: List[str], dim: int = 0,
                  init_std: Optional[float] = None, sparse_grad: bool = False) -> None:
         super().__init__()
-        tables: Dict[str, Tuple[int, int, str]] = {}  # table -> (rows, width, first feature)
-        by_width: Dict[int, Tuple[List[str], List[FeatureInfo], List[FeatureInfo]]] = {}
-        for n in names:
-            info = features[n]
-            if info.kind not in ("sparse", "sequence"):
-                raise ValueError(f"feature '{n}' is {info.kind}; only sparse/sequence embed")
-            width = dim if dim > 0 else int(info.dim)
-            t = table_of(info)
-            if t in tables:
-                rows, w, first = tables[t]
-                if rows != info.num_embeddings or w != width:
-                    raise ConfigError(
-                        f"features.{n}.embedding_name",
-                        f"'{n}' shares table '{t}' with '{first}' but has {info.num_embeddings}"
-                        f" rows x {width} (the table has {rows} x {w})")
-            else:
-                tables[t] = (int(info.num_embeddings), width, n)
-                by_width.setdefault(width, ([], [], []))[0].append(t)
-            group = by_width[tables[t][1]]
-            (group[1] if info.kind == "sparse" else group[2]).append(info)
         self.fused = nn.ModuleList()
         self.width_of: Dict[str, int] = {}
-        for width, (table_names, sparse, sequence) in sorted(by_width.items()):
+        for g in plan_tables(features, names, dim):
+            width, sparse, sequence = g.width, g.sparse, g.sequence
             std = init_std if init_std is not None else 1.0 / math.sqrt(width)
-            self.fused.append(FusedEmbeddingBag(
-                width, [(t, tables[t][0]) for t in table_names], sparse, sequence, std,
-                sparse_grad))
+            self.fused.append(FusedEmbeddingBag(width, g.tables, sparse, sequence, std, sparse_grad))
             for f in sparse + sequence:
                 self.width_of[f.name] = width
 
