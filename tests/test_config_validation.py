@@ -107,3 +107,8 @@ def test_every_knob_is_in_the_group_yaml() -> None:
         node = compose([f"model={name}"])["model"]
         missing = [f.name for f in dataclasses.fields(MODEL_REGISTRY[name].config_cls) if f.name not in node]
         assert not missing, f"configs/model/{name}.yaml lacks {missing}"
+
+
+def test_unknown_domain_is_one_clear_error() -> None:
+    with pytest.raises(ConfigError, match="unknown domain 'audio'; valid: rec, cv, nlp"):
+        validate({**compose(["+experiment=movielens_deepfm"]), "domain": "audio"})

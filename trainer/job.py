@@ -35,6 +35,14 @@ def run_job(cfg: dict[str, Any], config_yaml: str) -> Path:
         return render_and_maybe_submit(spec, run, config_yaml)
     if mode == "train" and hw.launcher in ("torchrun", "tf_multiworker") and not inside_worker:
         return _launch(spec, run, config_yaml)
+    from trainer.domains import domain_module
+
+    module = domain_module(root.domain)
+    if module is not None:  # cv / nlp: the domain runs train|evaluate|predict|export itself
+        resumed = False
+        if mode == "train":  # trainer.resume / an elastic restart: continue that run directory
+            run, resumed = _resolve_run(spec, run)
+        return module.run(spec, run, config_yaml, resumed)
     if mode == "train":
         return _train(spec, run, config_yaml)
     if mode == "stream":

@@ -20,7 +20,7 @@ from trainer.distributed import DistContext
 from trainer.engine import Engine
 from trainer.errors import ConfigError
 from trainer.loader import BatchLoader
-from trainer.metric_report import PredictionCollector, compute_metrics
+from trainer.metric_report import TaskMetrics
 from trainer.progress import progress
 from trainer.run_dir import RunDir
 from trainer.schema.spec import TrainerSpec
@@ -49,14 +49,16 @@ class Progress:
 
 def evaluate(engine: Engine, loader: BatchLoader, task_types: dict[str, str], limit_batches: int | None = None,
              recall_k: list[int] | None = None, desc: str = "eval", show_progress: bool = True,
-             total: int | None = None, dist: DistContext | None = None) -> dict[str, float]:
+             total: int | None = None, dist: DistContext | None = None,
+             metrics: TaskMetrics | None = None) -> dict[str, float]:
     """Metrics of the engine's model over the whole ``loader`` (one pass, no shuffling).
 
     Distributed: each rank scores its shard and the predictions are gathered, so the metrics
     are those of the whole eval set — the same numbers as a single-process evaluation.
     """
     dist = dist or DistContext()
-    collector = PredictionCollector(list(task_types))
+    metrics = metrics or TaskMetrics(task_types)
+    collector = metrics.collector()
     loss_sum, loss_n = 0.0, 0
     recall: dict[int, list[float]] = {k: [] for k in (recall_k or [])} if engine.retrieval else {}
     if limit_batches is not None and total is not None:
@@ -68,17 +70,18 @@ def evaluate(engine: Engine, loader: BatchLoader, task_types: dict[str, str], li
         loss, preds, hits = engine.eval_step(batch, list(recall))
         loss_sum += loss * batch.size
         loss_n += batch.size
-        collector.add({k: v for k, v in preds.items() if k in task_types}, batch.labels, batch.group_ids)
+        collector.add({k: v for k, v in preds.items() if k in task_types}, batch.labels,
+                      getattr(batch, "group_ids", None))
         for k, v in hits.items():
             if not math.isnan(v):
                 recall[k].append(v)
     bar.close()
     if dist.distributed:
         gathered = dist.all_gather_object((collector.state(), loss_sum, loss_n, recall))
-        collector = PredictionCollector.merged(list(task_types), [g[0] for g in gathered])
+        collector = metrics.merged([g[0] for g in gathered])
         loss_sum, loss_n = sum(g[1] for g in gathered), sum(g[2] for g in gathered)
         recall = {k: [v for g in gathered for v in g[3].get(k, [])] for k in recall}
-    out = compute_metrics("eval", task_types, collector)
+    out = metrics.compute("eval", collector)
     out["eval/loss"] = loss_sum / max(1, loss_n)
     for k, vals in recall.items():
         if vals:
@@ -94,8 +97,9 @@ class TrainLoop:
                  eval_loader: BatchLoader | None, task_types: dict[str, str], run: RunDir,
                  steps_per_epoch: int | None, extra_meta: dict[str, Any], writer: Any = None,
                  recall_k: list[int] | None = None, eval_steps: int | None = None,
-                 dist: DistContext | None = None) -> None:
+                 dist: DistContext | None = None, metrics: TaskMetrics | None = None) -> None:
         self.engine = engine
+        self.metrics = metrics or TaskMetrics(task_types)  # the domain's collectors + metrics
         self.dist = dist or DistContext()
         self.spec = spec
         self.train_loader = train_loader
@@ -112,8 +116,8 @@ class TrainLoop:
         self.on_epoch_end: Callable[[], None] | None = None  # e.g. writes metrics.json
         self.on_checkpoint: Callable[[Path], None] | None = None  # e.g. mirrors it to oss://
 
-    def _new_collector(self) -> PredictionCollector:
-        return PredictionCollector(list(self.task_types), max_rows=1_000_000)
+    def _new_collector(self) -> Any:
+        return self.metrics.collector(max_rows=1_000_000)
 
     # ----- state -----
     def meta(self) -> dict[str, Any]:
@@ -184,7 +188,7 @@ class TrainLoop:
             p.epoch_samples += batch.size
             p.train_samples += batch.size
             self.train_collector.add({k: v for k, v in preds.items() if k in self.task_types}, batch.labels,
-                                     batch.group_ids)
+                                     getattr(batch, "group_ids", None))
             now = time.perf_counter()
             p.epoch_time += now - t0
             p.train_time += now - t0
@@ -207,20 +211,20 @@ class TrainLoop:
         collector = self.train_collector
         if self.dist.distributed:  # metrics over every rank's rows; all ranks compute the same numbers
             gathered = self.dist.all_gather_object((collector.state(), loss_sum, loss_count, samples))
-            collector = PredictionCollector.merged(list(self.task_types), [g[0] for g in gathered])
+            collector = self.metrics.merged([g[0] for g in gathered])
             loss_sum = sum(g[1] for g in gathered)
             loss_count = sum(g[2] for g in gathered)
             samples = sum(g[3] for g in gathered)
         metrics["train/loss"] = loss_sum / max(1, loss_count)
-        if not self.engine.retrieval:
-            metrics.update(compute_metrics("train", self.task_types, collector))
+        if not self.engine.retrieval and self.metrics.train_metrics:
+            metrics.update(self.metrics.compute("train", collector))
         metrics["train/samples_per_sec"] = samples / p.epoch_time if p.epoch_time > 0 else 0.0
         metrics["train/epoch_seconds"] = p.epoch_time
         if self.eval_loader is not None:
             t = time.perf_counter()
             metrics.update(evaluate(self.engine, self.eval_loader, self.task_types, self.spec.limit_eval_batches,
                                     self.recall_k, show_progress=self.spec.progress_bar and self.dist.is_main,
-                                    total=self.eval_steps, dist=self.dist))
+                                    total=self.eval_steps, dist=self.dist, metrics=self.metrics))
             metrics["eval/seconds"] = time.perf_counter() - t
         p.history.append(metrics)
         improved = self._early_stopping(metrics)

@@ -93,3 +93,28 @@ def compute_metrics(split: str, task_types: dict[str, str], collector: Predictio
             if i == 0:
                 out[f"{split}/{name}"] = v
     return out
+
+
+class TaskMetrics:
+    """How a domain collects predictions and turns them into metrics.
+
+    The TrainLoop and :func:`trainer.loop.evaluate` only talk to this object, so a domain with
+    other predictions (class scores, boxes, token tags) plugs in its own subclass. A collector
+    needs ``add(preds, labels, groups)``, ``state()`` and ``load_state(state)``; this default
+    one is the recommendation collector (binary: auc/gauc/logloss; regression: mse/mae).
+    """
+
+    train_metrics: bool = True  # False: skip metrics over the training predictions
+
+    def __init__(self, task_types: dict[str, str]) -> None:
+        self.task_types = dict(task_types)
+
+    def collector(self, max_rows: int | None = None) -> PredictionCollector:
+        return PredictionCollector(list(self.task_types), max_rows=max_rows)
+
+    def merged(self, states: list[dict]) -> PredictionCollector:
+        """One collector over the states of every rank."""
+        return PredictionCollector.merged(list(self.task_types), states)
+
+    def compute(self, split: str, collector: PredictionCollector) -> dict[str, float]:
+        return compute_metrics(split, self.task_types, collector)

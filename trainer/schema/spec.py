@@ -229,6 +229,7 @@ class PathsSpec:
 @dataclass
 class RootSpec:
     experiment_name: str = F("default", "name of the experiment (names the run directory)")
+    domain: Literal["rec", "cv", "nlp"] = F("rec", "which package runs it: rec (easyrec), cv (easycv), nlp (easynlp)")
     seed: int = F(42, "global seed (model init, shuffling)", ge=0)
     data: DataSpec = F(None, "data group")
     trainer: TrainerSpec = F(None, "trainer group")

@@ -54,8 +54,16 @@ def build_model(raw: dict[str, Any], backend: str = "torch") -> Any:
     return build(entry.config_cls, raw, "model")
 
 
-def validate(cfg: dict[str, Any]) -> RunSpec:
-    """Check a plain (resolved) config dict; raise ConfigError naming the path and the fix."""
+def validate(cfg: dict[str, Any]) -> Any:
+    """Check a plain (resolved) config dict; raise ConfigError naming the path and the fix.
+
+    Configs of another domain (``domain: cv|nlp``) are validated by that domain's module.
+    """
+    from trainer.domains import domain_module
+
+    module = domain_module(str(cfg.get("domain", "rec")))
+    if module is not None:
+        return module.validate(cfg)
     root = build(RootSpec, {k: v for k, v in cfg.items() if k != "hydra"}, "")
     features = build_features(root.features)
     model = build_model(root.model, root.trainer.backend)

@@ -21,6 +21,24 @@ from trainer.torch_backend.tensors import to_inputs, to_labels
 FORMAT_VERSION = 2
 
 
+def _float(v: Any) -> Any:
+    """fp32 view of a model output (autocast may give bf16/fp16); non-tensors pass through."""
+    return v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v
+
+
+def to_host(preds: dict[str, Any]) -> dict[str, Any]:
+    """Predictions as numpy: tensors -> float arrays; lists (e.g. per-image boxes) element-wise."""
+    def conv(v: Any) -> Any:
+        if isinstance(v, torch.Tensor):
+            return (v.float() if v.is_floating_point() else v).cpu().numpy()
+        if isinstance(v, (list, tuple)):
+            return [conv(x) for x in v]
+        if isinstance(v, dict):
+            return {k: conv(x) for k, x in v.items()}
+        return v
+    return {k: conv(v) for k, v in preds.items()}
+
+
 class TorchEngine(Engine):
     backend = "torch"
 
@@ -44,9 +62,12 @@ class TorchEngine(Engine):
         self.schedulers: list[Any] = []
         if spec is not None:
             sparse_grad = bool(getattr(getattr(model, "cfg", None), "sparse_grad", False))
+            # models without embedding tables (vision, text) have only dense parameters
+            sparse = model.sparse_parameters() if hasattr(model, "sparse_parameters") else []
+            dense = model.dense_parameters() if hasattr(model, "dense_parameters") else list(model.parameters())
             self.optimizers = [o for o in (
-                make_optimizer(model.sparse_parameters(), spec.optimizer.sparse, sparse_grad),
-                make_optimizer(model.dense_parameters(), spec.optimizer.dense),
+                make_optimizer(sparse, spec.optimizer.sparse, sparse_grad),
+                make_optimizer(dense, spec.optimizer.dense),
             ) if o is not None]
             self.schedulers = [make_scheduler(o, spec.scheduler, total_steps) for o in self.optimizers]
 
@@ -69,9 +90,9 @@ class TorchEngine(Engine):
     def train_step(self, batch: Batch) -> tuple[float, dict[str, np.ndarray]]:
         self.forward_module.train()
         with self._autocast():
-            outputs = self.forward_module(to_inputs(batch, self.device))
-            outputs = {k: v.float() for k, v in outputs.items()}
-            loss = self.model.loss(outputs, to_labels(batch, self.device))
+            outputs = self.forward_module(self.inputs(batch))
+            outputs = {k: _float(v) for k, v in outputs.items()}
+            loss = self.model.loss(outputs, self.labels(batch))
         for o in self.optimizers:
             o.zero_grad(set_to_none=True)
         if self.scaler is not None:
@@ -92,16 +113,16 @@ class TorchEngine(Engine):
         for s in self.schedulers:
             s.step()
         with torch.no_grad():
-            preds = {k: v.float().cpu().numpy() for k, v in self.model.predict(outputs).items()}
+            preds = to_host(self.model.predict(outputs))
         return loss.item(), preds
 
     def eval_step(self, batch: Batch, recall_k: list[int]) -> tuple[float, dict[str, np.ndarray], dict[int, float]]:
         self.model.eval()
         with torch.no_grad(), self._autocast():
-            outputs = {k: v.float() for k, v in self.model(to_inputs(batch, self.device)).items()}
-            labels = to_labels(batch, self.device)
+            outputs = {k: _float(v) for k, v in self.model(self.inputs(batch)).items()}
+            labels = self.labels(batch)
             loss = float(self.model.loss(outputs, labels))
-            preds = {k: v.float().cpu().numpy() for k, v in self.model.predict(outputs).items()}
+            preds = to_host(self.model.predict(outputs))
             hits: dict[int, float] = {}
             if self.retrieval and recall_k:
                 from easyrec.models.torch.retrieval import in_batch_recall_at_k
@@ -116,8 +137,20 @@ class TorchEngine(Engine):
     def predict(self, batch: Batch) -> dict[str, np.ndarray]:
         self.model.eval()
         with torch.no_grad():
-            outputs = self.model(to_inputs(batch, self.device))
-            return {k: v.float().cpu().numpy() for k, v in self.model.predict(outputs).items()}
+            outputs = self.model(self.inputs(batch))
+            return to_host(self.model.predict(outputs))
+
+    def inputs(self, batch: Any) -> Any:
+        """Model inputs on the device: a batch may convert itself (``to_torch``), else the
+        recommendation Batch's flat dict of arrays."""
+        if hasattr(batch, "to_torch"):
+            return batch.to_torch(self.device)
+        return to_inputs(batch, self.device)
+
+    def labels(self, batch: Any) -> Any:
+        if hasattr(batch, "labels_to_torch"):
+            return batch.labels_to_torch(self.device)
+        return to_labels(batch, self.device)
 
     def current_lr(self) -> float:
         return float(self.optimizers[-1].param_groups[0]["lr"]) if self.optimizers else 0.0
