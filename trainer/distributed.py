@@ -31,7 +31,9 @@ class DistContext:
 
     @property
     def distributed(self) -> bool:
-        return self.world_size > 1
+        """A process group exists: several workers, or any torchrun-launched one (a DDP job of
+        one GPU still runs nccl + DDP, exactly as it will with more)."""
+        return self.world_size > 1 or self.kind == "torch"
 
     @staticmethod
     def from_env() -> "DistContext":
@@ -45,7 +47,7 @@ class DistContext:
                 if "chief" in cfg.get("cluster", {}) else int(task.get("index", 0))
             size = len(workers) + len(cfg.get("cluster", {}).get("chief", []))
             return DistContext("tf", rank, max(1, size), 0, 0)
-        if "WORLD_SIZE" in env and int(env["WORLD_SIZE"]) > 1:
+        if "WORLD_SIZE" in env and (int(env["WORLD_SIZE"]) > 1 or "TORCHELASTIC_RUN_ID" in env):
             return DistContext("torch", int(env.get("RANK", 0)), int(env["WORLD_SIZE"]),
                                int(env.get("LOCAL_RANK", 0)), int(env.get("TORCHELASTIC_RESTART_COUNT", 0)))
         return DistContext()
