@@ -9,6 +9,7 @@ import pytest
 from tests.conftest import run_cli
 
 ARGS = ["+experiment=movielens_deepfm_dynamic", "trainer.progress_bar=false", "data.limit_eval_rows=4000",
+        "data.eval_batch_size=500",  # 500-row eval chunks: both ranks score half of the rows
         "hardware.threads=1"]
 
 
