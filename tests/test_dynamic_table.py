@@ -204,3 +204,34 @@ def test_export_prunes_by_count() -> None:
     _see(t, [1, 1, 1, 2])
     keys, values = t.export(min_count=2)
     assert keys.tolist() == [1] and values.shape == (1, 4)
+
+
+@pytest.mark.parametrize("override, path, words", [
+    (["features.user_id.vocab={min_count: 1}"], "features.user_id.dynamic",
+     "set only one of hash_buckets, vocab, num_buckets, dynamic"),
+    (["features.item_id.dynamic.storage.tiers=[host,device]"], "features.item_id.dynamic.storage.tiers",
+     "fastest first"),
+    (["features.item_id.dynamic.storage.capacity=[10]"], "features.item_id.dynamic.storage.capacity",
+     "one capacity per tier"),
+    (["features.zip_code.dynamic.min_count=300"], "features.zip_code.dynamic.min_count", "bloom admission"),
+    (["features.user_id.dynamic.polcy=lru"], "features.user_id.dynamic.polcy", "did you mean: policy"),
+    (["trainer.backend=tf"], "features.user_id.dynamic", "torch backend only"),
+])
+def test_config_errors_name_the_key_and_the_fix(override: list[str], path: str, words: str) -> None:
+    from tests.conftest import compose
+    from trainer.errors import ConfigError
+    from trainer.schema.validate import validate
+
+    cfg = compose(["+experiment=movielens_deepfm_dynamic", "data.train_path=x.parquet"])
+    for o in override:  # apply like the CLI would (the experiment's dynamic keys are plain dicts)
+        key, value = o.split("=", 1)
+        node = cfg
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        import yaml
+
+        node[leaf] = yaml.safe_load(value)
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    assert f"'{path}'" in str(err.value) and words in str(err.value), str(err.value)
