@@ -68,6 +68,12 @@ class DynamicTables(Joinable):
                     continue
                 p = _empty_pending(m)
             grads = p.rows.grad if p.rows.grad is not None else torch.zeros_like(p.rows)
+            if not distributed and p.found is not None:  # slots known from the forward's probe
+                slots = m.table.index.find_cached(p.keys)[p.found]
+                m.table.apply_gradients(p.found_keys, grads, lr, slots=slots)
+                m.table.observe(p.keys, p.counts)
+                m.table.end_step()
+                continue
             self._apply(m, p.keys, p.counts, p.found_keys, grads, lr, active=True)
 
     def _apply(self, m: DynamicEmbedding, keys: Tensor, counts: Tensor, found: Tensor,

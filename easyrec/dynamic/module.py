@@ -39,6 +39,7 @@ class Pending:
     counts: Tensor
     found_keys: Tensor
     rows: Tensor
+    found: Optional[Tensor] = None  # positions in ``keys`` of found_keys
 
 
 def _pool_sparse(idx: Tensor, offsets: Tensor, weight: Tensor, per_sample: Optional[Tensor],
@@ -99,7 +100,7 @@ class DynamicEmbedding(nn.Module):
         rows = rows.to(self.default.device)
         if train:
             rows.requires_grad_(True)
-            self.pending = Pending(uniq, counts, uniq[found], rows)
+            self.pending = Pending(uniq, counts, uniq[found], rows, found)
         weight = torch.cat([rows.to(self.default.dtype), self.default.unsqueeze(0)])
         slot = torch.full((uniq.numel(),), found.numel(), dtype=torch.int64, device=keys.device)
         slot[found] = torch.arange(found.numel(), device=keys.device)

@@ -149,7 +149,7 @@ class DynamicTable:
 
         ``counts`` (occurrences of each key in the batch) feeds the hit-rate statistics.
         """
-        slots = self.index.find(keys)
+        slots = self.index.find_cached(keys)
         ok = slots >= 0
         tier = torch.full_like(slots, -1)
         tier[ok] = self.index.cols["tier"][slots[ok]].to(torch.int64)
@@ -165,13 +165,16 @@ class DynamicTable:
             self.stats["rows_hit"] += int(counts[found].sum())
         return found, rows
 
-    def apply_gradients(self, keys: Tensor, grads: Tensor, lr: float) -> None:
-        """One optimizer step on the rows of ``keys`` (distinct keys that have rows)."""
+    def apply_gradients(self, keys: Tensor, grads: Tensor, lr: float,
+                        slots: Tensor | None = None) -> None:
+        """One optimizer step on the rows of ``keys`` (distinct keys that have rows);
+        ``slots``: their index slots when the caller knows them (saves a probe)."""
         if self.optimizer is None:
             raise RuntimeError(f"dynamic table {self.name} has no optimizer (inference only)")
         if keys.numel() == 0:
             return
-        slots = self.index.find(keys)
+        if slots is None:
+            slots = self.index.find(keys)
         ok = slots >= 0
         if not bool(ok.all()):  # cannot happen between a lookup and its step; be safe anyway
             slots, grads = slots[ok], grads[ok]
@@ -182,11 +185,13 @@ class DynamicTable:
     def observe(self, keys: Tensor, counts: Tensor) -> None:
         """Count a training batch's distinct ``keys`` (``counts`` occurrences) and admit."""
         valid = keys != NULL_KEY
-        keys, counts = keys[valid], counts[valid].to(torch.int32)
+        if not bool(valid.all()):
+            keys, counts = keys[valid], counts[valid]
+        counts = counts.to(torch.int32)
         if keys.numel() == 0:
             return
         cols = self.index.cols
-        slots = self.index.find(keys)
+        slots = self.index.find_cached(keys)
         present = slots >= 0
         ps = slots[present]
         cols["count"][ps] = (cols["count"][ps].to(torch.int64) + counts[present]).clamp(
@@ -210,7 +215,8 @@ class DynamicTable:
                 admit_keys = self.index.keys[admit_slots]
                 cand = self._insert(new_keys, new_counts)
                 new_admit = cand[new_counts >= self.cfg.min_count]
-            admit_slots = self.index.find(admit_keys)
+            if admit_keys.numel():
+                admit_slots = self.index.find(admit_keys)
         self._admit(torch.cat([admit_slots, new_admit]))
 
     def _insert(self, keys: Tensor, counts: Tensor) -> Tensor:
