@@ -178,8 +178,8 @@ def bench_criteo(rows: int) -> list[dict]:
     from trainer.job import run_job
 
     tmp = Path(tempfile.mkdtemp(prefix="lingjie-dyn-criteo-"))
-    write_criteo_synth(rows, tmp / "train", seed=0)
-    write_criteo_synth(max(20_000, rows // 4), tmp / "test", seed=1)
+    write_criteo_synth(tmp / "train", rows, seed=0)
+    write_criteo_synth(tmp / "test", max(20_000, rows // 4), seed=1)
     out = []
     for mode in ("hash", "dynamic", "budget"):
         run = tmp / mode
