@@ -159,6 +159,10 @@ def _criteo_cfg(train: Path, test: Path, run: Path, mode: str) -> dict:
             f["hash_buckets"] = 20_000
         elif mode == "dynamic":
             f["dynamic"] = {"min_count": 2, "admission": "bloom"}
+        elif mode == "dynamic_mc1":
+            f["dynamic"] = {"min_count": 1}
+        elif mode == "dynamic_mc1_std0.01":
+            f["dynamic"] = {"min_count": 1, "init_std": 0.01}
         else:  # budget: a memory tier of 2,000 rows per table, the rest memory-mapped on disk
             f["dynamic"] = {"min_count": 1, "storage": {"tiers": ["host", "disk"], "capacity": [2000, 200_000],
                                                          "rebalance_every_steps": 20}}
@@ -171,7 +175,7 @@ def _criteo_cfg(train: Path, test: Path, run: Path, mode: str) -> dict:
     return cfg
 
 
-def bench_criteo(rows: int) -> list[dict]:
+def bench_criteo(rows: int, modes: list[str]) -> list[dict]:
     import yaml
 
     from dataio.datasets.criteo_synth import write_criteo_synth
@@ -181,7 +185,7 @@ def bench_criteo(rows: int) -> list[dict]:
     write_criteo_synth(tmp / "train", rows, seed=0)
     write_criteo_synth(tmp / "test", max(20_000, rows // 4), seed=1)
     out = []
-    for mode in ("hash", "dynamic", "budget"):
+    for mode in modes:
         run = tmp / mode
         cfg = _criteo_cfg(tmp / "train", tmp / "test", run, mode)
         cfg["paths"]["run_dir"] = str(run)
@@ -211,6 +215,9 @@ def main() -> int:
     p.add_argument("--criteo-rows", type=int, default=200_000)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--only", default="stream,speed,tiers,criteo")
+    p.add_argument("--criteo-modes", default="hash,dynamic,budget",
+                   help="hash | dynamic (min_count 2, bloom) | budget (host+disk tiers) | dynamic_mc1 | "
+                        "dynamic_mc1_std0.01")
     a = p.parse_args()
     torch.set_num_threads(1)
     parts = a.only.split(",")
@@ -227,7 +234,7 @@ def main() -> int:
         results["tiers"] = bench_tiers(stream[: a.ids // 2], a.distinct)
         print(json.dumps(results["tiers"], indent=1), flush=True)
     if "criteo" in parts:
-        results["criteo"] = bench_criteo(a.criteo_rows)
+        results["criteo"] = bench_criteo(a.criteo_rows, a.criteo_modes.split(","))
         print(json.dumps(results["criteo"], indent=1), flush=True)
     return 0
 
