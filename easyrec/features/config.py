@@ -18,9 +18,10 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from easyrec.dynamic.config import DynamicConfig, dynamic_config_from_dict
 from trainer.errors import ConfigError
 
-MAPPING_FIELDS = ("hash_buckets", "vocab", "num_buckets")
+MAPPING_FIELDS = ("hash_buckets", "vocab", "num_buckets", "dynamic")
 
 
 def _f(default: Any, help: str, **bounds: Any) -> Any:
@@ -57,15 +58,17 @@ def _check_common(cfg: Any, path: str) -> None:
 
 
 def _check_mapping(cfg: Any, path: str) -> None:
-    """At most one of hash_buckets / vocab / num_buckets (none = a default vocabulary)."""
+    """At most one of hash_buckets / vocab / num_buckets / dynamic (none = a default vocabulary)."""
     given = [name for name in MAPPING_FIELDS if getattr(cfg, name) is not None]
     if len(given) > 1:
         raise ConfigError(
             _at(path, given[1]),
-            f"set only one of hash_buckets, vocab, num_buckets (got {', '.join(given)})",
+            f"set only one of hash_buckets, vocab, num_buckets, dynamic (got {', '.join(given)})",
         )
     if cfg.vocab is not None:
         cfg.vocab.check(_at(path, "vocab"))
+    if cfg.dynamic is not None:
+        cfg.dynamic.check(_at(path, "dynamic"))
 
 
 def _check_separator(cfg: Any, path: str) -> None:
@@ -87,6 +90,9 @@ class IdFeatureConfig:
     vocab: VocabConfig | None = _f(None, "fit a vocabulary (the default when nothing is set)")
     num_buckets: int | None = _f(
         None, "values are already integer ids in [0, N); others and null -> extra row N", ge=1
+    )
+    dynamic: DynamicConfig | None = _f(
+        None, "a dynamic table keyed by the raw 64-bit id: admission, eviction, storage tiers"
     )
 
     def check(self, path: str = "") -> None:
@@ -159,6 +165,9 @@ class TagFeatureConfig:
     num_buckets: int | None = _f(
         None, "values are already integer ids in [0, N); others -> extra row N", ge=1
     )
+    dynamic: DynamicConfig | None = _f(
+        None, "a dynamic table keyed by the raw 64-bit id: admission, eviction, storage tiers"
+    )
     pooling: Literal["sum", "mean"] = _f(
         "mean", "sum | mean; mean is emitted as weights normalised to sum 1 per row"
     )
@@ -196,6 +205,9 @@ class SequenceFeatureConfig:
     vocab: VocabConfig | None = _f(None, "fit a vocabulary (the default when nothing is set)")
     num_buckets: int | None = _f(
         None, "values are already integer ids in [0, N); others -> extra row N", ge=1
+    )
+    dynamic: DynamicConfig | None = _f(
+        None, "a dynamic table keyed by the raw 64-bit id: admission, eviction, storage tiers"
     )
 
     def check(self, path: str = "") -> None:
@@ -275,6 +287,8 @@ FEATURE_TYPES: dict[str, type] = {
 
 def mapping_spec(cfg: Any) -> tuple:
     """The id mapping a config asks for, as a comparable tuple (vocab is the default)."""
+    if getattr(cfg, "dynamic", None) is not None:
+        return ("dynamic", cfg.dynamic)
     if cfg.hash_buckets is not None:
         return ("hash", int(cfg.hash_buckets))
     if cfg.num_buckets is not None:
@@ -317,6 +331,8 @@ def _from_dict(cls: type, data: dict[str, Any], path: str) -> Any:
             )
         if key == "vocab" and isinstance(value, dict):
             value = _from_dict(VocabConfig, value, _at(path, key))
+        if key == "dynamic" and value is not None:
+            value = dynamic_config_from_dict(value, _at(path, key))
         _check_bounds(cls, key, value, _at(path, key))
         kwargs[key] = value
     return cls(**kwargs)

@@ -155,6 +155,10 @@ class VocabMapping(IdMapping):
 def make_mapping(spec: tuple) -> IdMapping:
     """The mapping for a ``config.mapping_spec`` tuple."""
     kind = spec[0]
+    if kind == "dynamic":  # raw 64-bit keys for a dynamic table (easyrec.dynamic)
+        from easyrec.dynamic.keys import DynamicMapping
+
+        return DynamicMapping(spec[1])  # type: ignore[return-value]
     if kind == "hash":
         return HashMapping(spec[1])
     if kind == "identity":

@@ -1,8 +1,8 @@
 """What a model needs to know about each fitted feature (no data, no framework imports)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 
 @dataclass(frozen=True)
@@ -16,7 +16,9 @@ class FeatureInfo:
     the pipeline). ``weighted``: the batch carries ``name.weights``. ``pooling``: sum | mean.
     ``single``: a sparse feature whose every row holds exactly one id (id, bucketised raw and
     combo features), so ``offsets`` is ``arange(B + 1)``: models may gather [B, dim] directly
-    instead of pooling bags (False promises nothing).
+    instead of pooling bags (False promises nothing). ``dynamic``: the table's
+    ``easyrec.dynamic.config.DynamicConfig`` when it is a dynamic table (values are then raw
+    64-bit keys and ``num_embeddings`` is 0), else None.
     """
 
     name: str
@@ -28,3 +30,4 @@ class FeatureInfo:
     weighted: bool = False
     pooling: str = "sum"
     single: bool = False
+    dynamic: Any = field(default=None, compare=False, hash=False)

@@ -8,6 +8,7 @@ with bounded memory; ``transform`` is vectorised per feature.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -215,6 +216,10 @@ class FeaturePipeline:
         """Shape facts per feature; features sharing an embedding_name agree on dim and rows."""
         self._require_fitted()
         infos = {name: f.info() for name, f in self.features.items()}
+        for name, f in self.features.items():  # dynamic tables (easyrec.dynamic): raw keys
+            mapping = getattr(f, "mapping", None)
+            if getattr(mapping, "kind", "") == "dynamic":
+                infos[name] = dataclasses.replace(infos[name], dynamic=mapping.config)
         seen: dict[str, FeatureInfo] = {}
         for name, info in infos.items():
             if info.kind == "dense":
@@ -287,6 +292,8 @@ class FeaturePipeline:
 
 
 def _describe(spec: tuple) -> str:
+    if spec[0] == "dynamic":
+        return f"dynamic({spec[1]})"
     if spec[0] == "vocab":
         return f"vocab(min_count={spec[1]}, max_size={spec[2]})"
     return f"{'hash_buckets' if spec[0] == 'hash' else 'num_buckets'}={spec[1]}"

@@ -85,6 +85,11 @@ def validate(cfg: dict[str, Any]) -> Any:
         if task.label not in labels:
             raise ConfigError(f"model.tasks[{i}].label", f"label '{task.label}' is not defined under data.labels "
                               f"(defined: {', '.join(labels) or 'none'})", close_names(task.label, labels))
+    if root.trainer.backend != "torch":  # dynamic tables (easyrec.dynamic) are torch-only
+        dyn = [n for n, f in features.items() if getattr(f, "dynamic", None) is not None]
+        if dyn:
+            raise ConfigError(f"features.{dyn[0]}.dynamic", f"dynamic embedding tables exist on the torch backend "
+                              f"only; use trainer.backend=torch or give {', '.join(dyn)} hash_buckets / vocab")
     if root.trainer.mode in ("train", "stream") and not root.data.train_path:
         raise ConfigError("data.train_path", f"required for trainer.mode={root.trainer.mode}")
     from easyrec.models.specs import get_model_entry

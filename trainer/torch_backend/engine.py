@@ -70,6 +70,7 @@ class TorchEngine(Engine):
                 make_optimizer(dense, spec.optimizer.dense),
             ) if o is not None]
             self.schedulers = [make_scheduler(o, spec.scheduler, total_steps) for o in self.optimizers]
+        self.dynamic = _attach_dynamic(model, spec, self.optimizers, self.dist, self.scaler)
 
     @property
     def num_parameters(self) -> int:
@@ -85,7 +86,7 @@ class TorchEngine(Engine):
             return contextlib.nullcontext()
         from torch.distributed.algorithms.join import Join
 
-        return Join([self.forward_module])
+        return Join([self.forward_module, *([self.dynamic] if self.dynamic is not None else [])])
 
     def train_step(self, batch: Batch) -> tuple[float, dict[str, np.ndarray]]:
         self.forward_module.train()
@@ -108,6 +109,8 @@ class TorchEngine(Engine):
                 self.scaler.step(o)
             else:
                 o.step()
+        if self.dynamic is not None:  # dynamic tables: row-wise updates, admission, eviction
+            self.dynamic.step()
         if self.scaler is not None:
             self.scaler.update()
         for s in self.schedulers:
@@ -199,3 +202,20 @@ class TorchEngine(Engine):
             return export_model(model, pipeline, example, out_dir, fmt, task_types, extra_meta)
         finally:
             self.model.to(self.device)
+
+
+def _attach_dynamic(model: torch.nn.Module, spec: TrainerSpec | None, optimizers: list, dist: DistContext,
+                    scaler: Any) -> Any:
+    """The step hook of the model's dynamic embedding tables (easyrec.dynamic), or None."""
+    from easyrec.dynamic.module import dynamic_modules
+
+    if spec is None or not dynamic_modules(model):
+        return None
+    if scaler is not None:
+        from trainer.errors import ConfigError
+
+        raise ConfigError("hardware.precision", "dynamic embedding tables take no fp16 loss scaling; "
+                          "use hardware.precision=bf16 or fp32")
+    from easyrec.dynamic.engine import DynamicTables
+
+    return DynamicTables.attach(model, spec.optimizer.sparse, optimizers, dist.world_size)

@@ -24,19 +24,22 @@ def export_model(model: torch.nn.Module, pipeline: Any, example: Batch, out_dir:
     """Write the program, feature_state.json and meta.json into ``out_dir``; returns out_dir."""
     from easyrec.models.torch.base import ServingModule
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    serving = ServingModule(model).eval()
-    inputs = {k: torch.from_numpy(v) for k, v in example.to_flat().items()}
-    if fmt == "torchscript":
-        program = torch.jit.script(serving)
-        buf = io.BytesIO()
-        torch.jit.save(program, buf)
-    else:
-        from easyrec.models.torch.export import export_serving
+    from easyrec.dynamic.module import frozen_for_export
 
-        exported = export_serving(model, inputs)
-        buf = io.BytesIO()
-        torch.export.save(exported, buf)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    inputs = {k: torch.from_numpy(v) for k, v in example.to_flat().items()}
+    with frozen_for_export(model):  # dynamic tables -> sorted keys + rows (searchsorted lookup)
+        serving = ServingModule(model).eval()
+        if fmt == "torchscript":
+            program = torch.jit.script(serving)
+            buf = io.BytesIO()
+            torch.jit.save(program, buf)
+        else:
+            from easyrec.models.torch.export import export_serving
+
+            exported = export_serving(model, inputs)
+            buf = io.BytesIO()
+            torch.export.save(exported, buf)
     atomic_write_bytes(out_dir / PROGRAM_FILES[fmt], buf.getvalue())
     pipeline.save(str(out_dir / "feature_state.json"))
     meta = {"format": fmt, "program": PROGRAM_FILES[fmt], "inputs": sorted(inputs), "tasks": task_types,

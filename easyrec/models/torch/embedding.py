@@ -140,6 +140,17 @@ class EmbeddingCollection(nn.Module):
         super().__init__()
         self.fused = nn.ModuleList()
         self.width_of: Dict[str, int] = {}
+        # dynamic tables (``dynamic:`` features, easyrec.dynamic) are keyed by raw ids: their
+        # own modules, not rows of the fused weight
+        dynamic = [n for n in names if features[n].dynamic is not None]
+        names = [n for n in names if features[n].dynamic is None]
+        self.dynamic = nn.ModuleList()
+        if dynamic:
+            from easyrec.dynamic.module import dynamic_embeddings
+
+            self.dynamic.extend(dynamic_embeddings(features, dynamic, dim, init_std))
+            for n in dynamic:
+                self.width_of[n] = dim if dim > 0 else int(features[n].dim)
         for g in plan_tables(features, names, dim):
             width, sparse, sequence = g.width, g.sparse, g.sequence
             std = init_std if init_std is not None else 1.0 / math.sqrt(width)
@@ -150,6 +161,9 @@ class EmbeddingCollection(nn.Module):
     def forward(self, inputs: Dict[str, Tensor]) -> Dict[str, Tensor]:
         out: Dict[str, Tensor] = {}
         for m in self.fused:
+            for k, v in m(inputs).items():
+                out[k] = v
+        for m in self.dynamic:
             for k, v in m(inputs).items():
                 out[k] = v
         return out

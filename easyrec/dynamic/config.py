@@ -1,0 +1,163 @@
+"""The ``dynamic:`` block of id, tag and sequence features (stdlib only: validated before torch).
+
+A dynamic feature has no bucket count: its table is keyed by the raw 64-bit id and grows as
+ids prove frequent (admission), shrinks as they go stale (eviction), and spreads its rows
+over storage tiers (device memory, host memory, a memory-mapped file). See
+``easyrec/dynamic/__init__.py`` for the whole design and README "Dynamic embeddings".
+"""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from trainer.errors import ConfigError
+
+TIER_ORDER = ("device", "host", "disk")
+BLOOM_MAX_COUNT = 255  # the counting Bloom filter's counters are saturating uint8
+
+
+def _f(default: Any, help: str, **bounds: Any) -> Any:
+    if isinstance(default, list):
+        value = list(default)
+        return field(default_factory=lambda: list(value), metadata={"help": help, **bounds})
+    return field(default=default, metadata={"help": help, **bounds})
+
+
+@dataclass
+class StorageConfig:
+    """Where the rows live: the hottest ``capacity[0]`` rows in ``tiers[0]``, and so on down."""
+
+    tiers: list[Literal["device", "host", "disk"]] = _f(
+        ["device"], "storage tiers, fastest first: device (the model's device), host (CPU RAM), "
+        "disk (a memory-mapped file)")
+    capacity: list[int] = _f(
+        [], "rows per tier, same order as tiers; [] = one memory tier without a fixed size")
+    policy: Literal["lfu", "lru"] = _f(
+        "lfu", "what makes a row hot for placement: lfu (most seen) | lru (most recently seen)")
+    rebalance_every_steps: int = _f(
+        50, "promote/demote rows between tiers every N training steps (batched, between steps)",
+        ge=1)
+    path: str | None = _f(
+        None, "directory of the disk tier's memory-mapped file; default: a temporary directory")
+
+    def check(self, path: str) -> None:
+        """Tiers in fastest-first order without repeats; one capacity per tier."""
+        if not self.tiers:
+            raise ConfigError(f"{path}.tiers", "list at least one tier: device, host or disk")
+        ranks = [TIER_ORDER.index(t) for t in self.tiers]
+        if ranks != sorted(set(ranks)):
+            raise ConfigError(f"{path}.tiers", f"list tiers once each, fastest first "
+                              f"(device, host, disk); got {self.tiers}")
+        if self.capacity and len(self.capacity) != len(self.tiers):
+            raise ConfigError(f"{path}.capacity", f"give one capacity per tier ({len(self.tiers)} "
+                              f"tiers: {self.tiers}), got {self.capacity}")
+        if not self.capacity and (len(self.tiers) > 1 or self.tiers[0] == "disk"):
+            raise ConfigError(f"{path}.capacity", f"tiers {self.tiers} need a row capacity each, "
+                              "e.g. capacity: [100000, 1000000, 10000000]")
+        if any(c < 1 for c in self.capacity):
+            raise ConfigError(f"{path}.capacity", f"capacities must be >= 1, got {self.capacity}")
+
+
+@dataclass
+class DynamicConfig:
+    """Admission, eviction, initialisation and storage of one dynamic embedding table."""
+
+    min_count: int = _f(1, "admit an id (give it a row) once it was seen this many times; "
+                        "before that it reads the table's learned default vector", ge=1)
+    admission: Literal["exact", "bloom"] = _f(
+        "exact", "how ids are counted before admission: exact (a counter per id) | bloom "
+        "(a counting Bloom filter of fixed size: no per-id memory, may admit early)")
+    bloom_counters: int = _f(1 << 22, "counters (bytes) of the counting Bloom filter", ge=64)
+    bloom_hashes: int = _f(3, "hash functions of the counting Bloom filter", ge=1, le=8)
+    ttl_steps: int | None = _f(None, "evict ids not seen for this many training steps", ge=1)
+    l2_threshold: float | None = _f(
+        None, "evict rows whose embedding L2 norm fell below this (checked every "
+        "evict_every_steps)", gt=0)
+    capacity: int | None = _f(
+        None, "at most this many rows; when full, the policy evicts; default: the sum of the "
+        "storage capacities (unbounded for one unsized memory tier)", ge=1)
+    policy: Literal["lfu", "lru"] = _f(
+        "lfu", "which rows a full table evicts: lfu (least seen) | lru (least recently seen)")
+    evict_every_steps: int = _f(100, "run the ttl / l2 eviction sweep every N training steps",
+                                ge=1)
+    init_pool_size: int = _f(
+        8192, "new rows copy a row of a fixed pool of random vectors (drawn once, seeded), "
+        "picked by the id's hash", ge=1)
+    init_std: float | None = _f(None, "std of the init pool; default 1/sqrt(embedding_dim)",
+                                ge=0)
+    seed: int | None = _f(None, "seed of the init pool; default: drawn from the run's seed")
+    export_min_count: int = _f(1, "export only rows seen at least this many times (prunes "
+                               "the serving table); others read the default vector", ge=1)
+    storage: StorageConfig = field(default_factory=StorageConfig,
+                                   metadata={"help": "storage tiers (see StorageConfig)"})
+
+    def check(self, path: str = "") -> None:
+        """Cross-field rules: tier layout, Bloom counter range, capacity within the tiers."""
+        self.storage.check(f"{path}.storage")
+        if self.admission == "bloom" and self.min_count > BLOOM_MAX_COUNT:
+            raise ConfigError(f"{path}.min_count", f"bloom admission counts up to "
+                              f"{BLOOM_MAX_COUNT}; lower min_count or use admission: exact")
+        caps = self.storage.capacity
+        if self.capacity is not None and caps and self.capacity > sum(caps):
+            raise ConfigError(f"{path}.capacity", f"{self.capacity} rows do not fit the storage "
+                              f"tiers ({sum(caps)} rows in {self.storage.tiers}); raise "
+                              "storage.capacity or lower capacity")
+
+    @property
+    def max_rows(self) -> int | None:
+        """The row limit the table enforces (None: unbounded)."""
+        if self.capacity is not None:
+            return self.capacity
+        return sum(self.storage.capacity) if self.storage.capacity else None
+
+
+def dynamic_config_from_dict(data: Any, path: str) -> DynamicConfig:
+    """A checked :class:`DynamicConfig` from a plain dict (the feature-state JSON round trip)."""
+    if isinstance(data, DynamicConfig):
+        data.check(path)
+        return data
+    if not isinstance(data, dict):
+        raise ConfigError(path, f"expected a mapping, got {type(data).__name__}")
+    names = [f.name for f in dataclasses.fields(DynamicConfig)]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            raise ConfigError(f"{path}.{key}", "unknown key of dynamic",
+                              difflib.get_close_matches(key, names, n=3))
+        if key == "storage":
+            value = _storage_from_dict(value, f"{path}.storage")
+        _check_bounds(DynamicConfig, key, value, f"{path}.{key}")
+        kwargs[key] = value
+    cfg = DynamicConfig(**kwargs)
+    cfg.check(path)
+    return cfg
+
+
+def _storage_from_dict(data: Any, path: str) -> StorageConfig:
+    if isinstance(data, StorageConfig):
+        return data
+    if not isinstance(data, dict):
+        raise ConfigError(path, f"expected a mapping, got {type(data).__name__}")
+    names = [f.name for f in dataclasses.fields(StorageConfig)]
+    for key in data:
+        if key not in names:
+            raise ConfigError(f"{path}.{key}", "unknown key of storage",
+                              difflib.get_close_matches(key, names, n=3))
+    for key, value in data.items():
+        _check_bounds(StorageConfig, key, value, f"{path}.{key}")
+    return StorageConfig(**data)
+
+
+def _check_bounds(cls: type, key: str, value: Any, path: str) -> None:
+    """The ge/gt/le metadata for dicts that did not pass through the trainer's validator."""
+    meta = next(f.metadata for f in dataclasses.fields(cls) if f.name == key)
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if "ge" in meta and value < meta["ge"]:
+        raise ConfigError(path, f"must be >= {meta['ge']}, got {value}")
+    if "gt" in meta and value <= meta["gt"]:
+        raise ConfigError(path, f"must be > {meta['gt']}, got {value}")
+    if "le" in meta and value > meta["le"]:
+        raise ConfigError(path, f"must be <= {meta['le']}, got {value}")
