@@ -229,9 +229,9 @@ class YoloxSpec:
     name: str = F("yolox", "model-zoo entry: resnet | mobilenet | yolox")
     backbone: BackboneSpec = F(None, "the feature extractor")
     out_strides: list[int] = F([8, 16], "feature levels the head predicts on (backbone reductions)")
-    neck_channels: int = F(64, "channels of the FPN-lite levels", ge=1)
-    head_channels: int = F(64, "channels of the decoupled head branches", ge=1)
-    head_convs: int = F(2, "3x3 convs in each head branch", ge=1)
+    neck_channels: int = F(48, "channels of the FPN-lite levels", ge=1)
+    head_channels: int = F(48, "channels of the decoupled head branches", ge=1)
+    head_convs: int = F(1, "3x3 convs in each head branch", ge=1)
     assigner: Literal["simota", "center"] = F(
         "simota", "label assignment: simota (dynamic-k by cost, YOLOX) or center (every point near a "
                   "box centre and inside it)")
@@ -247,7 +247,8 @@ class YoloxSpec:
 
     def __post_init__(self) -> None:
         self.ema = self.ema or EmaSpec()
-        self.backbone = self.backbone or BackboneSpec(stem_stride=2, widths=[16, 32, 64, 128], depths=[1, 1, 2, 1])
+        self.backbone = self.backbone or BackboneSpec(stem_channels=16, stem_stride=2, widths=[24, 48, 96],
+                                                      depths=[1, 2, 1], strides=[2, 2, 2])
 
     @property
     def tasks(self) -> list[TaskInfo]:

@@ -91,7 +91,7 @@ class ImageSource:
         arr = self.decode(i)
         if arr is None:
             return None
-        img = torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1))).float().div_(255.0)
+        img = torch.tensor(arr).permute(2, 0, 1).float().div_(255.0)  # a copy: the cache stays intact
         r = self.records
         s = Sample(img, orig_size=(arr.shape[0], arr.shape[1]))
         if r.labels is not None:
