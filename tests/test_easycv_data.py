@@ -163,3 +163,22 @@ def test_schema_errors_name_the_transform_and_the_fix() -> None:
     with pytest.raises(ConfigError, match="unknown easycv model 'resnt'") as info:
         validate_root(compose([*base, "model.name=resnt"]))
     assert "resnet" in info.value.suggestions
+
+
+def test_every_easycv_knob_is_in_the_group_yaml() -> None:
+    """data/cv_base.yaml and model/{resnet,mobilenet,yolox}.yaml list every schema key (no '+' needed)."""
+    import dataclasses
+
+    from easycv.schema import BackboneSpec, CVDataSpec, EmaSpec, MODELS
+
+    def missing(cls: type, node: dict) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls) if f.name not in node]
+
+    for exp in ("digits_resnet", "mnist_detection"):
+        assert not missing(CVDataSpec, compose([f"+experiment={exp}"])["data"]), exp
+    for name in ("resnet", "mobilenet", "yolox"):
+        node = compose(["+experiment=digits_resnet", f"model={name}"])["model"]
+        assert not missing(MODELS[name], node), name
+        assert not missing(EmaSpec, node["ema"]), name
+        if name == "yolox":
+            assert not missing(BackboneSpec, node["backbone"])
