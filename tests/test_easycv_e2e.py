@@ -155,12 +155,35 @@ def test_ddp_cpu_two_processes(tmp_path: Path, cv_data: Path) -> None:
     assert m["final"]["eval/rows"] == 96  # every eval image, gathered from both ranks
 
 
+SPACE = """# @package _global_
+defaults:
+  - override /hydra/sweeper: lingjie_optuna
+hydra:
+  sweep: {dir: sweep}
+  sweeper:
+    optimize_metric: eval/top1
+    direction: maximize
+    sampler: random
+    seed: 3
+    pruner: none
+    n_jobs: 2
+    params:
+      trainer.optimizer.dense.lr: {type: float, low: 0.001, high: 0.01, log: true}
+      model.label_smoothing: [0.0, 0.1]
+"""
+
+
 @pytest.mark.slow
 def test_two_trial_sweep(tmp_path: Path, cv_data: Path) -> None:
-    shrunk = [a for a in DIGITS if not a.startswith("model.")]  # the shipped space searches model.widths
-    proc = run_cli(["-m", *shrunk, "hparams_search=digits_resnet", "hydra.sweeper.n_trials=2",
-                    "hydra.sweeper.sampler=random", "hydra.sweeper.pruner=none", "hydra.sweep.dir=sweep",
-                    "trainer.epochs=1", "trainer.export.enabled=false"], cwd=tmp_path)
+    """The shipped digits_resnet space is checked to compose; a 2-trial sweep runs a tiny one."""
+    from easycv.schema import validate_root
+
+    assert compose(["+experiment=digits_resnet", "hparams_search=digits_resnet"])["experiment_name"]
+    validate_root(compose(["+experiment=digits_resnet", "model.widths=[16,32,64]", "data.batch_size=128"]))
+    (tmp_path / "cfg" / "hparams_search").mkdir(parents=True)
+    (tmp_path / "cfg" / "hparams_search" / "t.yaml").write_text(SPACE)
+    proc = run_cli(["-m", *DIGITS, "hparams_search=t", f"hydra.searchpath=[file://{tmp_path / 'cfg'}]",
+                    "hydra.sweeper.n_trials=2", "trainer.epochs=1", "trainer.export.enabled=false"], cwd=tmp_path)
     with open(tmp_path / "sweep" / "trials.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["state"] for r in rows] == ["COMPLETE", "COMPLETE"], proc.stdout[-3000:]
