@@ -240,7 +240,10 @@ def restore(ckpt: Path, current: CVRunSpec) -> Restored:
     spec.root.data.image_size = meta["image_size"]
     spec.root.data.channels = meta["channels"]
     model = build_model(saved.model, len(meta["classes"]), meta["channels"])
-    engine = CVEngine(model, None, torch.device("cpu"), precision=current.root.hardware.precision, ema=None)
+    from trainer.job import _device
+
+    engine = CVEngine(model, None, torch.device(_device(current)), precision=current.root.hardware.precision,
+                      ema=None)
     weights = state["ema"]["model"] if state.get("ema") else state["model"]
     engine.model.load_state_dict(weights)
     return Restored(spec, engine, list(meta["classes"]), meta["channels"])

@@ -27,7 +27,7 @@ def one_thread():
 
 def _png(path: Path, value: int, size: tuple[int, int] = (8, 8)) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(np.full(size[::-1], value, np.uint8), mode="L").save(path)
+    Image.fromarray(np.full(size[::-1], value, np.uint8)).save(path)
 
 
 @pytest.fixture

@@ -47,6 +47,20 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+def test_bundled_image_datasets(cv_data: Path) -> None:
+    """digits: stratified 80/20 PNGs + list files; mnist-detection: COCO boxes inside the canvas."""
+    digits = json.loads((cv_data / "digits" / "meta.json").read_text())
+    assert digits["rows"] == {"train": 1437, "test": 360}
+    lines = (cv_data / "digits" / "test.txt").read_text().split()
+    assert len(lines) == 720 and all((cv_data / "digits" / p).exists() for p in lines[::2][:50])
+    coco = json.loads((cv_data / "mnist-detection" / "test.json").read_text())
+    assert len(coco["images"]) == 500 and [c["name"] for c in coco["categories"]] == [str(d) for d in range(10)]
+    for ann in coco["annotations"]:
+        x, y, w, h = ann["bbox"]
+        assert 0 <= x and 0 <= y and x + w <= 128 and y + h <= 128 and w > 2 and h > 2
+    assert 1.0 <= len(coco["annotations"]) / len(coco["images"]) <= 4.0
+
+
 def _job(overrides: list[str], run_dir: Path) -> Path:
     """run_job in this process (saves the interpreter + torch start-up of a CLI run)."""
     cfg = compose([*overrides, f"paths.run_dir={run_dir}", f"paths.output_root={run_dir.parent}"])

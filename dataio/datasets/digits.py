@@ -42,7 +42,7 @@ def write_split(images: np.ndarray, labels: np.ndarray, rows: np.ndarray, split:
     for row in rows:  # one small PNG per image: the point is to exercise real image files
         rel = f"{split}/{labels[row]}/{row:04d}.png"
         (out / rel).parent.mkdir(parents=True, exist_ok=True)
-        Image.fromarray(images[row], mode="L").save(out / rel)
+        Image.fromarray(images[row]).save(out / rel)
         lines.append(f"{rel} {labels[row]}")
     (out / f"{split}.txt").write_text("\n".join(lines) + "\n")
 

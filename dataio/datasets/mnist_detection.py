@@ -55,7 +55,7 @@ def make_canvas(digits: np.ndarray, labels: np.ndarray, rng: np.random.Generator
     for _ in range(int(rng.integers(DIGITS_PER_CANVAS[0], DIGITS_PER_CANVAS[1] + 1))):
         pick = int(rng.integers(len(digits)))
         size = int(rng.integers(SCALE_PX[0], SCALE_PX[1] + 1))
-        patch = np.asarray(Image.fromarray(digits[pick]).resize((size, size), Image.BILINEAR))
+        patch = np.asarray(Image.fromarray(digits[pick]).resize((size, size), Image.Resampling.BILINEAR))
         ys, xs = np.nonzero(patch > INK)
         if len(xs) == 0:
             continue
@@ -81,7 +81,7 @@ def write_split(digits: np.ndarray, labels: np.ndarray, split: str, count: int, 
     for image_id in range(1, count + 1):  # one canvas per step
         canvas, objects = make_canvas(digits, labels, rng)
         name = f"{split}/{image_id:05d}.png"
-        Image.fromarray(canvas, mode="L").save(out / name)
+        Image.fromarray(canvas).save(out / name)
         images.append({"id": image_id, "file_name": name, "width": CANVAS, "height": CANVAS})
         for bbox, digit in objects:
             annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": digit + 1,

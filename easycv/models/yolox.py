@@ -108,8 +108,10 @@ class YOLOX(nn.Module):
         for b, gt in enumerate(targets):
             if gt.numel() == 0:
                 continue
-            with torch.no_grad():
-                idx, gt_i, ious = self.assign(outputs, boxes[b].detach(), raw[b].detach(), gt)
+            # fp32, outside autocast: the cost uses binary_cross_entropy, which CUDA autocast refuses
+            with torch.no_grad(), torch.autocast(raw.device.type, enabled=False):
+                idx, gt_i, ious = self.assign(outputs, boxes[b].detach().float(), raw[b].detach().float(),
+                                              gt.float())
             obj_t[b, idx] = 1.0
             fg_b.append(torch.full_like(idx, b))
             fg_a.append(idx)
