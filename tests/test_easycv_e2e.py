@@ -50,9 +50,9 @@ def one_thread():
 def test_bundled_image_datasets(cv_data: Path) -> None:
     """digits: stratified 80/20 PNGs + list files; mnist-detection: COCO boxes inside the canvas."""
     digits = json.loads((cv_data / "digits" / "meta.json").read_text())
-    assert digits["rows"] == {"train": 1437, "test": 360}
+    assert digits["rows"] == {"train": 1438, "test": 359}
     lines = (cv_data / "digits" / "test.txt").read_text().split()
-    assert len(lines) == 720 and all((cv_data / "digits" / p).exists() for p in lines[::2][:50])
+    assert len(lines) == 718 and all((cv_data / "digits" / p).exists() for p in lines[::2][:50])
     coco = json.loads((cv_data / "mnist-detection" / "test.json").read_text())
     assert len(coco["images"]) == 500 and [c["name"] for c in coco["categories"]] == [str(d) for d in range(10)]
     for ann in coco["annotations"]:
