@@ -23,6 +23,7 @@ EXTRAS = {
     "cloud": ["ossfs==2025.5.0", "oss2==2.18.4",  # ossfs 2025.5.0 pins oss2==2.18.4
                "pyhdfs==0.4.0", "kafka-python==3.0.12", "pyodps==0.13.2"],
     "k8s": ["kubernetes==37.0.2"],  # hardware.submit=true (rendering the manifests needs nothing extra)
+    "cv": ["torch==2.13.0", "tensorboard==2.21.0", "pillow==13.0.0"],  # easycv: image decoding
     "dev": ["pytest==9.2.0", "scikit-learn==1.9.1"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})

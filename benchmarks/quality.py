@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/quality.py [--experiments movielens_deepfm adult_widedeep] [--out DIR]
 
 Exits with status 1 if a quality floor is missed (movielens_deepfm test AUC >= 0.70,
-adult_widedeep test AUC >= 0.90), so the README's numbers can be re-checked in one command.
+adult_widedeep test AUC >= 0.90, digits_resnet top-1 >= 0.97, mnist_detection mAP@.5 >= 0.5), so the README's numbers can be re-checked in one command.
 """
 from __future__ import annotations
 
@@ -16,8 +16,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = sorted(p.stem for p in (ROOT / "configs" / "experiment").glob("*.yaml"))
-FLOORS = {"movielens_deepfm": ("eval/auc", 0.70), "adult_widedeep": ("eval/auc", 0.90)}
-COLUMNS = ["eval/auc", "eval/gauc", "eval/logloss", "eval/recall@10", "eval/recall@50", "train/samples_per_sec"]
+FLOORS = {"movielens_deepfm": ("eval/auc", 0.70), "adult_widedeep": ("eval/auc", 0.90),
+          "digits_resnet": ("eval/top1", 0.97), "mnist_detection": ("eval/map50", 0.5)}
+COLUMNS = ["eval/auc", "eval/gauc", "eval/logloss", "eval/recall@10", "eval/recall@50", "eval/top1", "eval/map50",
+           "train/samples_per_sec"]
 
 
 def run(experiment: str, out: Path) -> dict:

