@@ -24,6 +24,8 @@ EXTRAS = {
                "pyhdfs==0.4.0", "kafka-python==3.0.12", "pyodps==0.13.2"],
     "k8s": ["kubernetes==37.0.2"],  # hardware.submit=true (rendering the manifests needs nothing extra)
     "dev": ["pytest==9.2.0", "scikit-learn==1.9.1"],
+    # benchmarks/bench_rec.py's torch peer (deepctr 0.9.4 on TF lives in benchmarks/.venv-peers)
+    "bench": ["deepctr-torch==0.3.0", "scikit-learn==1.9.1"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 
