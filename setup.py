@@ -25,6 +25,8 @@ EXTRAS = {
     "k8s": ["kubernetes==37.0.2"],  # hardware.submit=true (rendering the manifests needs nothing extra)
     "cv": ["torch==2.13.0", "tensorboard==2.21.0", "pillow==13.0.0"],  # easycv: image decoding
     "dev": ["pytest==9.2.0", "scikit-learn==1.9.1"],
+    # benchmarks/bench_rec.py's torch peer (deepctr 0.9.4 on TF lives in benchmarks/.venv-peers)
+    "bench": ["deepctr-torch==0.3.0", "scikit-learn==1.9.1"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -23,6 +23,18 @@ class Engine(ABC):
 
     backend: str = ""
     retrieval: bool = False  # two-tower models: eval reports recall@k
+    # trainer.timing.StageClock set by the train loop: train_step splits sampled steps into
+    # stages (h2d, embedding, dense, optimizer, host ...); None: no stage timing
+    stage_clock: Any = None
+
+    def timing_sample_every(self, configured: int | None) -> int:
+        """How often a step is split into stages; ``configured`` None: every step (host
+        devices: a split costs a few clock reads)."""
+        return configured or 1
+
+    def timing_sync(self) -> Callable[[], None] | None:
+        """What makes the device's queued work visible to a host clock (None: nothing to do)."""
+        return None
 
     def epoch_context(self) -> contextlib.AbstractContextManager:
         """Wraps one epoch of steps (DDP: Join, so ranks with fewer batches do not hang)."""

@@ -24,6 +24,7 @@ log = logging.getLogger("lingjie")
 def run_job(cfg: dict[str, Any], config_yaml: str) -> Path:
     """Run the job described by the resolved config ``cfg``; returns the run directory."""
     spec = validate(cfg)
+    _setup_omp(spec)
     root = spec.root
     run = RunDir(root.paths.run_dir)
     mode = root.trainer.mode
@@ -134,6 +135,29 @@ def _launch(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
         final = json.loads(run.metrics.read_text()).get("final", {})
         log.info("final: %s", format_metrics(final))
     return run.root
+
+
+def _setup_omp(spec: RunSpec) -> None:
+    """hardware.omp_wait_policy -> OMP_WAIT_POLICY, before torch loads OpenMP (it reads it once).
+
+    Why: with spinning (libgomp's default) idle OpenMP threads busy-wait between the many small
+    parallel regions of a step; on a CPU shared with other processes that spin steals the cores
+    the other thread needs, and a 2-thread step ran ~20x slower here (benchmarks/RESULTS.md).
+    Worker processes (torchrun, spawned loader workers) inherit the variable.
+    """
+    policy = spec.root.hardware.omp_wait_policy
+    if policy is None or spec.root.trainer.backend != "torch":
+        return
+    want = policy.upper()
+    if os.environ.get("OMP_WAIT_POLICY", "").upper() == want:
+        return
+    import sys
+
+    if "torch" in sys.modules:
+        log.info("hardware.omp_wait_policy=%s not applied: torch was imported before the job started "
+                    "(set OMP_WAIT_POLICY=%s in the environment instead)", policy, want)
+        return
+    os.environ["OMP_WAIT_POLICY"] = want
 
 
 def _setup_threads(spec: RunSpec) -> None:
@@ -327,9 +351,12 @@ def _train(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
         pipeline.save(str(run.feature_state))
 
     limit = shard_limit(data.limit_train_rows, shard_rows, dist.rank, dist.world_size)
+    lcfg = root.trainer.loader
     train_loader = BatchLoader(train_src, pipeline, data.batch_size, shuffle=data.shuffle, seed=root.seed,
                                shuffle_buffer_rows=data.shuffle_buffer_rows, limit_rows=limit,
-                               rank=dist.rank, world_size=dist.world_size)
+                               rank=dist.rank, world_size=dist.world_size, prefetch=lcfg.prefetch,
+                               transform_batches=lcfg.transform_batches, workers=lcfg.workers,
+                               worker_type=lcfg.worker_type)
     eval_loader = _loader(spec, pipeline, data.eval_path, train=False, dist=dist) if data.eval_path else None
     train_rows = _count_rows(train_src, data.limit_train_rows)
     steps_per_epoch = _steps(-(-train_rows // dist.world_size) if train_rows else None, data.batch_size)
@@ -378,6 +405,7 @@ def _train(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
             "final": p.history[-1] if p.history else {},
             "best": {"metric": root.trainer.early_stopping.metric, "value": p.best},
             "finished": final,
+            **({"critical_path": loop.critical_path} if loop.critical_path is not None else {}),
             **({"pruned": trial_reporter.pruned} if trial_reporter is not None else {}),
         })
 
@@ -405,6 +433,7 @@ def _train(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
     finally:
         if writer is not None:
             writer.close()
+        train_loader.close()
     write_metrics(True)
     dist.barrier()
     if dist.is_main:

@@ -1,14 +1,26 @@
 """Source -> FeaturePipeline -> Batch, read and transformed ahead of the train step.
 
-A background thread reads and transforms the next batches while the model trains on the
-current one (pyarrow and numpy release the GIL for most of the work), through a bounded queue
-so memory stays bounded. Errors in the thread are re-raised in the consumer.
+A background thread reads the next record batches while the model trains on the current one
+(pyarrow and numpy release the GIL for most of the work) and transforms them in groups of
+``transform_batches`` (the pipeline's per-call cost is paid once per group), through a bounded
+queue of ``prefetch`` groups, so memory stays bounded. With ``workers`` > 1 the transforms run
+in a pool of ``worker_type`` threads or processes (processes sidestep the GIL for the Python
+parts of the pipeline, at the cost of pickling each group's Arrow table there and its Batch
+back); groups come back in order either way, so an epoch is the same sequence of batches
+whatever the settings. Errors in the workers are re-raised in the consumer.
+
+``stats`` accumulates, over the loader's life, the seconds spent reading and transforming (in
+the workers) and waiting (the consumer blocked on an empty queue): the input side of the
+critical-path report (trainer.timing).
 """
 from __future__ import annotations
 
 import queue
 import threading
-from typing import Iterator
+import time
+import weakref
+from concurrent.futures import Executor, Future
+from typing import Any, Iterator
 
 import pyarrow as pa
 
@@ -17,6 +29,38 @@ from easyrec.features.batch import Batch
 from easyrec.features.pipeline import FeaturePipeline
 
 _END = object()
+
+
+class LoaderStats:
+    """Seconds spent per input stage, summed over every epoch of one loader."""
+
+    __slots__ = ("read_s", "transform_s", "wait_s", "batches", "rows")
+
+    def __init__(self) -> None:
+        self.read_s = 0.0  # source iteration: file reads, decoding, shuffling, re-batching
+        self.transform_s = 0.0  # FeaturePipeline.transform (+ slicing into batches)
+        self.wait_s = 0.0  # the consumer blocked for want of a batch
+        self.batches = 0
+        self.rows = 0
+
+    def as_dict(self) -> dict[str, float]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+# ----- process workers: the pipeline is rebuilt once per worker process from its state -----
+_WORKER_PIPELINE: FeaturePipeline | None = None
+
+
+def _init_worker(state: dict[str, Any]) -> None:
+    global _WORKER_PIPELINE
+    _WORKER_PIPELINE = FeaturePipeline.from_state_dict(state)
+
+
+def _transform_in_worker(table: pa.Table, with_labels: bool) -> tuple[Batch, float]:
+    t = time.perf_counter()
+    assert _WORKER_PIPELINE is not None, "worker process not initialised"
+    batch = _WORKER_PIPELINE.transform(table, with_labels=with_labels)
+    return batch, time.perf_counter() - t
 
 
 class BatchLoader:
@@ -35,8 +79,10 @@ class BatchLoader:
         limit_rows: int | None = None,
         rank: int = 0,
         world_size: int = 1,
-        prefetch: int = 4,
+        prefetch: int = 2,
         transform_batches: int = 8,
+        workers: int = 1,
+        worker_type: str = "thread",
     ) -> None:
         self.source = source
         self.pipeline = pipeline
@@ -48,8 +94,15 @@ class BatchLoader:
         self.limit_rows = limit_rows
         self.rank = rank
         self.world_size = world_size
-        self.prefetch = prefetch
+        self.prefetch = max(1, prefetch)
         self.transform_batches = max(1, transform_batches)
+        self.workers = max(1, workers)
+        if worker_type not in ("thread", "process"):
+            raise ValueError(f"worker_type must be 'thread' or 'process', got {worker_type!r}")
+        self.worker_type = worker_type
+        self.stats = LoaderStats()
+        self._pool: Executor | None = None
+        self._finalizer: Any = None
 
     def record_batches(self, epoch: int, skip_batches: int = 0):
         return self.source.iter_batches(
@@ -64,9 +117,62 @@ class BatchLoader:
             limit_rows=self.limit_rows,
         )
 
+    # ----- the worker pool (workers > 1, or any process worker) -----
+    def _get_pool(self) -> Executor | None:
+        if self.workers == 1 and self.worker_type == "thread":
+            return None  # transforms run inline in the reader thread: no hand-off at all
+        if self._pool is None:
+            if self.worker_type == "thread":
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="lingjie-transform")
+            else:
+                import multiprocessing
+                from concurrent.futures import ProcessPoolExecutor
+
+                # spawn, not fork: the parent has framework and loader threads running
+                self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                                 initializer=_init_worker, initargs=(self.pipeline.state_dict(),))
+            self._finalizer = weakref.finalize(self, self._pool.shutdown, wait=False, cancel_futures=True)
+        return self._pool
+
+    def close(self) -> None:
+        """Stop the worker pool (if any); a later epoch starts a new one."""
+        if self._finalizer is not None:
+            self._finalizer()
+        self._pool, self._finalizer = None, None
+
+    def _transform(self, table: pa.Table | pa.RecordBatch) -> Batch:
+        return self.pipeline.transform(table, with_labels=self.with_labels)
+
+    def _submit(self, pool: Executor, table: pa.Table) -> Future:
+        if self.worker_type == "process":
+            return pool.submit(_transform_in_worker, table, self.with_labels)
+
+        def timed() -> tuple[Batch, float]:
+            t = time.perf_counter()
+            out = self._transform(table)
+            return out, time.perf_counter() - t
+
+        return pool.submit(timed)
+
+    @staticmethod
+    def _split(group: list, big: Batch) -> list[tuple[Any, Batch]]:
+        """Hand out exactly the batches the source produced, as views of the group's Batch."""
+        if len(group) == 1:
+            return [(group[0], big)]
+        out, start = [], 0
+        for rb in group:
+            out.append((rb, big.slice(start, start + rb.num_rows)))
+            start += rb.num_rows
+        return out
+
     def epoch(self, epoch: int, skip_batches: int = 0) -> Iterator[tuple["object", Batch]]:
-        """Yield (record_batch, transformed Batch) pairs, prepared by a background thread."""
-        q: queue.Queue = queue.Queue(maxsize=self.prefetch)
+        """Yield (record_batch, transformed Batch) pairs, prepared by background workers."""
+        pool = self._get_pool()
+        stats = self.stats
+        # with a pool, enough groups in flight to keep every worker busy
+        q: queue.Queue = queue.Queue(maxsize=max(self.prefetch, self.workers + 1) if pool else self.prefetch)
         stop = threading.Event()
 
         def put(item: object) -> bool:
@@ -79,28 +185,28 @@ class BatchLoader:
             return False
 
         def flush(group: list) -> bool:
-            """Transform several batches in one call (the pipeline's per-call cost is paid once),
-            then hand out exactly the batches the source produced."""
-            if len(group) == 1:
-                return put((group[0], self.pipeline.transform(group[0], with_labels=self.with_labels)))
-            table = pa.Table.from_batches(group).combine_chunks()
-            big = self.pipeline.transform(table, with_labels=self.with_labels)
-            start = 0
-            for rb in group:
-                if not put((rb, big.slice(start, start + rb.num_rows))):
-                    return False
-                start += rb.num_rows
-            return True
+            """Transform several batches in one call (the pipeline's per-call cost is paid once)."""
+            table = group[0] if len(group) == 1 else pa.Table.from_batches(group).combine_chunks()
+            if pool is not None:
+                return put((group, self._submit(pool, table)))
+            t = time.perf_counter()
+            pairs = self._split(group, self._transform(table))
+            stats.transform_s += time.perf_counter() - t
+            return put(pairs)
 
         def produce() -> None:
             try:
                 group: list = []
+                t = time.perf_counter()
                 for rb in self.record_batches(epoch, skip_batches):
+                    stats.read_s += time.perf_counter() - t
                     group.append(rb)
                     if len(group) >= self.transform_batches:
                         if not flush(group):
                             return
                         group = []
+                    t = time.perf_counter()
+                stats.read_s += time.perf_counter() - t
                 if group and not flush(group):
                     return
                 q.put(_END)
@@ -111,12 +217,24 @@ class BatchLoader:
         thread.start()
         try:
             while True:
+                t = time.perf_counter()
                 item = q.get()
                 if item is _END:
+                    stats.wait_s += time.perf_counter() - t
                     return
                 if isinstance(item, BaseException):
                     raise item
-                yield item
+                if isinstance(item, tuple):  # (record batches, future) from the pool
+                    group, fut = item
+                    big, seconds = fut.result()
+                    t_split = time.perf_counter()
+                    item = self._split(group, big)
+                    stats.transform_s += seconds + time.perf_counter() - t_split
+                stats.wait_s += time.perf_counter() - t
+                for pair in item:
+                    stats.batches += 1
+                    stats.rows += pair[1].size
+                    yield pair
         finally:
             stop.set()
             thread.join(timeout=5)

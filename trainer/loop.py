@@ -24,6 +24,7 @@ from trainer.metric_report import TaskMetrics
 from trainer.progress import progress
 from trainer.run_dir import RunDir
 from trainer.schema.spec import TrainerSpec
+from trainer.timing import StageClock, critical_path, format_report
 
 log = logging.getLogger("lingjie.train")
 
@@ -115,6 +116,15 @@ class TrainLoop:
         self.train_collector = self._new_collector()
         self.on_epoch_end: Callable[[], None] | None = None  # e.g. writes metrics.json
         self.on_checkpoint: Callable[[Path], None] | None = None  # e.g. mirrors it to oss://
+        # stage timing of this process's steps (trainer.timing): the critical-path report
+        self.clock: StageClock | None = None
+        self._steps = 0
+        self._wall_s = 0.0
+        self._step_s = 0.0
+        self._samples = 0
+        self._wait_at_start = 0.0
+        self.critical_path: dict[str, Any] | None = None
+        self.first_step_s: float | None = None  # tracing / compilation: kept out of the stages
 
     def _new_collector(self) -> Any:
         return self.metrics.collector(max_rows=1_000_000)
@@ -152,13 +162,41 @@ class TrainLoop:
     def fit(self) -> dict[str, float]:
         """Train until epochs / max_steps / early stopping; returns the last epoch's metrics."""
         p = self.progress
+        self._start_timing()
         while p.epoch < self.spec.epochs and not p.stopped_early and not self._max_steps_reached():
             self._train_epoch()
+            self.critical_path = self.timing_report()
             metrics = self._end_epoch()
             self._log_epoch(metrics)
             if self.on_epoch_end is not None and self.dist.is_main:
                 self.on_epoch_end()
+        if self.critical_path is not None and self.dist.is_main:
+            log.info("%s", format_report(self.critical_path))
         return p.history[-1] if p.history else {}
+
+    def _start_timing(self) -> None:
+        timing = getattr(self.spec, "timing", None)
+        if timing is None or not timing.enabled:
+            self.engine.stage_clock = None
+            return
+        self.clock = StageClock(self.engine.timing_sample_every(timing.sample_every), self.engine.timing_sync())
+        self.engine.stage_clock = self.clock
+        stats = getattr(self.train_loader, "stats", None)
+        self._wait_at_start = stats.wait_s if stats is not None else 0.0
+
+    def timing_report(self) -> dict[str, Any] | None:
+        """The critical-path report of this process's steps so far (None: timing is off)."""
+        if self.clock is None or not self._steps:
+            return None
+        stats = getattr(self.train_loader, "stats", None)
+        loader = stats.as_dict() if stats is not None else None
+        wait = (stats.wait_s - self._wait_at_start) if stats is not None else 0.0
+        report = critical_path(steps=self._steps, wall_s=self._wall_s, step_s=self._step_s, wait_s=wait,
+                               clock=self.clock, loader_stats=loader)
+        if self._wall_s > 0:
+            report["samples_per_sec"] = round(self._samples / self._wall_s, 1)
+        report["first_step_s"] = None if self.first_step_s is None else round(self.first_step_s, 4)
+        return report
 
     def _max_steps_reached(self) -> bool:
         return self.spec.max_steps is not None and self.progress.global_step >= self.spec.max_steps
@@ -176,7 +214,18 @@ class TrainLoop:
     def _run_batches(self, bar: Any, t0: float) -> None:
         spec, p = self.spec, self.progress
         for _, batch in bar:
+            t_step = time.perf_counter()
+            first = self.clock is not None and self.first_step_s is None
+            if first:  # the run's first step traces / compiles: reported apart, not in the stages
+                self.engine.stage_clock = None
             loss, preds = self.engine.train_step(batch)
+            if first:
+                self.engine.stage_clock = self.clock
+                self.first_step_s = time.perf_counter() - t_step
+                stats = getattr(self.train_loader, "stats", None)
+                self._wait_at_start = stats.wait_s if stats is not None else 0.0
+            else:
+                self._step_s += time.perf_counter() - t_step
             if not math.isfinite(loss):
                 raise FloatingPointError(
                     f"loss became {loss} at step {p.global_step}; lower trainer.optimizer.*.lr "
@@ -192,6 +241,10 @@ class TrainLoop:
             now = time.perf_counter()
             p.epoch_time += now - t0
             p.train_time += now - t0
+            if not first:
+                self._wall_s += now - t0
+                self._steps += 1
+                self._samples += batch.size
             t0 = now
             if p.global_step % spec.log_every_n_steps == 0:
                 bar.set_postfix(loss=f"{p.epoch_loss_sum / max(1, p.epoch_loss_count):.4f}")

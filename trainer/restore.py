@@ -39,12 +39,22 @@ def make_engine(backend: str, model_cfg: Any, pipeline: Any, spec: Any, device: 
     from easyrec.models.specs import build_model
 
     if backend == "tf":
+        import tensorflow as tf
+
         from trainer.tf_backend import multiworker
         from trainer.tf_backend.engine import TFEngine
 
-        with multiworker.scope(dist):  # a multi-worker TF job: model + optimizers are mirrored
-            model = build_model(model_cfg, pipeline.feature_infos(), backend=backend)
-            return TFEngine(model, spec, total_steps=total_steps, features=pipeline.feature_infos(), dist=dist)
+        # hardware.precision=bf16: MLPs / cross / attention compute in bfloat16 (tables, losses
+        # and variables stay float32); the policy must be set while the model is built
+        policy = "mixed_bfloat16" if precision == "bf16" else "float32"
+        previous = tf.keras.mixed_precision.global_policy()
+        tf.keras.mixed_precision.set_global_policy(policy)
+        try:
+            with multiworker.scope(dist):  # a multi-worker TF job: model + optimizers are mirrored
+                model = build_model(model_cfg, pipeline.feature_infos(), backend=backend)
+                return TFEngine(model, spec, total_steps=total_steps, features=pipeline.feature_infos(), dist=dist)
+        finally:
+            tf.keras.mixed_precision.set_global_policy(previous)
     model = build_model(model_cfg, pipeline.feature_infos(), backend=backend)
     import torch
 

@@ -10,9 +10,11 @@ Lingjie's fitted FeaturePipeline, so both sides see the same integer ids:
   {split}_{feature}      int32 [N]          one id per row (SparseFeat)
   {split}_{feature}      int32 [N, maxlen]  multi-value ids, 0-padded (VarLenSparseFeat)
   {split}_{feature}_len  int32 [N]          number of valid ids (the VarLenSparseFeat's length_name)
-  {split}_y              float32 [N]        the label
+  {split}_{feature}      float32 [N, dim]   a dense feature (DenseFeat), when meta has "dense"
+  {split}_y              float32 [N]        the label (the test split is optional)
   meta                   JSON: {"sparse": {name: vocab}, "varlen": {name: [vocab, maxlen, combiner]},
-                                "embedding_dim", "hidden_units", "lr", "l2_reg_embedding", "l2_reg_linear"}
+                                "dense": {name: dim}, "embedding_dim", "hidden_units", "lr",
+                                "l2_reg_embedding", "l2_reg_linear"}
 
 Only ``model.fit`` is timed, per epoch (a Keras callback around each epoch); the test AUC is
 sklearn's roc_auc_score of ``model.predict`` after the last epoch.
@@ -42,7 +44,7 @@ def main() -> int:
     import tf_keras
     from sklearn.metrics import log_loss, roc_auc_score
 
-    from deepctr.feature_column import SparseFeat, VarLenSparseFeat, get_feature_names
+    from deepctr.feature_column import DenseFeat, SparseFeat, VarLenSparseFeat, get_feature_names
     from deepctr.models import DeepFM
 
     if tf.keras.layers.Dense is not tf_keras.layers.Dense:
@@ -57,13 +59,14 @@ def main() -> int:
     columns += [VarLenSparseFeat(SparseFeat(name, vocabulary_size=int(vocab), embedding_dim=dim),
                                  maxlen=int(maxlen), combiner=combiner, length_name=f"{name}_len")
                 for name, (vocab, maxlen, combiner) in meta["varlen"].items()]
+    columns += [DenseFeat(name, int(d)) for name, d in meta.get("dense", {}).items()]
     names = get_feature_names(columns)
 
     def split(prefix: str) -> tuple[dict, np.ndarray]:
         return {n: data[f"{prefix}_{n}"] for n in names}, data[f"{prefix}_y"].astype(np.float32)
 
     x_train, y_train = split("train")
-    x_test, y_test = split("test")
+    has_test = "test_y" in data.files
 
     tf_keras.utils.set_random_seed(args.seed)
     model = DeepFM(columns, columns, dnn_hidden_units=tuple(meta["hidden_units"]),
@@ -86,21 +89,23 @@ def main() -> int:
     timer = EpochTimer()
     history = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, shuffle=True,
                         verbose=0, callbacks=[timer])
-    pred = model.predict(x_test, batch_size=4096, verbose=0).ravel()
     n = len(y_train)
-    print(json.dumps({
+    out = {
         "name": "deepctr-tf",
         "versions": {"deepctr": __import__("deepctr").__version__, "tensorflow": tf.__version__,
                      "tf_keras": tf_keras.__version__},
         "train_rows": n,
-        "test_rows": len(y_test),
         "epoch_seconds": timer.seconds,
         "samples_per_sec": [n / s for s in timer.seconds],
         "train_loss": [float(v) for v in history.history["loss"]],
-        "auc": float(roc_auc_score(y_test, pred)),
-        "logloss": float(log_loss(y_test, np.clip(pred, 1e-7, 1 - 1e-7))),
         "parameters": int(model.count_params()),
-    }), flush=True)
+    }
+    if has_test:
+        x_test, y_test = split("test")
+        pred = model.predict(x_test, batch_size=4096, verbose=0).ravel()
+        out.update(auc=float(roc_auc_score(y_test, pred)), test_rows=len(y_test),
+                   logloss=float(log_loss(y_test, np.clip(pred, 1e-7, 1 - 1e-7))))
+    print(json.dumps(out), flush=True)
     return 0
 
 

@@ -134,6 +134,20 @@ class StreamSpec:
 
 
 @dataclass
+class LoaderSpec:
+    prefetch: int = F(2, "transformed groups queued ahead of the train step (bounded memory)", ge=1)
+    transform_batches: int = F(8, "batches transformed per pipeline call (its per-call cost paid once)", ge=1)
+    workers: int = F(1, "transform workers; 1: inline in the reader thread", ge=1)
+    worker_type: Literal["thread", "process"] = F("thread", "transform workers are threads or (spawned) processes")
+
+
+@dataclass
+class TimingSpec:
+    enabled: bool = F(True, "time every stage of the train step; critical-path report at the end of the run")
+    sample_every: int | None = F(None, "split every N-th step into stages; null: 1 on CPU, 20 on GPU (syncs)", ge=1)
+
+
+@dataclass
 class TrainerSpec:
     backend: Literal["torch", "tf"] = F("torch", "framework that runs the model: torch | tf (tf.keras)")
     mode: Literal["train", "evaluate", "predict", "export", "stream"] = F(
@@ -153,8 +167,14 @@ class TrainerSpec:
     predict: PredictSpec = F(None, "predict-mode settings")
     evaluate: EvaluateSpec = F(None, "evaluate-mode settings")
     stream: StreamSpec = F(None, "stream-mode (online training) settings")
+    loader: LoaderSpec = F(None, "input pipeline: prefetch depth, transform group size, workers")
+    timing: TimingSpec = F(None, "stage timing and the critical-path report")
+    dedup_ids: bool = F(False, "deduplicate ids before each fused lookup (torch.unique + inverse; tf.unique)")
+    compile: bool = F(False, "compile the dense part: torch.compile of the table-free modules; TF: XLA (jit_compile) of the MLPs")
 
     def __post_init__(self) -> None:
+        self.loader = self.loader or LoaderSpec()
+        self.timing = self.timing or TimingSpec()
         self.stream = self.stream or StreamSpec()
         self.optimizer = self.optimizer or OptimizerSpec()
         self.scheduler = self.scheduler or SchedulerSpec()
@@ -184,6 +204,9 @@ class HardwareSpec:
     name: str = F("cpu", "hardware profile name")
     device: Literal["cpu", "cuda", "auto"] = F("cpu", "device to train on")
     threads: int | None = F(None, "intra-op threads per process; null: the library default", ge=1)
+    omp_wait_policy: Literal["passive", "active"] | None = F(
+        "passive", "torch's OpenMP threads between parallel regions: passive sleeps (robust on a shared, "
+        "oversubscribed CPU), active spins; null: leave OMP_WAIT_POLICY as the environment has it")
     precision: Literal["fp32", "bf16", "fp16"] = F("fp32", "bf16: CPU/GPU autocast; fp16: GPU AMP with a grad scaler")
     launcher: Literal["local", "torchrun", "tf_multiworker", "k8s"] = F(
         "local", "local: this process; torchrun: torch elastic agent; tf_multiworker: one process per TF worker; "

@@ -21,6 +21,7 @@ from trainer.checkpoint_io import META_FILE, TF_SUFFIX
 from trainer.engine import Engine
 from trainer.run_dir import RunDir
 from trainer.schema.spec import TrainerSpec
+from trainer.timing import NO_LAPS
 
 
 class TFEngine(Engine):
@@ -62,6 +63,10 @@ class TFEngine(Engine):
             if self.strategy is not None:
                 for opt in self.optimizers.values():
                     multiworker.skip_keras_all_reduce(opt)
+            from trainer.tf_backend.fast import apply_fast_paths
+
+            apply_fast_paths(model, dedup_ids=getattr(spec, "dedup_ids", False),
+                             compile_dense=getattr(spec, "compile", False))
             if self.sparse_vars:
                 self.optimizers["sparse"].build(self.sparse_vars)
             self.optimizers["dense"].build(self.dense_vars)
@@ -190,13 +195,25 @@ class TFEngine(Engine):
         return {k: batch.labels[k].astype(np.float32, copy=False) for k in self._labels}
 
     def train_step(self, batch: Batch) -> tuple[float, dict[str, np.ndarray]]:
+        # stages (trainer.timing): h2d (numpy -> tensors), step (the compiled forward + backward
+        # + optimizer, one call: not split further), host (loss and predictions to numpy)
+        clock = self.stage_clock
+        laps = clock.begin() if clock is not None else NO_LAPS
         if self.strategy is None:
-            loss, preds = self._flat_train_fn()(*self._flat_tensors(batch))
+            tensors = self._flat_tensors(batch)
+            laps.lap("h2d")
+            loss, preds = self._flat_train_fn()(*tensors)
         else:
-            loss, preds, all_next = self._train_fn(self._inputs(batch), self._labels_of(batch),
-                                                   tf.constant(self.local_has_next))
+            inputs, labels, flag = self._inputs(batch), self._labels_of(batch), tf.constant(self.local_has_next)
+            laps.lap("h2d")
+            loss, preds, all_next = self._train_fn(inputs, labels, flag)
             self.all_have_next = bool(all_next)
-        return float(loss), {k: v.numpy() for k, v in preds.items() if k in self.model.task_names}
+        laps.lap("step")
+        out = float(loss), {k: v.numpy() for k, v in preds.items() if k in self.model.task_names}
+        laps.lap("host")
+        if clock is not None:
+            clock.end(laps)
+        return out
 
     def eval_step(self, batch: Batch, recall_k: list[int]) -> tuple[float, dict[str, np.ndarray], dict[int, float]]:
         labels = self._labels_of(batch)

@@ -15,6 +15,8 @@ from trainer.distributed import DistContext
 from trainer.engine import Engine
 from trainer.run_dir import RunDir
 from trainer.schema.spec import TrainerSpec
+from trainer.timing import NO_LAPS, Laps
+from trainer.torch_backend.fast import EmbeddingProbe, apply_fast_paths, embedding_modules
 from trainer.torch_backend.optim import make_optimizer, make_scheduler
 from trainer.torch_backend.tensors import to_inputs, to_labels
 
@@ -70,7 +72,10 @@ class TorchEngine(Engine):
                 make_optimizer(dense, spec.optimizer.dense),
             ) if o is not None]
             self.schedulers = [make_scheduler(o, spec.scheduler, total_steps) for o in self.optimizers]
+            apply_fast_paths(self.model, dedup_ids=getattr(spec, "dedup_ids", False),
+                             compile_dense=getattr(spec, "compile", False))
         self.dynamic = _attach_dynamic(model, spec, self.optimizers, self.dist, self.scaler)
+        self._embedding_modules = embedding_modules(self.model)  # charged to the 'embedding' stage
 
     @property
     def num_parameters(self) -> int:
@@ -88,20 +93,56 @@ class TorchEngine(Engine):
 
         return Join([self.forward_module, *([self.dynamic] if self.dynamic is not None else [])])
 
+    def timing_sample_every(self, configured: int | None) -> int:
+        # on a GPU each stage boundary is a synchronisation: split only every 20th step
+        return configured or (20 if self.device.type == "cuda" else 1)
+
+    def timing_sync(self) -> Any:
+        return torch.cuda.synchronize if self.device.type == "cuda" else None
+
     def train_step(self, batch: Batch) -> tuple[float, dict[str, np.ndarray]]:
+        clock = self.stage_clock
+        laps = clock.begin() if clock is not None else NO_LAPS
+        probe = EmbeddingProbe(self._embedding_modules, laps) if isinstance(laps, Laps) else None
+        try:
+            loss, outputs = self._forward_backward(batch, laps)
+        finally:
+            if probe is not None:
+                probe.remove()
+        if probe is not None:  # the lookups' share of forward and backward
+            laps.move("dense", "embedding", probe.seconds)
+        self._optimizer_step()
+        laps.lap("optimizer")
+        with torch.no_grad():
+            preds = to_host(self.model.predict(outputs))
+        loss_value = loss.item()
+        laps.lap("host")
+        if clock is not None:
+            clock.end(laps)
+        return loss_value, preds
+
+    def _forward_backward(self, batch: Batch, laps: Any) -> tuple[Any, dict]:
         self.forward_module.train()
+        inputs, labels = self.inputs(batch), self.labels(batch)
+        laps.lap("h2d")
         with self._autocast():
-            outputs = self.forward_module(self.inputs(batch))
+            outputs = self.forward_module(inputs)
             outputs = {k: _float(v) for k, v in outputs.items()}
-            loss = self.model.loss(outputs, self.labels(batch))
+            loss = self.model.loss(outputs, labels)
+        laps.lap("dense")
         for o in self.optimizers:
             o.zero_grad(set_to_none=True)
+        laps.lap("optimizer")
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
             for o in self.optimizers:
                 self.scaler.unscale_(o)
         else:
             loss.backward()
+        laps.lap("dense")
+        return loss, outputs
+
+    def _optimizer_step(self) -> None:
         if self.grad_clip_norm:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.grad_clip_norm)
         for o in self.optimizers:
@@ -115,9 +156,6 @@ class TorchEngine(Engine):
             self.scaler.update()
         for s in self.schedulers:
             s.step()
-        with torch.no_grad():
-            preds = to_host(self.model.predict(outputs))
-        return loss.item(), preds
 
     def eval_step(self, batch: Batch, recall_k: list[int]) -> tuple[float, dict[str, np.ndarray], dict[int, float]]:
         self.model.eval()

@@ -110,6 +110,7 @@ class FusedEmbeddingBag(tf.keras.layers.Layer):
         self._bag_only = self._plan(self._bag_idx)
         self.seq_names = tuple(f.name for f in sequence)
         self._seq_bases = tuple(bases[table_of(f)] for f in sequence)
+        self.dedup_ids = False  # trainer.dedup_ids: gather each distinct row once (tf.unique)
         self.built = True  # every variable exists already
 
     @property
@@ -120,6 +121,16 @@ class FusedEmbeddingBag(tf.keras.layers.Layer):
     def table(self) -> tf.Variable:
         """The fused ``tf.Variable`` itself (the keras variable's backing variable)."""
         return getattr(self.weight, "value", self.weight)
+
+    def _gather(self, rows: tf.Tensor) -> tf.Tensor:
+        """Rows of the fused table for ``rows`` (any shape) -> rows.shape + [dim]. With
+        ``dedup_ids`` each distinct row is gathered once (its gradient has one slice per
+        distinct id instead of one per id), then expanded by the inverse index."""
+        if not self.dedup_ids:
+            return tf.gather(self.table(), rows)
+        uniq, inverse = tf.unique(tf.reshape(rows, [-1]))
+        out = tf.gather(tf.gather(self.table(), uniq), inverse)
+        return tf.reshape(out, tf.concat([tf.shape(rows), [self.dim]], axis=0))
 
     def _plan(self, idx: List[int]) -> Tuple:
         """Constants of the bag path over the sparse features ``idx`` (in that order)."""
@@ -164,7 +175,7 @@ class FusedEmbeddingBag(tf.keras.layers.Layer):
             steps = tf.math.unsorted_segment_sum(tf.constant(base_steps), starts[1:],
                                                  nnz + 1)
             rows = ids + (tf.cumsum(steps[:-1]) + first_base)
-        gathered = tf.gather(self.table(), rows)  # [nnz, dim]; gradient: IndexedSlices
+        gathered = self._gather(rows)  # [nnz, dim]; gradient: IndexedSlices
         if any(weighted):
             weights = tf.concat([
                 tf.cast(inputs[n + ".weights"], gathered.dtype) if w
@@ -188,7 +199,7 @@ class FusedEmbeddingBag(tf.keras.layers.Layer):
         names = [self.sparse_names[i] for i in self._single_idx]
         ids = tf.stack([tf.cast(inputs[n + ".values"], tf.int64) for n in names], axis=1)
         rows = ids + tf.constant(self._single_bases)[None, :]  # [B, Fs]
-        out = tf.gather(self.table(), rows)  # [B, Fs, dim]; gradient: IndexedSlices
+        out = self._gather(rows)  # [B, Fs, dim]; gradient: IndexedSlices
         if any(self.sparse_weighted[i] for i in self._single_idx):
             weights = tf.stack([
                 tf.cast(inputs[n + ".weights"], out.dtype) if self.sparse_weighted[i]

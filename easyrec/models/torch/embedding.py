@@ -54,6 +54,7 @@ class FusedEmbeddingBag(nn.Module):
     sparse_mean: List[bool]
     seq_names: List[str]
     seq_bases: List[int]
+    dedup_ids: bool
 
     def __init__(self, dim: int, tables: List[Tuple[str, int]], sparse: List[FeatureInfo],
                  sequence: List[FeatureInfo], init_std: float, sparse_grad: bool = False
@@ -69,6 +70,7 @@ class FusedEmbeddingBag(nn.Module):
         self.bag = nn.EmbeddingBag(total, dim, mode="sum", include_last_offset=True,
                                    sparse=sparse_grad)
         self.sparse_grad = sparse_grad
+        self.dedup_ids = False  # trainer.dedup_ids: look each distinct id up once (training)
         with torch.no_grad():
             if init_std > 0:
                 self.bag.weight.normal_(0.0, init_std)
@@ -109,7 +111,11 @@ class FusedEmbeddingBag(nn.Module):
             per_sample: Optional[Tensor] = None
             if self.any_weighted:
                 per_sample = torch.cat(weights)
-            pooled = self.bag(torch.cat(values), torch.cat(offsets), per_sample_weights=per_sample)
+            ids = torch.cat(values)
+            if self.dedup_ids and self.training:
+                pooled = self._dedup_bag(ids, torch.cat(offsets), per_sample)
+            else:
+                pooled = self.bag(ids, torch.cat(offsets), per_sample_weights=per_sample)
             # unbind, not pooled[i]: its backward is one stack, not one full-size zeros
             # tensor per feature
             per_feature = pooled.view(len(self.sparse_names), -1, self.dim).unbind(0)
@@ -124,6 +130,16 @@ class FusedEmbeddingBag(nn.Module):
             out[name] = F.embedding(inputs[name + ".values"] + self.seq_bases[i], self.bag.weight,
                                     sparse=self.sparse_grad)
         return out
+
+
+    @torch.jit.unused
+    def _dedup_bag(self, ids: Tensor, offsets: Tensor, per_sample: Optional[Tensor]) -> Tensor:
+        """The bag over each distinct id gathered once: same sums, a backward that scatters one
+        gradient row per distinct id (training only; export scripts the plain bag)."""
+        uniq, inverse = torch.unique(ids, return_inverse=True)
+        rows = F.embedding(uniq, self.bag.weight, sparse=self.sparse_grad)
+        return F.embedding_bag(inverse, rows, offsets, mode="sum", include_last_offset=True,
+                               per_sample_weights=per_sample)
 
 
 class EmbeddingCollection(nn.Module):

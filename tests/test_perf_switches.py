@@ -1,0 +1,160 @@
+"""Correctness guard of the performance switches (issue 7, item 6): each optimisation changes no
+result beyond float noise — same seed, same data, the loss curve of a few steps with and
+without it matches — and the loader's workers hand out exactly the same batches."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import compose
+from tests.movielens_like import movielens_like
+
+STEPS = 6
+
+
+def _spec(tmp_path: Path, overrides: list[str]):
+    from trainer.schema.validate import validate
+
+    train = tmp_path / "train.parquet"
+    if not train.exists():
+        import pyarrow.parquet as pq
+
+        pq.write_table(movielens_like(256 * STEPS, seed=3), train)
+    return validate(compose(["+experiment=movielens_deepfm", "data.dataset=null", f"data.train_path={train}",
+                             "data.eval_path=null", "data.batch_size=256", *overrides]))
+
+
+def _batches(spec):
+    import pyarrow.parquet as pq
+
+    from trainer.job import make_pipeline
+
+    table = pq.read_table(spec.root.data.train_path)
+    pipeline = make_pipeline(spec)
+    pipeline.fit([table])
+    return pipeline, [pipeline.transform(table.slice(i * 256, 256)) for i in range(STEPS)]
+
+
+def _losses(backend: str, spec, pipeline, batches, clock: bool = False, seen: list | None = None) -> list[float]:
+    from trainer.restore import make_engine
+    from trainer.timing import StageClock
+
+    if backend == "torch":
+        import torch
+
+        torch.manual_seed(0)
+    else:
+        import tensorflow as tf
+
+        tf.keras.utils.set_random_seed(0)
+    engine = make_engine(backend, spec.model, pipeline, spec.root.trainer, "cpu", 100,
+                         precision=spec.root.hardware.precision)
+    if clock:
+        engine.stage_clock = StageClock(1)
+    losses = [engine.train_step(b)[0] for b in batches]
+    if seen is not None:
+        seen.append(engine)
+    return losses
+
+
+def _dedup_on(engine) -> bool:
+    if engine.backend == "torch":
+        return any(getattr(m, "dedup_ids", False) for m in engine.model.modules())
+    return any(getattr(layer, "dedup_ids", False) for layer in engine.model._flatten_layers(recursive=True))
+
+
+@pytest.mark.parametrize("switch", ["trainer.dedup_ids=true", "trainer.timing.sample_every=1"])
+def test_torch_switch_keeps_the_loss_curve(tmp_path: Path, switch: str) -> None:
+    base = _spec(tmp_path, [])
+    pipeline, batches = _batches(base)
+    want = _losses("torch", base, pipeline, batches)
+    seen: list = []
+    got = _losses("torch", _spec(tmp_path, [switch]), pipeline, batches, clock="timing" in switch, seen=seen)
+    if "dedup" in switch:  # the switch really took effect
+        assert _dedup_on(seen[0])
+    else:
+        assert seen[0].stage_clock.sampled == STEPS
+    np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)
+
+
+def test_torch_stage_split_is_recorded_and_changes_nothing(tmp_path: Path) -> None:
+    """The embedding probe's hooks exist only during a sampled step and leave the math alone."""
+    from trainer.restore import make_engine
+    from trainer.timing import StageClock
+
+    spec = _spec(tmp_path, [])
+    pipeline, batches = _batches(spec)
+    import torch
+
+    torch.manual_seed(0)
+    engine = make_engine("torch", spec.model, pipeline, spec.root.trainer, "cpu", 100)
+    engine.stage_clock = clock = StageClock(2)
+    for b in batches:
+        engine.train_step(b)
+    assert clock.sampled == STEPS // 2
+    assert {"h2d", "embedding", "dense", "optimizer", "host"} <= set(clock.sampled_seconds)
+    assert all(v >= 0 for v in clock.sampled_seconds.values())
+    assert clock.sampled_seconds["embedding"] > 0
+    for m in engine.model.modules():  # no hook left behind (export scripts the model)
+        assert not m._forward_hooks and not m._forward_pre_hooks
+
+
+@pytest.mark.slow
+def test_torch_compile_keeps_the_loss_curve(tmp_path: Path) -> None:
+    small = ["model.hidden_units=[16]"]  # compilation time grows with the graph; the check does not
+    base = _spec(tmp_path, small)
+    pipeline, batches = _batches(base)
+    want = _losses("torch", base, pipeline, batches[:3])
+    got = _losses("torch", _spec(tmp_path, [*small, "trainer.compile=true"]), pipeline, batches[:3])
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("switch", ["trainer.dedup_ids=true", "trainer.compile=true"])
+def test_tf_switch_keeps_the_loss_curve(tmp_path: Path, switch: str) -> None:
+    base = _spec(tmp_path, ["trainer.backend=tf"])
+    pipeline, batches = _batches(base)
+    want = _losses("tf", base, pipeline, batches)
+    seen: list = []
+    got = _losses("tf", _spec(tmp_path, ["trainer.backend=tf", switch]), pipeline, batches, seen=seen)
+    if "dedup" in switch:
+        assert _dedup_on(seen[0])
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def _epoch_arrays(loader, epoch: int) -> list[dict[str, np.ndarray]]:
+    out = []
+    for _, batch in loader.epoch(epoch):
+        flat = dict(batch.to_flat())
+        flat.update({f"label:{k}": v for k, v in batch.labels.items()})
+        out.append(flat)
+    return out
+
+
+@pytest.mark.parametrize("workers,kind", [(2, "thread"), (2, "process")])
+def test_loader_workers_hand_out_the_same_batches(tmp_path: Path, workers: int, kind: str) -> None:
+    from dataio.source import Source
+    from trainer.loader import BatchLoader
+
+    spec = _spec(tmp_path, [])
+    pipeline, _ = _batches(spec)
+    path = spec.root.data.train_path
+
+    def loader(**kw):
+        src = Source(path, columns=pipeline.required_columns(with_labels=True), read_rows=300)
+        return BatchLoader(src, pipeline, 100, shuffle=True, seed=7, transform_batches=3, **kw)
+
+    want = _epoch_arrays(loader(), 1)
+    other = loader(workers=workers, worker_type=kind)
+    try:
+        got = _epoch_arrays(other, 1)
+        assert other.stats.batches == len(want) and other.stats.transform_s > 0
+    finally:
+        other.close()
+    assert len(got) == len(want) and sum(len(b["label:like"]) for b in want) == 256 * STEPS
+    for g, w in zip(got, want):
+        assert g.keys() == w.keys()
+        for k in w:
+            np.testing.assert_array_equal(g[k], w[k], err_msg=k)
