@@ -85,3 +85,24 @@ def test_shared_embedding_name_shares_vocab():
 def test_list_column_is_rejected_for_id():
     with pytest.raises(DataError, match="type: tag"):
         fit({"u": {"type": "id"}}, pa.table({"u": [[1, 2]]}))
+
+
+@pytest.mark.parametrize("values", [
+    pa.array(["a", "b", None, "zz", "c", "a", ""]),
+    pa.array([3, 1, None, 7, 3], type=pa.int64()),
+    pa.array([1.0, float("nan"), 2.0, None, 5.0]),
+    pa.array(["b", "a", "q"]).dictionary_encode(),
+])
+def test_vocab_lookup_paths_agree(values: pa.Array, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Arrow's index_in (small vocabularies) and the pandas index (large ones) map alike."""
+    from easyrec.features import id_mapping
+
+    m = id_mapping.VocabMapping()
+    m.update(pa.array(["a", "b", "c", "1", "3", "5", "2"] + [f"x{i}" for i in range(100)]))
+    m.finish()
+    direct = m.lookup(values)
+    monkeypatch.setattr(id_mapping, "DIRECT_LOOKUP_VOCAB", 0)  # vocabulary (107) > 2 x rows: pandas path
+    indexed = m.lookup(values)
+    assert direct.dtype == indexed.dtype == np.int64
+    assert direct.tolist() == indexed.tolist()
+    assert 0 in direct.tolist()  # null / unknown -> OOV row 0
