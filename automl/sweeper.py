@@ -29,6 +29,7 @@ from typing import Any
 from automl.reporting import ENV
 from automl.study import is_rdb_url, make_pruner, make_sampler, make_storage
 from automl.sweeper_space import distribution, override_value, split_arguments, targets
+from trainer.errors import ConfigError
 
 log = logging.getLogger("lingjie.automl")
 JOURNAL = "optuna_journal.log"
@@ -87,8 +88,8 @@ class Sweep:
         self.multi = len(s.optimize_metric) > 1
         self.lock = threading.Lock()
         if s.report_every_n_steps is not None and int(s.report_every_n_steps) < 1:
-            raise ValueError(f"hydra.sweeper.report_every_n_steps must be >= 1 or null (per epoch), "
-                             f"got {s.report_every_n_steps}")
+            raise ConfigError("hydra.sweeper.report_every_n_steps", f"must be >= 1 (report every N train steps) "
+                              f"or null (report per epoch), got {s.report_every_n_steps}")
         for name, d in self.space.items():  # a searched epoch count: the largest one bounds hyperband's resource
             if "trainer.epochs" in self.targets.get(name, [name]):
                 s.max_epochs = int(max(d.choices) if hasattr(d, "choices") else d.high)

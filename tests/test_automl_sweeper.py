@@ -217,3 +217,10 @@ hydra:
     assert final["data"]["eval_path"].endswith("movielens-100k/test.parquet")
     assert final["trainer"]["optimizer"]["dense"]["lr"] == 0.05
     assert json.loads((tmp_path / "final" / "metrics.json").read_text())["final"]["eval/auc"] > 0.5
+
+
+def test_a_wrong_sweeper_knob_is_one_clear_error(tmp_path):
+    out = run_cli(["-m", "+experiment=movielens_deepfm", "hparams_search=movielens_deepfm", "hydra.sweep.dir=sweep",
+                   "hydra.sweeper.report_every_n_steps=0"], cwd=tmp_path, check=False)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "hydra.sweeper.report_every_n_steps" in out.stderr and "null (report per epoch)" in out.stderr

@@ -5,6 +5,7 @@ optuna is loaded only when a sweep starts. (No `from __future__ import annotatio
 plugin modules outside sys.modules, where dataclasses cannot resolve string annotations.)
 """
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -86,8 +87,14 @@ class LingjieOptunaSweeper(Sweeper):
         if len(settings.direction) == 1 and len(settings.optimize_metric) > 1:
             settings.direction = settings.direction * len(settings.optimize_metric)
         hydra_overrides = [str(o) for o in cfg.hydra.overrides.get("hydra", [])]
-        sweep = Sweep(settings, list(arguments), Path.cwd(), hydra_overrides)
-        study = sweep.run()
+        from trainer.errors import LingjieError
+
+        try:  # a wrong sweeper knob or search space: one line naming it, as the trainer CLI does
+            sweep = Sweep(settings, list(arguments), Path.cwd(), hydra_overrides)
+            study = sweep.run()
+        except (LingjieError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            sys.exit(2)
         write_outputs(study, sweep)
         return study
 
