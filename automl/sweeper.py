@@ -29,6 +29,7 @@ from typing import Any
 from automl.reporting import ENV
 from automl.study import is_rdb_url, make_pruner, make_sampler, make_storage
 from automl.sweeper_space import distribution, override_value, split_arguments, targets
+from trainer.errors import ConfigError
 
 log = logging.getLogger("lingjie.automl")
 JOURNAL = "optuna_journal.log"
@@ -53,6 +54,10 @@ class SweepSettings:
     trial_timeout_s: float | None = None
     max_epochs: int | None = None
     plots: bool = True
+    tune_overrides: list[str] = field(default_factory=list)
+    enqueue_default: bool = True
+    default_values: dict[str, Any] = field(default_factory=dict)  # config path -> its value in the composed config
+    report_every_n_steps: int | None = None
 
     @property
     def storage_url(self) -> str:
@@ -82,6 +87,19 @@ class Sweep:
                              f"{len(s.direction)} direction(s)")
         self.multi = len(s.optimize_metric) > 1
         self.lock = threading.Lock()
+        if s.report_every_n_steps is not None and int(s.report_every_n_steps) < 1:
+            raise ConfigError("hydra.sweeper.report_every_n_steps", f"must be >= 1 (report every N train steps) "
+                              f"or null (report per epoch), got {s.report_every_n_steps}")
+        for name, d in self.space.items():  # a searched epoch count: the largest one bounds hyperband's resource
+            if "trainer.epochs" in self.targets.get(name, [name]):
+                s.max_epochs = int(max(d.choices) if hasattr(d, "choices") else d.high)
+        if s.report_every_n_steps:
+            s.max_epochs = None  # resources are train steps then: hyperband's max_resource is "auto" or given
+
+    @property
+    def run_overrides(self) -> list[str]:
+        """What every trial runs with before its sampled values: the command line + tune_overrides."""
+        return [*self.fixed, *self.s.tune_overrides]
 
     # ----- study -----
     def open_study(self) -> Any:
@@ -103,13 +121,41 @@ class Sweep:
             study.sampler = make_sampler(s.sampler, s.seed + existing, s.sampler_args)
         known = study.user_attrs.get("fixed_overrides")
         if known is None:
-            study.set_user_attr("fixed_overrides", self.fixed)
+            study.set_user_attr("fixed_overrides", self.run_overrides)
             study.set_user_attr("optimize_metric", s.optimize_metric)
-        elif known != self.fixed:
+        elif known != self.run_overrides:
             log.warning("resuming study '%s' whose trials ran with overrides %s; this run uses %s",
-                        s.study_name, known, self.fixed)
+                        s.study_name, known, self.run_overrides)
         self._fail_stale(study)
+        if not existing and s.enqueue_default:
+            self._enqueue_default(study)
         return study
+
+    def default_params(self) -> dict[str, Any]:
+        """The composed config's own value of every searched parameter that its distribution holds
+        (the first trial then measures the unchanged config, so the study's best is never worse on
+        the objective than the default); values outside the space are left to the sampler."""
+        out: dict[str, Any] = {}
+        for name, dist in self.space.items():
+            paths = self.targets.get(name, [name])
+            values = [self.s.default_values.get(p) for p in paths]
+            if values[0] is None or any(v != values[0] for v in values):
+                log.info("enqueue_default: %s has no single value in the config (%s); sampled", name, values)
+                continue
+            value = _internal(dist, values[0])
+            if value is None:
+                log.warning("enqueue_default: %s=%s of the config is outside its search space; sampled",
+                            name, override_value(values[0]))
+                continue
+            out[name] = value
+        return out
+
+    def _enqueue_default(self, study: Any) -> None:
+        params = self.default_params()
+        if params:
+            study.enqueue_trial(params, user_attrs={"source": "default config"}, skip_if_exists=True)
+            print(f"[sweep] trial 0 is the config's own values: {' '.join(self.trial_overrides(params))}",
+                  flush=True)
 
     def _fail_stale(self, study: Any) -> None:
         """Trials left RUNNING by an interrupted sweep: recorded as failed (journal file only — with
@@ -161,15 +207,18 @@ class Sweep:
         trial_dir = (s.sweep_dir / str(trial.number)).resolve()
         trial_dir.mkdir(parents=True, exist_ok=True)
         params = self.trial_overrides(trial.params)
-        cmd = [sys.executable, "-m", "trainer", *self.fixed, *params, *s.trial_overrides,
+        cmd = [sys.executable, "-m", "trainer", *self.run_overrides, *params, *s.trial_overrides,
                f"hydra.run.dir={trial_dir}"]
-        trial.set_user_attr("overrides", [*self.fixed, *params])
+        trial.set_user_attr("overrides", [*self.run_overrides, *params])
+        if s.tune_overrides:
+            trial.set_user_attr("final_overrides", [*self.fixed, *params])
         trial.set_user_attr("run_dir", str(trial_dir))
         env = {**os.environ, ENV: json.dumps({
             "storage": str(Path(s.storage_url).resolve()) if not is_rdb_url(s.storage_url) else s.storage_url,
             "study_name": s.study_name, "trial_id": trial._trial_id, "number": trial.number,
             "metric": None if self.multi else s.optimize_metric[0], "direction": s.direction[0],
-            "pruner": s.pruner, "pruner_args": s.pruner_args, "max_epochs": s.max_epochs})}
+            "pruner": s.pruner, "pruner_args": s.pruner_args, "max_epochs": s.max_epochs,
+            "report_every_n_steps": s.report_every_n_steps})}
         env.pop("LINGJIE_WORKER", None)
         print(f"[sweep] trial {trial.number} start: {' '.join(params)}", flush=True)
         t0 = time.perf_counter()
@@ -188,6 +237,7 @@ class Sweep:
             return
         metrics = json.loads((trial_dir / "metrics.json").read_text())
         trial.set_user_attr("epochs", metrics.get("epochs_completed"))
+        trial.set_user_attr("steps", metrics.get("steps"))
         values = []
         for m in s.optimize_metric:
             v = metrics.get("final", {}).get(m, metrics.get(m))
@@ -204,7 +254,8 @@ class Sweep:
             else:
                 study.tell(trial, values if self.multi else values[0])
                 state = "complete"
-        print(f"[sweep] trial {trial.number} {state} after {metrics.get('epochs_completed')} epoch(s), "
+        print(f"[sweep] trial {trial.number} {state} after {metrics.get('epochs_completed')} epoch(s) "
+              f"({metrics.get('steps')} steps), "
               f"{seconds:.1f}s: " + ", ".join(f"{m}={v:.5f}" for m, v in zip(s.optimize_metric, values)), flush=True)
 
     def _tell_failed(self, study: Any, trial: Any, error: str) -> None:
@@ -214,6 +265,27 @@ class Sweep:
             trial.set_user_attr("error", error[-2000:])
             study.tell(trial, state=TrialState.FAIL)
         print(f"[sweep] trial {trial.number} failed: {error[-500:]}", flush=True)
+
+
+def _internal(dist: Any, value: Any) -> Any:
+    """``value`` as a value of the Optuna distribution ``dist``, or None when it holds no such value."""
+    from optuna.distributions import CategoricalDistribution
+
+    if isinstance(dist, CategoricalDistribution):
+        for choice in dist.choices:
+            if choice == value or (isinstance(choice, str) and choice == override_value(value)):
+                return choice
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if not dist.low <= value <= dist.high:
+        return None
+    step = getattr(dist, "step", None)
+    if step and abs((value - dist.low) / step - round((value - dist.low) / step)) > 1e-6:
+        return None
+    if isinstance(dist.low, int):
+        return int(value) if float(value).is_integer() else None
+    return float(value)
 
 
 def _last_error(path: Path) -> str:

@@ -61,13 +61,19 @@ def _best_config(study: Any, sweep: Any, best: list[Any], path: Path) -> Path:
         "command": rerun_command(overrides),
         "run_dir": t.user_attrs.get("run_dir"),
     }
+    final = t.user_attrs.get("final_overrides")
+    if final:  # tuned with tune_overrides (a validation split): retrain without them, score on test
+        doc["final_overrides"] = list(final)
+        doc["final_command"] = rerun_command(final)
     if sweep.multi:
         doc["pareto_front"] = [{"trial": p.number, "objectives": dict(zip(sweep.s.optimize_metric, p.values)),
                                 "params": dict(p.params)} for p in best]
     resolved = Path(t.user_attrs.get("run_dir", "")) / "config.yaml"
     header = (f"# Best trial of study '{sweep.s.study_name}' ({'Pareto front, best first by ' + sweep.s.optimize_metric[0] if sweep.multi else 'best value'}).\n"
               f"# Re-run it as-is (from the directory the sweep ran in):\n#   {doc['command']}\n"
-              f"# The full resolved config it ran with: {resolved}\n")
+              f"# The full resolved config it ran with: {resolved}\n"
+              + (f"# Tuned with {sweep.s.tune_overrides}: retrain without them and score on the test split:\n"
+                 f"#   {doc['final_command']}\n" if final else ""))
     path.write_text(header + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False))
     return path
 
@@ -132,7 +138,7 @@ def summary_table(study: Any, sweep: Any, best: list[Any], top: int = 10) -> str
 
     rows = sorted(trials, key=key)[:top]
     best_numbers = {t.number for t in best}
-    header = ["trial", "state", *metric, "epochs", "params"]
+    header = ["trial", "state", *metric, "epochs", "steps", "params"]
     table = [header]
     for t in rows:
         if t.state == TrialState.COMPLETE:
@@ -142,14 +148,17 @@ def summary_table(study: Any, sweep: Any, best: list[Any], top: int = 10) -> str
         else:
             vals = ["-"] * len(metric)
         params = " ".join(f"{k}={v}" for k, v in t.params.items())
+        if t.user_attrs.get("source"):
+            params = f"({t.user_attrs['source']}) {params}"
         if t.state == TrialState.FAIL:
             params += f"  error: {str(t.user_attrs.get('error', ''))[:80]}"
         table.append([f"{t.number}{'*' if t.number in best_numbers else ''}", t.state.name.lower(), *vals,
-                      str(t.user_attrs.get("epochs", "-")), params])
+                      str(t.user_attrs.get("epochs", "-")), str(t.user_attrs.get("steps", "-")), params])
     widths = [max(len(r[i]) for r in table) for i in range(len(header) - 1)]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r[:-1], widths)) + "  " + r[-1] for r in table]
     epochs = sum(int(t.user_attrs.get("epochs") or 0) for t in trials)
+    steps = sum(int(t.user_attrs.get("steps") or 0) for t in trials)
     title = (f"[sweep] study '{sweep.s.study_name}': {len(trials)} trials ("
-             + ", ".join(f"{n} {k}" for k, n in counts.items() if n) + f"), {epochs} trial epochs; "
+             + ", ".join(f"{n} {k}" for k, n in counts.items() if n) + f"), {epochs} trial epochs, {steps} trial steps; "
              + ("* = Pareto front" if sweep.multi else "* = best") + f"; top {min(top, len(trials))}:")
     return "\n".join([title, *lines])

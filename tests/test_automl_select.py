@@ -69,3 +69,33 @@ def test_selection_snippet_trains(tmp_path, data_dir):
     used = {n for names in groups.values() for n in names}
     assert used == set(sel["selected"])  # the model trained on exactly the selected features
     assert 0.0 < json.loads((run_dir / "metrics.json").read_text())["final"]["eval/auc"] < 1.0
+
+
+@pytest.mark.slow
+def test_selection_search_picks_top_k_with_optuna_and_its_config_trains(tmp_path, data_dir):
+    """`--search`: Optuna tries subset sizes K (one real trainer run each) and keeps the best K."""
+    import yaml
+
+    out = tmp_path / "sel"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    shrink = [*SHRINK, "trainer.export.enabled=false", f"paths.output_root={tmp_path / 'runs'}"]
+    proc = subprocess.run([sys.executable, "-m", "automl", "select", "+experiment=movielens_deepfm", *shrink,
+                           "--search", "--trials", "2", "--out", str(out)], cwd=ROOT, env=env, text=True,
+                          capture_output=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sel = json.loads((out / "selection.json").read_text())
+    search = {int(k): v for k, v in sel["search"].items()}
+    searched = {k: v for k, v in search.items() if (out / "search" / f"k{k}").is_dir()}
+    assert 8 in search and searched, sel  # the full set (the base model) and at least one trained subset
+    for k in searched:  # each tried K trained a model on exactly the top K of the ranking
+        snippet = yaml.safe_load((out / "search" / f"k{k}" / "automl" / "selected_features.yaml").read_text())
+        assert {n for g in snippet["model"]["feature_groups"].values() for n in g} == set(sel["order"][:k])
+        assert 0.0 < searched[k] < 1.0
+    k = len(sel["selected"])
+    assert sel["selected"] == sel["order"][:k] and searched.get(k) == max(searched.values()), sel
+    command = [ln for ln in proc.stdout.splitlines() if ln.startswith("train with: ")][-1]
+    run = run_cli(shlex.split(command.split(": ", 1)[1])[3:], cwd=tmp_path)
+    run_dir = Path(run.stdout.strip().splitlines()[-1].split(": ", 1)[1])
+    groups = yaml.safe_load((run_dir / "config.yaml").read_text())["model"]["feature_groups"]
+    assert {n for names in groups.values() for n in names} == set(sel["selected"])
+    assert 0.0 < json.loads((run_dir / "metrics.json").read_text())["final"]["eval/auc"] < 1.0

@@ -25,6 +25,7 @@ hydra:
     optimize_metric: eval/auc
     sampler: random
     seed: 120
+    enqueue_default: false
     pruner: median
     pruner_args: {n_startup_trials: 1, n_warmup_steps: 0}
     params:
@@ -145,3 +146,81 @@ hydra:
     assert best["pareto_front"] and set(best["objectives"]) == {"eval/auc", "parameters"}
     assert (sweep / "pareto_front.png").exists() and "* = Pareto front" in out.stdout
     assert os.path.getsize(sweep / "trials.csv") > 0
+
+
+def test_default_config_values_become_the_first_trial():
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    from automl.sweeper import Sweep, SweepSettings
+
+    params = {"lr": {"type": "float", "low": 1e-4, "high": 1e-1, "log": True},
+              "model.dropout": {"type": "float", "low": 0.0, "high": 0.5, "step": 0.1},
+              "model.hidden_units": [[256, 128], [64]],
+              "dim": {"choices": [8, 16], "paths": ["features.a.embedding_dim", "features.b.embedding_dim"]},
+              "tied": {"choices": [8, 16], "paths": ["x.a", "x.b"]},
+              "trainer.epochs": {"type": "int", "low": 2, "high": 8},
+              "outside": {"type": "float", "low": 0.5, "high": 1.0}}
+    values = {"lr": 0.01, "model.dropout": 0.2, "model.hidden_units": [64], "features.a.embedding_dim": 16,
+              "features.b.embedding_dim": 16, "x.a": 8, "x.b": 16, "trainer.epochs": 5, "outside": 0.1}
+    s = SweepSettings(sweep_dir=Path("/nonexistent"), study_name="s", optimize_metric=["eval/auc"],
+                      direction=["maximize"], params=params, default_values=values)
+    sweep = Sweep(s, ["+experiment=movielens_deepfm"], Path("."))
+    # tied paths with different values ("tied") and values outside the space ("outside") are sampled
+    assert sweep.default_params() == {"lr": 0.01, "model.dropout": 0.2, "model.hidden_units": "[64]", "dim": 16,
+                                      "trainer.epochs": 5}
+    assert s.max_epochs == 8  # a searched epoch count bounds hyperband's resource
+    assert isinstance(sweep.space["trainer.epochs"], IntDistribution)
+    assert isinstance(sweep.space["model.hidden_units"], CategoricalDistribution)
+    assert isinstance(sweep.space["lr"], FloatDistribution)
+
+
+@pytest.mark.slow
+def test_default_first_tune_split_and_pruning_within_an_epoch(tmp_path, data_dir):
+    """Trial 0 is the config's own lr (0.05 here); trial 1 (lr 1e-9, RandomSampler seed 0) is pruned
+    by a mid-epoch report on the validation split; best_config.yaml's final command drops the
+    validation split and trains on train, scored on test."""
+    space = """# @package _global_
+defaults:
+  - override /hydra/sweeper: lingjie_optuna
+hydra:
+  sweep: {dir: sweep}
+  sweeper:
+    sampler: random
+    seed: 0
+    n_trials: 2
+    pruner: median
+    pruner_args: {n_startup_trials: 1, n_warmup_steps: 0}
+    report_every_n_steps: 4
+    tune_overrides: [data=movielens_100k_valid]
+    params:
+      lr: {type: categorical, choices: [0.05, 1.0e-9], paths: [trainer.optimizer.sparse.lr, trainer.optimizer.dense.lr]}
+"""
+    lr = ["trainer.optimizer.sparse.lr=0.05", "trainer.optimizer.dense.lr=0.05"]
+    out = run_cli(["-m", "+experiment=movielens_deepfm", "hparams_search=t", _search_path(tmp_path, space), *SHRINK,
+                   "trainer.epochs=2", "logger.tensorboard=false", *lr], cwd=tmp_path)
+    sweep = tmp_path / "sweep"
+    rows = {r["number"]: r for r in _trials(sweep)}
+    assert rows["0"]["user_attrs_source"] == "default config" and float(rows["0"]["params_lr"]) == 0.05
+    assert rows["0"]["state"] == "COMPLETE" and int(rows["0"]["user_attrs_steps"]) == 24, out.stdout
+    # 3000 rows / 256 = 12 steps per epoch, reports at steps 4 and 8: trial 1 stopped inside epoch 1
+    assert float(rows["1"]["params_lr"]) < 1e-6 and rows["1"]["state"] == "PRUNED", out.stdout
+    steps = int(rows["1"]["user_attrs_steps"])
+    assert steps in (4, 8), out.stdout
+    assert "trial 0 is the config's own values" in out.stdout and f"{24 + steps} trial steps" in out.stdout
+    tuned = yaml.safe_load((sweep / "0" / "config.yaml").read_text())["data"]
+    assert tuned["dataset"] == "movielens-100k-valid" and tuned["eval_path"].endswith("valid.parquet")
+    best = yaml.safe_load((sweep / "best_config.yaml").read_text())
+    assert "data=movielens_100k_valid" in best["overrides"]
+    assert "data=movielens_100k_valid" not in best["final_overrides"] and "final_command" in best
+    run_cli([*best["final_overrides"], "hydra.run.dir=final"], cwd=tmp_path)
+    final = yaml.safe_load((tmp_path / "final" / "config.yaml").read_text())
+    assert final["data"]["eval_path"].endswith("movielens-100k/test.parquet")
+    assert final["trainer"]["optimizer"]["dense"]["lr"] == 0.05
+    assert json.loads((tmp_path / "final" / "metrics.json").read_text())["final"]["eval/auc"] > 0.5
+
+
+def test_a_wrong_sweeper_knob_is_one_clear_error(tmp_path):
+    out = run_cli(["-m", "+experiment=movielens_deepfm", "hparams_search=movielens_deepfm", "hydra.sweep.dir=sweep",
+                   "hydra.sweeper.report_every_n_steps=0"], cwd=tmp_path, check=False)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert "hydra.sweeper.report_every_n_steps" in out.stderr and "null (report per epoch)" in out.stderr

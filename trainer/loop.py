@@ -115,6 +115,7 @@ class TrainLoop:
         self.progress = Progress()
         self.train_collector = self._new_collector()
         self.on_epoch_end: Callable[[], None] | None = None  # e.g. writes metrics.json
+        self.on_step_end: Callable[[], bool] | None = None  # True ends the epoch (automl: trial pruned mid-epoch)
         self.on_checkpoint: Callable[[Path], None] | None = None  # e.g. mirrors it to oss://
         # stage timing of this process's steps (trainer.timing): the critical-path report
         self.clock: StageClock | None = None
@@ -255,6 +256,8 @@ class TrainLoop:
             if every and p.global_step % every == 0:
                 self.checkpoint(f"step-{p.global_step:08d}")
             if self._max_steps_reached():
+                break
+            if self.on_step_end is not None and self.on_step_end():
                 break
 
     def _end_epoch(self) -> dict[str, float]:

