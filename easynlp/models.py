@@ -40,7 +40,8 @@ class SameConv(nn.Module):
 
 
 class TextCNNEncoder(nn.Module):
-    """Kim (2014): token embeddings, parallel 'same' convolutions of several widths, max over time."""
+    """Kim (2014): token embeddings, parallel 'same' convolutions of several widths, max over time
+    (dropout only before the head, as in the paper: dropping embedding inputs starves it)."""
 
     def __init__(self, vocab_size: int, embedding_dim: int, filter_sizes: List[int], num_filters: int,
                  pad_id: int, dropout: float) -> None:
@@ -48,15 +49,13 @@ class TextCNNEncoder(nn.Module):
         self.embed = nn.Embedding(vocab_size, embedding_dim, padding_idx=pad_id)
         self.type_embed = nn.Embedding(2, embedding_dim)  # which sentence of a pair
         self.convs = nn.ModuleList([SameConv(embedding_dim, num_filters, k) for k in filter_sizes])
-        self.dropout = nn.Dropout(dropout)
         self.out_dim = num_filters * len(filter_sizes)
 
     def sequence(self, input_ids: Tensor, attention_mask: Tensor, token_type_ids: Tensor) -> Tensor:
         """[B, L, F]: per-position features (zero embeddings beyond the row's end, like the
         convolution's own zero padding, so extra padding changes nothing)."""
         keep = attention_mask.unsqueeze(-1).to(torch.float32)
-        x = (self.embed(input_ids) + self.type_embed(token_type_ids)) * keep
-        x = self.dropout(x).transpose(1, 2)
+        x = ((self.embed(input_ids) + self.type_embed(token_type_ids)) * keep).transpose(1, 2)
         feats: List[Tensor] = []
         for conv in self.convs:
             feats.append(F.relu(conv(x)))

@@ -134,7 +134,7 @@ class TextModelSpec:
 class TextCNNSpec(TextModelSpec):
     embedding_dim: int = F(128, "token embedding size", ge=1)
     filter_sizes: list[int] = F([2, 3, 4], "convolution widths (tokens)")
-    num_filters: int = F(64, "filters per width", ge=1)
+    num_filters: int = F(128, "filters per width", ge=1)
 
     def check(self, path: str) -> None:
         if not self.filter_sizes or any(k < 1 for k in self.filter_sizes):
@@ -152,7 +152,7 @@ class TransformerSpec(TextModelSpec):
     intermediate_size: int = F(1024, "from scratch: feed-forward width", ge=1)
     max_position: int = F(512, "from scratch: longest sequence the position table holds", ge=8)
     attention_dropout: float = F(0.1, "dropout of attention probabilities", ge=0, lt=1)
-    pooling: Literal["cls", "mean"] = F("cls", "sentence vector: the [CLS] output or the masked mean")
+    pooling: Literal["cls", "mean"] = F("mean", "sentence vector: the masked mean of the outputs, or the [CLS] output")
 
     def check(self, path: str) -> None:
         if not self.pretrained and self.hidden_size % self.num_heads:
