@@ -198,7 +198,8 @@ class TextLoader:
     """Batches of one split for one rank; ``epoch(e, skip_batches)`` is deterministic.
 
     ``stats`` counts tokens of the most recent pass: ``real`` (rows' own tokens) and
-    ``padded`` (slots of the padded batches), so ``1 - real/padded`` is the padding waste.
+    ``padded`` (slots of the padded batches), so ``1 - real/padded`` is the padding waste;
+    ``totals`` adds them up over every pass.
     """
 
     def __init__(self, source: Any, encoder: TextEncoder, batch_size: int, *, padding: str = "bucket",
@@ -220,6 +221,7 @@ class TextLoader:
         self.world_size = world_size
         self.prefetch = prefetch
         self.stats = {"real": 0, "padded": 0, "batches": 0}
+        self.totals = {"real": 0, "padded": 0}  # over every pass of this loader
 
     def _on_bad(self, row: int, reason: str) -> None:
         if self.encoder.data.on_error == "raise":
@@ -262,6 +264,8 @@ class TextLoader:
                 self.stats["real"] += batch.real_tokens
                 self.stats["padded"] += batch.padded_tokens
                 self.stats["batches"] += 1
+                self.totals["real"] += batch.real_tokens
+                self.totals["padded"] += batch.padded_tokens
                 yield batch
 
     def epoch(self, epoch: int, skip_batches: int = 0) -> Iterator[tuple[int, TextBatch]]:

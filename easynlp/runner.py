@@ -327,11 +327,13 @@ def train(spec: NLPRunSpec, run: RunDir, config_yaml: str, resumed: bool) -> Pat
     if ckpt is not None:
         loop.resume_from(ckpt)
         log.info("resumed from %s (epoch %d, step %d)", ckpt.name, loop.progress.epoch + 1, loop.progress.global_step)
-    tokens = {"real": 0, "padded": 0}
+    tokens = {"real": 0, "padded": 0}  # over all ranks, filled in after training
 
     def count_tokens() -> dict[str, Any]:
-        """Tokens of this run's training batches over all ranks (padding waste, tokens/s)."""
-        real, padded = tokens["real"], tokens["padded"]
+        """Tokens of this run's training batches (padding waste, tokens/s): this process's own
+        counts while training, every rank's at the end."""
+        totals = tokens if tokens["padded"] else train_loader.totals
+        real, padded = totals["real"], totals["padded"]
         p = loop.progress
         return {"real": real, "padded": padded,
                 "padding_fraction": 1 - real / padded if padded else 0.0,
@@ -364,21 +366,6 @@ def train(spec: NLPRunSpec, run: RunDir, config_yaml: str, resumed: bool) -> Pat
             **({"pruned": trial_reporter.pruned} if trial_reporter is not None else {}),
         })
 
-    original_end = loop._end_epoch
-
-    def end_epoch() -> dict[str, float]:
-        # the loader's token counters are per pass; add them up over ranks before evaluation
-        real, padded = train_loader.stats["real"], train_loader.stats["padded"]
-        if dist.distributed:
-            real, padded = (int(v) for v in dist.sum([real, padded]))
-        tokens["real"] += real
-        tokens["padded"] += padded
-        out = original_end()
-        if padded:
-            out["train/padding_fraction"] = 1 - real / padded
-        return out
-
-    loop._end_epoch = end_epoch  # type: ignore[method-assign]
     loop.on_epoch_end = lambda: write_metrics(False)
     from automl.reporting import attach_trial_reporter
 
@@ -388,6 +375,8 @@ def train(spec: NLPRunSpec, run: RunDir, config_yaml: str, resumed: bool) -> Pat
     finally:
         if writer is not None:
             writer.close()
+    totals = [train_loader.totals["real"], train_loader.totals["padded"]]
+    tokens["real"], tokens["padded"] = (int(v) for v in (dist.sum(totals) if dist.distributed else totals))
     write_metrics(True)
     dist.barrier()
     if dist.is_main:
