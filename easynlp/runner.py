@@ -139,7 +139,7 @@ def fit_text_state(spec: NLPRunSpec, pretrained: Path | None) -> TextState:
     from easynlp.models import arch_of
     from easynlp.tokenizer import TextTokenizer
 
-    root, data = spec.root, spec.root.data
+    data = spec.root.data
     src = make_source(data, data.train_path, _columns(spec, with_labels=True))
     label_values: set[str] = set()
     rows = [0]
@@ -159,7 +159,7 @@ def fit_text_state(spec: NLPRunSpec, pretrained: Path | None) -> TextState:
     if not rows[0]:
         raise DataError("the training data has no rows", file=data.train_path)
     if data.fit_rows and (not data.limit_train_rows or data.limit_train_rows > data.fit_rows):
-        rows = [None]  # counted only the fit rows
+        rows = [src.count_rows()]  # read only the fit rows: Parquet footers know the total (else None)
     labels = _label_list(spec, label_values)
     log.info("%s tokenizer: %d tokens (%.1fs); %d %s", kind, tok.vocab_size, time.perf_counter() - t, len(labels),
              "tags" if spec.is_token else "classes")
