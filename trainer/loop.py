@@ -182,14 +182,20 @@ class TrainLoop:
             return
         self.clock = StageClock(self.engine.timing_sample_every(timing.sample_every), self.engine.timing_sync())
         self.engine.stage_clock = self.clock
-        stats = getattr(self.train_loader, "stats", None)
+        stats = self._loader_stats()
         self._wait_at_start = stats.wait_s if stats is not None else 0.0
+
+    def _loader_stats(self) -> Any:
+        """The train loader's timing counters (trainer.loader's LoaderStats), if it keeps them;
+        a domain's loader may keep other counters under ``stats`` (e.g. token counts)."""
+        stats = getattr(self.train_loader, "stats", None)
+        return stats if hasattr(stats, "wait_s") and hasattr(stats, "as_dict") else None
 
     def timing_report(self) -> dict[str, Any] | None:
         """The critical-path report of this process's steps so far (None: timing is off)."""
         if self.clock is None or not self._steps:
             return None
-        stats = getattr(self.train_loader, "stats", None)
+        stats = self._loader_stats()
         loader = stats.as_dict() if stats is not None else None
         wait = (stats.wait_s - self._wait_at_start) if stats is not None else 0.0
         report = critical_path(steps=self._steps, wall_s=self._wall_s, step_s=self._step_s, wait_s=wait,
@@ -223,7 +229,7 @@ class TrainLoop:
             if first:
                 self.engine.stage_clock = self.clock
                 self.first_step_s = time.perf_counter() - t_step
-                stats = getattr(self.train_loader, "stats", None)
+                stats = self._loader_stats()
                 self._wait_at_start = stats.wait_s if stats is not None else 0.0
             else:
                 self._step_s += time.perf_counter() - t_step
