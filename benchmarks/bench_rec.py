@@ -25,7 +25,8 @@ optimisation of trainer/ on vs off, ours-torch and ours-tf on MovieLens).
 
 This machine's 2 cores are shared with other jobs: the sides of a case alternate (rotating order)
 ``--repeats`` times, every number is a median over repeats (and over epochs 2..N), min-max beside
-it. All torch processes get the same OMP_WAIT_POLICY (PASSIVE, ours' default; see RESULTS.md).
+it. Every side runs with the OpenMP settings it would get by default (OMP_WAIT_POLICY removed
+from the environment; ours' hardware.omp_wait_policy=auto leaves it unset for one process).
 Prints the tables and, unless ``--no-results``, replaces the section "## Speed vs peers and the
 critical path (issue 7)" (or "## Each optimisation on vs off (issue 7)") of benchmarks/RESULTS.md.
 """
@@ -54,7 +55,8 @@ SECTION = "## Speed vs peers and the critical path (issue 7)"
 SWITCH_SECTION = "## Each optimisation on vs off (issue 7)"
 HIDDEN = [256, 128, 64]
 DENSE_LR = 0.001
-ENV = {"OMP_WAIT_POLICY": "PASSIVE", "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
+os.environ.pop("OMP_WAIT_POLICY", None)  # every side with its library defaults (spinning OpenMP)
 CRITEO = ["hydra.searchpath=[file://" + str(ROOT / "benchmarks" / "configs") + "]", "+experiment=criteo_deepfm",
           # tables of ~400k rows: sparse gradients (torch SparseAdam; TF lazy Adam), no coupled L2
           "model.sparse_grad=true", "trainer.optimizer.sparse.weight_decay=0"]
@@ -312,7 +314,7 @@ SWITCHES = {
     "ours-torch": [("baseline (defaults)", []), ("trainer.dedup_ids=true", ["trainer.dedup_ids=true"]),
                    ("trainer.compile=true", ["trainer.compile=true"]), ("hardware.precision=bf16",
                                                                          ["hardware.precision=bf16"]),
-                   ("hardware.omp_wait_policy=active", ["hardware.omp_wait_policy=active"]),
+                   ("hardware.omp_wait_policy=passive", ["hardware.omp_wait_policy=passive"]),
                    ("trainer.loader.workers=2 (processes)", ["trainer.loader.workers=2",
                                                             "trainer.loader.worker_type=process"]),
                    ("trainer.timing.enabled=false", ["trainer.timing.enabled=false"])],
@@ -329,7 +331,7 @@ def case_switches(out: Path, a: argparse.Namespace) -> dict[str, dict[str, list[
         backend = ["trainer.backend=tf"] if side == "ours-tf" else []
         for r in range(a.repeats):
             for name, extra in rotate(variants, r):
-                env = {"OMP_WAIT_POLICY": "ACTIVE"} if "omp_wait_policy=active" in name else None
+                env = {"OMP_WAIT_POLICY": "PASSIVE"} if "omp_wait_policy=passive" in name else None
                 tag = re.sub(r"[^a-z0-9]+", "-", f"{side}-{name}-{r}".lower())
                 res[side][name].append(run_ours(out, tag, ["+experiment=movielens_deepfm", *backend, *extra],
                                                 a.epochs, 1024, env=env))
@@ -497,7 +499,7 @@ def main() -> int:
             "runs each; samples/s = median over epochs 2..N of every run (criteo: its one epoch), min-max beside "
             "it; ratios of medians. Ours: the train loop's clock from metrics.json (reads Parquet and runs the "
             "feature pipeline every epoch); deepctr / deepctr-torch: `model.fit` over encoded arrays in memory. "
-            "Every torch process runs with OMP_WAIT_POLICY=PASSIVE. The bound column is the critical-path "
+            "No side gets OMP_WAIT_POLICY (library defaults; ours: hardware.omp_wait_policy=auto). The bound column is the critical-path "
             "report of the median run (trainer.timing; top three step stages, ms per batch).", ""]
     if ml:
         body += [f"**(a) MovieLens-100k DeepFM** (time split 80/20, 80,000 train rows; 8 fields x 16, DNN 256-128-64, "

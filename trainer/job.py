@@ -146,6 +146,8 @@ def _setup_omp(spec: RunSpec) -> None:
     Worker processes (torchrun, spawned loader workers) inherit the variable.
     """
     policy = spec.root.hardware.omp_wait_policy
+    if policy == "auto":
+        policy = "passive" if _oversubscribed(spec) else None
     if policy is None or spec.root.trainer.backend != "torch":
         return
     want = policy.upper()
@@ -158,6 +160,19 @@ def _setup_omp(spec: RunSpec) -> None:
                     "(set OMP_WAIT_POLICY=%s in the environment instead)", policy, want)
         return
     os.environ["OMP_WAIT_POLICY"] = want
+
+
+def _oversubscribed(spec: RunSpec) -> bool:
+    """Whether this job's own CPU processes x threads exceed the machine's cores (e.g. CPU DDP).
+
+    Measured on 2 idle cores (benchmarks/RESULTS.md): spinning is ~45% faster for one process
+    that owns the CPU, and ~20x slower when more threads than cores compete."""
+    hw = spec.root.hardware
+    if hw.device == "cuda":
+        return False
+    procs = hw.nproc_per_node if hw.launcher == "torchrun" else 1
+    cores = os.cpu_count() or 1
+    return procs * (hw.threads or cores) > cores
 
 
 def _setup_threads(spec: RunSpec) -> None:

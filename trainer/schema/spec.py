@@ -204,9 +204,11 @@ class HardwareSpec:
     name: str = F("cpu", "hardware profile name")
     device: Literal["cpu", "cuda", "auto"] = F("cpu", "device to train on")
     threads: int | None = F(None, "intra-op threads per process; null: the library default", ge=1)
-    omp_wait_policy: Literal["passive", "active"] | None = F(
-        "passive", "torch's OpenMP threads between parallel regions: passive sleeps (robust on a shared, "
-        "oversubscribed CPU), active spins; null: leave OMP_WAIT_POLICY as the environment has it")
+    omp_wait_policy: Literal["auto", "passive", "active"] | None = F(
+        "auto", "torch's OpenMP threads between parallel regions: passive sleeps (robust on an "
+        "oversubscribed CPU), active spins (faster on a CPU of its own); auto: passive when this job's "
+        "processes x threads exceed the cores (CPU DDP), else leave the environment's setting; "
+        "null: always leave OMP_WAIT_POLICY as the environment has it")
     precision: Literal["fp32", "bf16", "fp16"] = F("fp32", "bf16: CPU/GPU autocast; fp16: GPU AMP with a grad scaler")
     launcher: Literal["local", "torchrun", "tf_multiworker", "k8s"] = F(
         "local", "local: this process; torchrun: torch elastic agent; tf_multiworker: one process per TF worker; "
