@@ -110,20 +110,11 @@ def _train(spec: CVRunSpec, run: RunDir, config_yaml: str, resumed: bool) -> Pat
     from easycv.engine import CVEngine
     from easycv.models import build_model
     from trainer.checkpoint_io import read_meta
-    from trainer.distributed import DistContext
-    from trainer.job import _device, _ensure_data, _seed_everything, _setup_threads
+    from trainer.job import _ensure_data, start_training_process
     from trainer.loop import TrainLoop, format_metrics
 
     root, data = spec.root, spec.root.data
-    dist = DistContext.from_env()
-    if dist.is_main:
-        run.create()
-        atomic_write_bytes(run.config, config_yaml.encode())
-    device = _device(spec, dist)
-    _setup_threads(spec)
-    _seed_everything(root.seed, "torch")
-    if dist.kind == "torch":
-        dist.init_torch(device.split(":")[0])
+    dist, device = start_training_process(spec, run, config_yaml)
     if dist.is_main:
         _ensure_data(spec)
     dist.barrier()

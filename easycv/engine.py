@@ -14,9 +14,8 @@ import torch
 
 from dataio.atomic import atomic_write_bytes, atomic_write_json
 from trainer.distributed import DistContext
-from trainer.run_dir import RunDir
 from trainer.schema.spec import TrainerSpec
-from trainer.torch_backend.engine import FORMAT_VERSION, TorchEngine, _float, to_host
+from trainer.torch_backend.engine import TorchEngine, _float, to_host
 
 PROGRAM_FILES = {"torchscript": "model.torchscript.pt", "torch_export": "model.pt2"}
 
@@ -100,44 +99,16 @@ class CVEngine(TorchEngine):
             outputs = {k: _float(v) for k, v in model(self.inputs(batch)).items()}
             return to_host(model.predict(outputs))
 
-    def save(self, run: RunDir, name: str, meta: dict[str, Any]) -> Path:
-        state = {
-            "format_version": FORMAT_VERSION,
-            "backend": "torch",
-            "model": self.model.state_dict(),
-            "ema": self.ema.state_dict() if self.ema is not None else None,
-            "optimizers": [o.state_dict() for o in self.optimizers],
-            "schedulers": [s.state_dict() for s in self.schedulers],
-            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
-            "torch_rng": torch.get_rng_state(),
-            "meta": meta,
-        }
-        buf = io.BytesIO()
-        torch.save(state, buf)
-        path = run.checkpoints / f"{name}.pt"
-        atomic_write_bytes(path, buf.getvalue())
-        if name != "best":
-            atomic_write_bytes(run.checkpoints / "latest", path.name.encode())
-        return path
+    def checkpoint_state(self) -> dict[str, Any]:
+        return {**super().checkpoint_state(), "ema": self.ema.state_dict() if self.ema is not None else None}
 
-    def restore(self, path: Path) -> dict[str, Any]:
-        from trainer.checkpoint_io import read_checkpoint
-
-        state = read_checkpoint(path)
-        self.model.load_state_dict(state["model"])
+    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
+        super().load_checkpoint_state(state)
         if self.ema is not None:
             if state.get("ema"):
                 self.ema.load_state_dict(state["ema"])
             else:  # a checkpoint without EMA: start the average from its weights
                 self.ema.module.load_state_dict(state["model"])
-        for o, s in zip(self.optimizers, state["optimizers"]):
-            o.load_state_dict(s)
-        for sch, s in zip(self.schedulers, state["schedulers"]):
-            sch.load_state_dict(s)
-        if self.scaler is not None and state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        torch.set_rng_state(state["torch_rng"])
-        return state["meta"]
 
     def export_cv(self, out_dir: Path, fmt: str, example: torch.Tensor, normalize: Any, channels: int,
                   meta: dict[str, Any]) -> Path:

@@ -55,6 +55,8 @@ def run(spec: NLPRunSpec, run: RunDir, config_yaml: str, resumed: bool) -> Path:
     ref = getattr(root.trainer, mode).checkpoint
     ckpt = resolve_checkpoint(ref, root.paths.output_root, root.experiment_name)
     log.info("%s with checkpoint %s", mode, ckpt)
+    from trainer.job import _setup_threads
+
     _setup_threads(spec)
     restored = restore(ckpt, spec)
     if mode == "evaluate":
@@ -69,13 +71,6 @@ def run(spec: NLPRunSpec, run: RunDir, config_yaml: str, resumed: bool) -> Path:
 
 
 # ---------------------------------------------------------------------- pieces
-def _setup_threads(spec: NLPRunSpec) -> None:
-    if spec.root.hardware.threads:
-        import torch
-
-        torch.set_num_threads(spec.root.hardware.threads)
-
-
 def resolve_pretrained(spec: NLPRunSpec) -> Path | None:
     """``model.pretrained`` as a local directory: a path, or a bundled name prepared on first use."""
     name = getattr(spec.model, "pretrained", None)
@@ -256,20 +251,11 @@ def spec_from_meta(meta: dict[str, Any]) -> NLPRunSpec:
 # ---------------------------------------------------------------------- train
 def train(spec: NLPRunSpec, run: RunDir, config_yaml: str, resumed: bool) -> Path:
     from trainer.checkpoint_io import read_meta
-    from trainer.distributed import DistContext
-    from trainer.job import _device, _seed_everything
+    from trainer.job import start_training_process
     from trainer.loop import TrainLoop, format_metrics
 
     root, data = spec.root, spec.root.data
-    dist = DistContext.from_env()
-    if dist.is_main:
-        run.create()
-        atomic_write_bytes(run.config, config_yaml.encode())
-    device = _device(spec, dist)
-    _setup_threads(spec)
-    _seed_everything(root.seed, "torch")
-    if dist.kind == "torch":
-        dist.init_torch(device.split(":")[0])
+    dist, device = start_training_process(spec, run, config_yaml)
     pretrained = None
     if dist.is_main:
         if data.dataset:

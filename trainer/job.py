@@ -308,23 +308,31 @@ def _steps(rows: int | None, batch_size: int) -> int | None:
     return -(-rows // batch_size) if rows else None
 
 
-def _train(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
+def start_training_process(spec: Any, run: RunDir, config_yaml: str) -> tuple[Any, str]:
+    """What every training process of any domain does first: rank 0 creates the run directory
+    and writes the config; then device, threads, the TF strategy, seeds and the torch process
+    group. Returns (DistContext, device)."""
     from trainer.distributed import DistContext
 
     root = spec.root
     dist = DistContext.from_env()
-    run, resumed = _resolve_run(spec, run)
     if dist.is_main:
         run.create()
         atomic_write_bytes(run.config, config_yaml.encode())
-
-    backend = root.trainer.backend
     device = _device(spec, dist)
     _setup_threads(spec)
     dist.init_tf()  # TF workers: MultiWorkerMirroredStrategy first, before any other TF op
-    _seed_everything(root.seed, backend)
+    _seed_everything(root.seed, root.trainer.backend)
     if dist.kind == "torch":
         dist.init_torch(device.split(":")[0])
+    return dist, device
+
+
+def _train(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
+    root = spec.root
+    run, resumed = _resolve_run(spec, run)
+    dist, device = start_training_process(spec, run, config_yaml)
+    backend = root.trainer.backend
     if dist.is_main:
         _ensure_data(spec)
     dist.barrier()

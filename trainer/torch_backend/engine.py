@@ -196,18 +196,32 @@ class TorchEngine(Engine):
     def current_lr(self) -> float:
         return float(self.optimizers[-1].param_groups[0]["lr"]) if self.optimizers else 0.0
 
-    def save(self, run: RunDir, name: str, meta: dict[str, Any]) -> Path:
-        state = {
+    def checkpoint_state(self) -> dict[str, Any]:
+        """Everything a checkpoint holds besides the loop's meta (subclasses add their parts)."""
+        return {
             "format_version": FORMAT_VERSION,
             "backend": "torch",
             "model": self.model.state_dict(),
             "optimizers": [o.state_dict() for o in self.optimizers],
             "schedulers": [s.state_dict() for s in self.schedulers],
+            "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "torch_rng": torch.get_rng_state(),
-            "meta": meta,
         }
+
+    def load_checkpoint_state(self, state: dict[str, Any]) -> None:
+        """The inverse of :meth:`checkpoint_state`."""
+        self.model.load_state_dict(state["model"])
+        for o, s in zip(self.optimizers, state["optimizers"]):
+            o.load_state_dict(s)
+        for sch, s in zip(self.schedulers, state["schedulers"]):
+            sch.load_state_dict(s)
+        if self.scaler is not None and state.get("scaler"):  # fp16: resume with the same loss scale
+            self.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+
+    def save(self, run: RunDir, name: str, meta: dict[str, Any]) -> Path:
         buf = io.BytesIO()
-        torch.save(state, buf)
+        torch.save({**self.checkpoint_state(), "meta": meta}, buf)
         path = run.checkpoints / f"{name}.pt"
         atomic_write_bytes(path, buf.getvalue())
         if name != "best":
@@ -218,12 +232,7 @@ class TorchEngine(Engine):
         from trainer.checkpoint_io import read_checkpoint
 
         state = read_checkpoint(path)
-        self.model.load_state_dict(state["model"])
-        for o, s in zip(self.optimizers, state["optimizers"]):
-            o.load_state_dict(s)
-        for sch, s in zip(self.schedulers, state["schedulers"]):
-            sch.load_state_dict(s)
-        torch.set_rng_state(state["torch_rng"])
+        self.load_checkpoint_state(state)
         return state["meta"]
 
     def load_weights(self, path: Path) -> None:
