@@ -54,6 +54,12 @@ RESULTS = ROOT / "benchmarks" / "RESULTS.md"
 SECTION = "## Speed vs peers and the critical path (issue 7)"
 SWITCH_SECTION = "## Each optimisation on vs off (issue 7)"
 HIDDEN = [256, 128, 64]
+# MovieLens sides; ours-tf* carry their extra overrides (ours-tf-bf16: MLPs in bfloat16 and the
+# encoded training rows cached in memory, the two opt-in switches of the TF step's input/compute)
+ML_SIDES: dict[str, list[str]] = {
+    "ours-torch": [], "ours-tf": ["trainer.backend=tf"],
+    "ours-tf-bf16": ["trainer.backend=tf", "hardware.precision=bf16", "data.cache=memory"],
+    "deepctr-torch": [], "deepctr-tf": [], "ours-torch@4096": [], "bare-mlp@1024": [], "bare-mlp@4096": []}
 DENSE_LR = 0.001
 ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(ROOT)}
 os.environ.pop("OMP_WAIT_POLICY", None)  # every side with its library defaults (spinning OpenMP)
@@ -93,7 +99,8 @@ def run_ours(out: Path, tag: str, overrides: list[str], epochs: int, batch_size:
             "parameters": m["parameters"]}
 
 
-def run_peer(kind: str, npz: Path, epochs: int, batch_size: int, peers_python: str) -> dict[str, Any]:
+def run_peer(kind: str, npz: Path, epochs: int, batch_size: int, peers_python: str,
+             seed: int | None = None) -> dict[str, Any]:
     if kind == "deepctr-torch":
         cmd = [sys.executable, str(PEERS / "deepctr_torch_deepfm.py")]
         env = {**os.environ, **ENV}
@@ -102,6 +109,8 @@ def run_peer(kind: str, npz: Path, epochs: int, batch_size: int, peers_python: s
         env = {**os.environ, **ENV, "TF_USE_LEGACY_KERAS": "1"}
         env.pop("PYTHONPATH", None)
     cmd += ["--data", str(npz), "--epochs", str(epochs), "--batch-size", str(batch_size)]
+    if seed is not None:
+        cmd += ["--seed", str(seed)]
     proc = subprocess.run(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"bench_rec: {kind} failed:\n{proc.stderr[-3000:]}")
@@ -238,31 +247,31 @@ def case_movielens(out: Path, a: argparse.Namespace, peers_python: str) -> dict[
 
     d = ensure_dataset("movielens-100k")
     npz = out / "movielens.npz"
-    res: dict[str, list[dict]] = {k: [] for k in ("ours-torch", "ours-tf", "deepctr-torch", "deepctr-tf",
-                                                  "ours-torch@4096", "bare-mlp@1024", "bare-mlp@4096")}
+    sides = [s.strip() for s in a.ml_sides.split(",")] if a.ml_sides else list(ML_SIDES)
+    unknown = sorted(set(sides) - set(ML_SIDES))
+    if unknown:
+        raise SystemExit(f"bench_rec: unknown --ml-sides {unknown}; choose from {list(ML_SIDES)}")
+    res: dict[str, list[dict]] = {k: [] for k in sides}
     base = ["+experiment=movielens_deepfm"]
+    if not npz.exists():  # deepctr gets the ids of our fitted feature state
+        first = run_ours(out, "ml-encode", base, 1, 1024)
+        encode(Path(first["run_dir"]), {"train": str(d / "train.parquet"), "test": str(d / "test.parquet")}, npz)
     for r in range(a.repeats):
+        # --vary-seed: repeat r runs every side with seed r + 1 (AUC medians over seeds);
+        # else each side keeps its own default seed (ours 42, deepctr 1024) in every repeat
+        seed = r + 1 if a.vary_seed else None
+        ours_seed = [f"seed={seed}"] if seed is not None else []
         for side in rotate(list(res), r):
-            if side.startswith("deepctr") and not npz.exists():
-                continue  # encoded after the first ours run; this repeat skips it once
-            if side == "ours-torch":
-                res[side].append(run_ours(out, f"ml-torch-{r}", base, a.epochs, 1024))
-                if not npz.exists():
-                    encode(Path(res[side][-1]["run_dir"]), {"train": str(d / "train.parquet"),
-                                                           "test": str(d / "test.parquet")}, npz)
-            elif side == "ours-tf":
-                res[side].append(run_ours(out, f"ml-tf-{r}", base + ["trainer.backend=tf"], a.epochs, 1024))
-            elif side == "ours-torch@4096":
-                res[side].append(run_ours(out, f"ml-torch4096-{r}", base, a.epochs, 4096))
+            if side.startswith("ours-torch"):
+                bs = 4096 if side.endswith("@4096") else 1024
+                res[side].append(run_ours(out, f"ml-{side}-{r}", base + ours_seed, a.epochs, bs))
+            elif side.startswith("ours-tf"):
+                res[side].append(run_ours(out, f"ml-{side}-{r}", base + ours_seed + ML_SIDES[side], a.epochs, 1024))
             elif side.startswith("bare-mlp"):
                 res[side].append(run_self(["--bare-mlp", side.split("@")[1], "--input-dim", "128"]))
             else:
-                res[side].append(run_peer(side, npz, a.epochs, 1024, peers_python))
+                res[side].append(run_peer(side, npz, a.epochs, 1024, peers_python, seed))
             print(f"movielens {r + 1}/{a.repeats} {side}: {brief(res[side][-1])}", flush=True)
-    for side in ("deepctr-torch", "deepctr-tf"):  # the repeat that skipped them
-        if len(res[side]) < a.repeats:
-            res[side].append(run_peer(side, npz, a.epochs, 1024, peers_python))
-            print(f"movielens extra {side}: {brief(res[side][-1])}", flush=True)
     return res
 
 
@@ -391,7 +400,7 @@ def table_speed(res: dict[str, list[dict]], ref: str, with_auc: bool) -> list[st
 
 def verdicts(ml: dict | None, cr: dict | None, pl: dict | None) -> list[str]:
     out = []
-    if ml:
+    if ml and all(ml.get(k) for k in ("ours-torch", "deepctr-torch", "ours-torch@4096", "bare-mlp@4096")):
         t, p = med(rates(ml["ours-torch"])), med(rates(ml["deepctr-torch"]))
         ta, pa = med(aucs(ml["ours-torch"])), med(aucs(ml["deepctr-torch"]))
         ok = t >= 3 * p and ta >= pa - 0.002
@@ -400,10 +409,12 @@ def verdicts(ml: dict | None, cr: dict | None, pl: dict | None) -> list[str]:
         t4, b4 = med(rates(ml["ours-torch@4096"])), med(rates(ml["bare-mlp@4096"]))
         out.append(f"- torch DeepFM at batch 4096 >= 50% of the bare dense-MLP bound: "
                    f"{'MET' if t4 >= 0.5 * b4 else 'NOT MET'} ({100 * t4 / b4:.0f}%: {t4:,.0f} vs {b4:,.0f} samples/s)")
-        f, q = med(rates(ml["ours-tf"])), med(rates(ml["deepctr-tf"]))
-        fa, qa = med(aucs(ml["ours-tf"])), med(aucs(ml["deepctr-tf"]))
-        out.append(f"- TF DeepFM >= 2x deepctr (TF) at equal or better AUC: "
-                   f"{'MET' if f >= 2 * q and fa >= qa else 'NOT MET'} ({f / q:.2f}x; AUC {fa:.4f} vs {qa:.4f})")
+    for side in ("ours-tf", "ours-tf-bf16"):
+        if ml and ml.get(side) and ml.get("deepctr-tf"):
+            f, q = med(rates(ml[side])), med(rates(ml["deepctr-tf"]))
+            fa, qa = med(aucs(ml[side])), med(aucs(ml["deepctr-tf"]))
+            out.append(f"- TF DeepFM ({side}) >= 2x deepctr (TF) at equal or better AUC: "
+                       f"{'MET' if f >= 2 * q and fa >= qa else 'NOT MET'} ({f / q:.2f}x; AUC {fa:.4f} vs {qa:.4f})")
     if pl:
         best = max(med([r["rows_per_sec"] for r in runs]) for runs in pl.values())
         out.append(f"- input pipeline >= 1M rows/s Criteo-shaped Parquet -> batch: "
@@ -445,6 +456,8 @@ def main() -> int:
     p.add_argument("--repeats", type=int, default=2)
     p.add_argument("--epochs", type=int, default=3, help="MovieLens epochs per run (criteo: 1)")
     p.add_argument("--criteo-rows", type=int, default=1_000_000)
+    p.add_argument("--ml-sides", default=None, help=f"MovieLens sides, comma-separated (default: all of {list(ML_SIDES)})")
+    p.add_argument("--vary-seed", action="store_true", help="repeat r runs every side with seed r+1")
     p.add_argument("--criteo-dir", default=None, help="reuse generated Criteo-shaped parquet here")
     p.add_argument("--peers-python", default=os.environ.get("LINGJIE_PEERS_PYTHON"),
                    help="python of the deepctr (TF) venv; default benchmarks/.venv-peers (made by peers/setup.sh)")
@@ -504,7 +517,7 @@ def main() -> int:
     if ml:
         body += [f"**(a) MovieLens-100k DeepFM** (time split 80/20, 80,000 train rows; 8 fields x 16, DNN 256-128-64, "
                  f"batch 1024 unless marked, {a.epochs} epochs)", ""]
-        body += table_speed(ml, "deepctr-torch", True) + [""]
+        body += table_speed(ml, "deepctr-torch" if ml.get("deepctr-torch") else "deepctr-tf", True) + [""]
     if cr and "criteo" in cases:
         body += [f"**(b) synthetic Criteo-shaped DeepFM**, {a.criteo_rows:,} rows (13 dense log1p + 26 categorical "
                  "vocab ids, 39 fields; ours with model.sparse_grad=true: torch SparseAdam / TF lazy Adam on the "

@@ -14,8 +14,6 @@ the source's own bad rows (wrong field count, unparsable JSON).
 """
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +27,6 @@ from trainer.errors import DataError
 
 IGNORE = -100  # label of positions that carry no target (padding, non-first sub-tokens)
 NO_WORD = -2  # word_starts padding; -1 marks a word that truncation cut off (easynlp.models.NO_WORD)
-_END = object()
 
 
 @dataclass
@@ -270,37 +267,7 @@ class TextLoader:
 
     def epoch(self, epoch: int, skip_batches: int = 0) -> Iterator[tuple[int, TextBatch]]:
         """(index, batch) pairs, prepared by a background thread while the model trains."""
-        q: queue.Queue = queue.Queue(maxsize=self.prefetch)
-        stop = threading.Event()
+        from trainer.prefetch import prefetch
 
-        def put(item: object) -> bool:
-            while not stop.is_set():
-                try:
-                    q.put(item, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def produce() -> None:
-            try:
-                for item in enumerate(self.batches(epoch, skip_batches)):
-                    if not put(item):
-                        return
-                put(_END)
-            except BaseException as exc:  # surfaced in the consumer
-                put(exc)
-
-        thread = threading.Thread(target=produce, name="lingjie-text-loader", daemon=True)
-        thread.start()
-        try:
-            while True:
-                item = q.get()
-                if item is _END:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stop.set()
-            thread.join(timeout=5)
+        return prefetch(lambda: enumerate(self.batches(epoch, skip_batches)), self.prefetch,
+                        name="lingjie-text-loader")

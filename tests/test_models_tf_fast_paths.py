@@ -41,11 +41,35 @@ def test_single_id_block_equals_the_bag_path() -> None:
     assert out[True][0].shape == (b, 3, 4)
 
 
-def test_mixed_single_and_bag_features_use_the_bag_path() -> None:
-    infos = _infos(True)
-    infos[1] = dataclasses.replace(infos[1], single=False)
-    bag = FusedEmbeddingBag(4, [(i.name, i.num_embeddings) for i in infos], infos, [], 0.5)
-    assert not bag._single_idx
+def test_mixed_single_and_bag_block_equals_the_bag_path() -> None:
+    """Single-id features gathered directly next to a multi-value bag (the MovieLens shape:
+    the bag in the middle, so the block is reassembled from three runs) give the all-bag
+    path's block, block_sum and table gradient."""
+    rng = np.random.default_rng(1)
+    b = 9
+    lengths = rng.integers(0, 4, b)  # bag "b": 0-3 ids per row (an empty bag stays 0)
+    inputs = {}
+    for info in _infos(True):
+        if info.name == "b":
+            inputs["b.values"] = tf.constant(rng.integers(0, info.num_embeddings, int(lengths.sum())), tf.int64)
+            inputs["b.offsets"] = tf.constant(np.concatenate([[0], np.cumsum(lengths)]), tf.int64)
+        else:
+            inputs[info.name + ".values"] = tf.constant(rng.integers(0, info.num_embeddings, b), tf.int64)
+            inputs[info.name + ".offsets"] = tf.constant(np.arange(b + 1), tf.int64)
+    out = {}
+    for hybrid in (True, False):
+        infos = [dataclasses.replace(i, single=hybrid and i.name != "b") for i in _infos(True)]
+        tf.keras.utils.set_random_seed(3)
+        bag = FusedEmbeddingBag(4, [(i.name, i.num_embeddings) for i in infos], infos, [], 0.5)
+        assert (bag._single_idx, bag._bag_idx) == (([0, 2], [1]) if hybrid else ([], [0, 1, 2]))
+        with tf.GradientTape() as tape:
+            block = bag.block(inputs)
+            loss = tf.reduce_sum(block * tf.reshape(tf.range(12, dtype=tf.float32) % 5, [1, 3, 4]))
+        grad = tf.convert_to_tensor(tape.gradient(loss, bag.weight))
+        out[hybrid] = (block.numpy(), bag.block_sum(inputs).numpy(), grad.numpy())
+    for x, y in zip(out[True], out[False]):
+        np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-6)
+    assert np.abs(out[True][0][:, 1]).sum() > 0 and np.all(out[True][0][lengths == 0, 1] == 0)
 
 
 def test_fused_adam_matches_keras_adam() -> None:

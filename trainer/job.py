@@ -379,7 +379,7 @@ def _train(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
                                shuffle_buffer_rows=data.shuffle_buffer_rows, limit_rows=limit,
                                rank=dist.rank, world_size=dist.world_size, prefetch=lcfg.prefetch,
                                transform_batches=lcfg.transform_batches, workers=lcfg.workers,
-                               worker_type=lcfg.worker_type)
+                               worker_type=lcfg.worker_type, cache=data.cache)
     eval_loader = _loader(spec, pipeline, data.eval_path, train=False, dist=dist) if data.eval_path else None
     train_rows = _count_rows(train_src, data.limit_train_rows)
     steps_per_epoch = _steps(-(-train_rows // dist.world_size) if train_rows else None, data.batch_size)

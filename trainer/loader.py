@@ -83,6 +83,7 @@ class BatchLoader:
         transform_batches: int = 8,
         workers: int = 1,
         worker_type: str = "thread",
+        cache: str = "none",
     ) -> None:
         self.source = source
         self.pipeline = pipeline
@@ -100,14 +101,19 @@ class BatchLoader:
         if worker_type not in ("thread", "process"):
             raise ValueError(f"worker_type must be 'thread' or 'process', got {worker_type!r}")
         self.worker_type = worker_type
+        if cache not in ("none", "memory"):
+            raise ValueError(f"cache must be 'none' or 'memory', got {cache!r}")
+        self.cache = cache
+        self._cached: Batch | None = None
+        self._single: frozenset[str] | None = None
         self.stats = LoaderStats()
         self._pool: Executor | None = None
         self._finalizer: Any = None
 
-    def record_batches(self, epoch: int, skip_batches: int = 0):
+    def record_batches(self, epoch: int, skip_batches: int = 0, shuffle: bool | None = None):
         return self.source.iter_batches(
             self.batch_size,
-            shuffle=self.shuffle,
+            shuffle=self.shuffle if shuffle is None else shuffle,
             seed=self.seed,
             epoch=epoch,
             shuffle_buffer_rows=self.shuffle_buffer_rows,
@@ -168,7 +174,65 @@ class BatchLoader:
         return out
 
     def epoch(self, epoch: int, skip_batches: int = 0) -> Iterator[tuple["object", Batch]]:
-        """Yield (record_batch, transformed Batch) pairs, prepared by background workers."""
+        """Yield (record_batch, transformed Batch) pairs, prepared by background workers
+        (``cache="memory"``: (None, Batch) pairs cut from the cached encoded rows)."""
+        if self.cache == "memory":
+            return self._cached_epoch(epoch, skip_batches)
+        return self._stream_epoch(epoch, skip_batches)
+
+    def cached(self) -> Batch:
+        """Every row of this rank, encoded, in source order (one unshuffled pass, done once)."""
+        if self._cached is None:
+            stats = self.stats
+            batches, rows = stats.batches, stats.rows
+            parts = [b for _, b in self._stream_epoch(0, 0, shuffle=False)]
+            stats.batches, stats.rows = batches, rows  # the fill pass is input work, not batches
+            if not parts:
+                raise ValueError("data.cache=memory: the training split has no rows")
+            t = time.perf_counter()
+            self._cached = Batch.concat(parts)
+            stats.transform_s += time.perf_counter() - t
+            import logging
+
+            logging.getLogger("lingjie.loader").info(
+                "data.cache=memory: %s encoded rows held in memory (%.1f MiB)", f"{self._cached.size:,}",
+                self._cached.nbytes() / 2**20)
+        return self._cached
+
+    def _cached_epoch(self, epoch: int, skip_batches: int) -> Iterator[tuple[None, Batch]]:
+        """Batches of the cached rows: a full permutation per epoch, seeded by (seed, epoch),
+        so every epoch (and a resumed one, ``skip_batches`` in) is the same on every run.
+        Cut ahead in a background thread (numpy's gathers release the GIL)."""
+        import numpy as np
+
+        from trainer.prefetch import prefetch
+
+        rows = self.cached()
+        if self._single is None:
+            self._single = rows.single_id_features()
+        single = self._single
+        order = (np.random.default_rng([self.seed, epoch, self.rank]).permutation(rows.size)
+                 if self.shuffle else None)
+        stats = self.stats
+
+        def cut() -> Iterator[tuple[None, Batch]]:
+            for start in range(skip_batches * self.batch_size, rows.size, self.batch_size):
+                t = time.perf_counter()
+                stop = min(start + self.batch_size, rows.size)
+                batch = rows.take(order[start:stop], single) if order is not None else rows.slice(start, stop)
+                stats.transform_s += time.perf_counter() - t
+                yield None, batch
+
+        def waited(seconds: float) -> None:
+            stats.wait_s += seconds
+
+        for pair in prefetch(cut, self.prefetch, name="lingjie-cache", on_wait=waited):
+            stats.batches += 1
+            stats.rows += pair[1].size
+            yield pair
+
+    def _stream_epoch(self, epoch: int, skip_batches: int = 0,
+                      shuffle: bool | None = None) -> Iterator[tuple["object", Batch]]:
         pool = self._get_pool()
         stats = self.stats
         # with a pool, enough groups in flight to keep every worker busy
@@ -198,7 +262,7 @@ class BatchLoader:
             try:
                 group: list = []
                 t = time.perf_counter()
-                for rb in self.record_batches(epoch, skip_batches):
+                for rb in self.record_batches(epoch, skip_batches, shuffle):
                     stats.read_s += time.perf_counter() - t
                     group.append(rb)
                     if len(group) >= self.transform_batches:

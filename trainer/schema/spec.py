@@ -44,6 +44,8 @@ class DataSpec:
     shuffle: bool = F(True, "shuffle training data each epoch (seeded)")
     shuffle_buffer_rows: int = F(200_000, "rows held by the shuffle buffer (memory bound)", ge=1)
     read_rows: int = F(65536, "rows per read chunk (memory bound and shard unit)", ge=1)
+    cache: Literal["none", "memory"] = F("none", "memory: training rows read and encoded once, then held in RAM "
+                                         "(each epoch a full seeded reshuffle); for splits that fit in memory")
     fit_rows: int | None = F(None, "rows of train used to fit the feature state; null: all", ge=1)
     limit_train_rows: int | None = F(None, "use at most this many training rows (tests, smoke runs)", ge=1)
     limit_eval_rows: int | None = F(None, "use at most this many evaluation rows", ge=1)

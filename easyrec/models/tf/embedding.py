@@ -22,9 +22,13 @@ x 1024 rows x 16, and its gradient is a plain gather (the unsorted one adds a se
 every id). The result is transposed once into a [B, F, dim] block, so a group that reads
 all of a width's features gets its MLP input by a reshape (see ``group.py``).
 
-When every sparse feature of a width is single-id (``FeatureInfo.single``: id, bucketised
-raw and combo features, one id per row), the block is one gather of the [B, F] ids (shifted
-by their tables' bases) instead: no segments, no transpose, the offsets unread.
+Single-id features (``FeatureInfo.single``: id, bucketised raw and combo features, one id
+per row) skip the bag machinery: one gather of their [B, Fs] ids (shifted by their tables'
+bases) gives their part of the block directly, with no segments, no transpose, the offsets
+unread. Only the multi-value features of the width go through the gather + segment sum, and
+the block is put back in feature order by one split per part and one concat (MovieLens: 7
+single-id features and ``genres``; the op profile of the train step lost the transposes,
+the cumsums and the bag weights over all ids, ~2 ms of thread time per batch of 1024).
 
 Sequence features gather from the same variable, so a DIN history shares its candidate's
 table. ``WideLinear`` is the same machinery with width-``out_dim`` (usually 1) zero tables:
@@ -96,14 +100,14 @@ class FusedEmbeddingBag(tf.keras.layers.Layer):
         self.any_weighted = any(self.sparse_weighted)
         self.any_mean = any(self.sparse_mean)
         self._sparse_bases = [bases[table_of(f)] for f in sparse]
-        # single-id features (exactly one id per row) can be gathered straight into
-        # [B, F, dim], with no segments, offsets or transpose.
-        # Only when every sparse feature of the width is single: with a bag feature among
-        # them, one gather + one segment sum over all ids is fewer ops than two paths plus
-        # reassembling the block (measured slower on CPU), so all go through the bag path.
-        all_single = bool(sparse) and all(self.sparse_single)
-        self._single_idx = list(range(len(sparse))) if all_single else []
-        self._bag_idx = [] if all_single else list(range(len(sparse)))
+        # single-id features (exactly one id per row) are gathered straight into [B, Fs, dim]
+        # (no segments, offsets or transpose); the bag features of the width (multi-value)
+        # go through one gather + one segment sum, and the block is reassembled in
+        # ``sparse_names`` order from runs of the two parts (a concat: its gradient is slices).
+        # MovieLens (7 single + 1 bag): the bag machinery then runs over the bag's ids only.
+        self._single_idx = [i for i in range(len(sparse)) if self.sparse_single[i]]
+        self._bag_idx = [i for i in range(len(sparse)) if not self.sparse_single[i]]
+        self._runs = self._assembly_runs()
         self._single_bases = np.array([self._sparse_bases[i] for i in self._single_idx],
                                       dtype=np.int64)
         self._bag_plan = self._plan(list(range(len(sparse))))
@@ -208,18 +212,50 @@ class FusedEmbeddingBag(tf.keras.layers.Layer):
             out = out * weights[:, :, None]
         return out
 
+    def _assembly_runs(self) -> List[Tuple[str, int, int]]:
+        """(part, start, stop) runs that rebuild ``sparse_names`` order from the single part
+        and the bag part: consecutive features from the same part are one slice."""
+        where = {i: ("single", k) for k, i in enumerate(self._single_idx)}
+        where.update({i: ("bag", k) for k, i in enumerate(self._bag_idx)})
+        runs: List[Tuple[str, int, int]] = []
+        for i in range(len(self.sparse_names)):
+            part, k = where[i]
+            if runs and runs[-1][0] == part and runs[-1][2] == k:
+                runs[-1] = (part, runs[-1][1], k + 1)
+            else:
+                runs.append((part, k, k + 1))
+        return runs
+
+    def _bag_block(self, inputs: Dict[str, tf.Tensor]) -> tf.Tensor:
+        """[B, Fb, dim] of the bag features (feature-major pooled, moved to batch-major)."""
+        pooled = self._pooled(inputs, self._bag_only)  # [Fb, B, dim]
+        if len(self._bag_idx) == 1:
+            return tf.reshape(pooled, [-1, 1, self.dim])
+        return tf.transpose(pooled, [1, 0, 2])
+
     def block(self, inputs: Dict[str, tf.Tensor]) -> tf.Tensor:
         """The sparse features' pooled embeddings side by side: [B, F, dim], in
-        ``sparse_names`` order (all single-id: one direct gather; else the bag path)."""
-        if self._single_idx:
+        ``sparse_names`` order (single-id features: one direct gather; bags: the bag path)."""
+        if not self._bag_idx:
             return self._single_block(inputs)
-        return tf.transpose(self._pooled(inputs, self._bag_only), [1, 0, 2])
+        if not self._single_idx:
+            return self._bag_block(inputs)
+        # each part is cut into its runs by one split (whose gradient is a concat: a strided
+        # slice's gradient would write a zero-filled copy of the whole part per run)
+        parts = {"single": self._single_block(inputs), "bag": self._bag_block(inputs)}
+        cuts = {p: iter(tf.split(parts[p], [b - a for q, a, b in self._runs if q == p], axis=1))
+                for p in parts}
+        return tf.concat([next(cuts[p]) for p, _, _ in self._runs], axis=1)
 
     def block_sum(self, inputs: Dict[str, tf.Tensor]) -> tf.Tensor:
         """Sum over the sparse features of their pooled embeddings: [B, dim]."""
+        total = None
         if self._single_idx:
-            return tf.reduce_sum(self._single_block(inputs), axis=1)
-        return tf.reduce_sum(self._pooled(inputs, self._bag_only), axis=0)
+            total = tf.reduce_sum(self._single_block(inputs), axis=1)
+        if self._bag_idx:
+            bags = tf.reduce_sum(self._pooled(inputs, self._bag_only), axis=0)
+            total = bags if total is None else total + bags
+        return total
 
     def sequences(self, inputs: Dict[str, tf.Tensor]) -> Dict[str, tf.Tensor]:
         """``name -> [B, L, dim]`` for the sequence features (padding slots included)."""
