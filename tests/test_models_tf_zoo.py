@@ -188,3 +188,28 @@ def test_checkpoint_round_trip_restores_every_variable(name: str, tmp_path) -> N
     other.load_weights(weights)
     np.testing.assert_array_equal(model(inputs)[model.task_names[0]],
                                   other(inputs)[model.task_names[0]])
+
+
+@pytest.mark.parametrize("name", ["deepfm", "din", "dssm"])
+def test_embedding_init_std_sets_the_tables_on_both_backends(name: str) -> None:
+    """model.embedding_init_std: the deep tables start N(0, std) on torch and tf alike;
+    null keeps N(0, 1/sqrt(dim)); the first-order tables stay zero."""
+    import torch
+
+    from easyrec.models import specs
+
+    def tables(backend: str, std: float | None) -> list[np.ndarray]:
+        cfg = make_config(name)
+        cfg.embedding_init_std = std
+        torch.manual_seed(0)
+        model = (build(name, embedding_init_std=std) if backend == "tf"
+                 else specs.build_model(cfg, FEATURES, backend="torch"))
+        if backend == "tf":
+            return [np.asarray(v) for v in model.embedding.fused.variables if len(v.shape) == 2]
+        return [p.detach().numpy() for p in model.embedding.parameters()]
+
+    for backend in ("torch", "tf"):
+        small = tables(backend, 1e-3)
+        default = tables(backend, None)
+        assert small and all(0.5e-3 < t.std() < 2e-3 for t in small), backend
+        assert all(abs(t.std() - 1 / np.sqrt(t.shape[1])) < 0.25 / np.sqrt(t.shape[1]) for t in default), backend

@@ -73,6 +73,9 @@ class ModelConfig:
     sparse_grad: bool = knob(
         False, "embedding tables get sparse gradients (only looked-up rows); needs a "
         "sparse-capable optimizer (e.g. SparseAdam) for the model's sparse_parameters()")
+    embedding_init_std: float | None = knob(
+        None, "std of the N(0, std) initialisation of the embedding tables (both backends); "
+        "null: 1/sqrt(dim). Small values (e.g. 1e-4, deepctr's) pair with a lower table lr", ge=0)
 
     # ----------------------------------------------------------------- cross-field rules
     def check(self, features: dict[str, FeatureInfo] | None = None,

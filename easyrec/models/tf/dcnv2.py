@@ -26,7 +26,7 @@ class DCNv2(RecModel):
     def __init__(self, cfg: DCNv2Config, features: Dict[str, FeatureInfo]) -> None:
         super().__init__(cfg, features)
         self.deep_group = FeatureGroup(features, cfg.feature_groups["deep"])
-        self.embedding = EmbeddingCollection(features, self.deep_group.embedded,
+        self.embedding = EmbeddingCollection(features, self.deep_group.embedded, init_std=cfg.embedding_init_std,
                                              name="embedding")
         self.deep_group.bind(self.embedding.layout)
         d = self.deep_group.output_dim

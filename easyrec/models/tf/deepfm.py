@@ -29,7 +29,7 @@ class DeepFM(RecModel):
         self.wide = WideLinear(features, cfg.feature_groups["wide"], len(cfg.tasks),
                                name="wide")
         self.deep_group = FeatureGroup(features, cfg.feature_groups["deep"])
-        self.embedding = EmbeddingCollection(features, self.deep_group.embedded,
+        self.embedding = EmbeddingCollection(features, self.deep_group.embedded, init_std=cfg.embedding_init_std,
                                              name="embedding")
         self.deep_group.bind(self.embedding.layout)
         self.use_fm = len(self.deep_group.embedded) >= 2

@@ -34,7 +34,7 @@ class DIN(RecModel):
             raise ValueError("every DIN sequence needs a target; run cfg.check(features)")
         self.target_names = tuple(str(t) for t in targets)
         names = list(dict.fromkeys(self.deep_group.embedded + list(self.seq_names)))
-        self.embedding = EmbeddingCollection(features, names, name="embedding")
+        self.embedding = EmbeddingCollection(features, names, init_std=cfg.embedding_init_std, name="embedding")
         self.deep_group.bind(self.embedding.layout)
         self.attention = LayerList([
             TargetAttention(int(features[n].dim), cfg.attention_units,

@@ -37,7 +37,7 @@ class DSSM(RecModel):
         self.user_group = FeatureGroup(features, cfg.feature_groups["user"])
         self.item_group = FeatureGroup(features, cfg.feature_groups["item"])
         names = list(dict.fromkeys(self.user_group.embedded + self.item_group.embedded))
-        self.embedding = EmbeddingCollection(features, names, name="embedding")
+        self.embedding = EmbeddingCollection(features, names, init_std=cfg.embedding_init_std, name="embedding")
         self.user_group.bind(self.embedding.layout)
         self.item_group.bind(self.embedding.layout)
         self.user_mlp = MLP(self.user_group.output_dim, cfg.tower_units, cfg.activation,

@@ -25,7 +25,7 @@ class DCNv2(RecModel):
     def __init__(self, cfg: DCNv2Config, features: Dict[str, FeatureInfo]) -> None:
         super().__init__(cfg, features)
         self.deep_group = FeatureGroup(features, cfg.feature_groups["deep"])
-        self.embedding = EmbeddingCollection(features, self.deep_group.embedded,
+        self.embedding = EmbeddingCollection(features, self.deep_group.embedded, init_std=cfg.embedding_init_std,
                                              sparse_grad=cfg.sparse_grad)
         d = self.deep_group.output_dim
         self.cross = CrossNetV2(d, cfg.cross_layers, cfg.low_rank or 0)

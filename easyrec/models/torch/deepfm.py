@@ -29,7 +29,7 @@ class DeepFM(RecModel):
         self.wide = WideLinear(features, cfg.feature_groups["wide"], len(cfg.tasks),
                                cfg.sparse_grad)
         self.deep_group = FeatureGroup(features, deep)
-        self.embedding = EmbeddingCollection(features, self.deep_group.embedded,
+        self.embedding = EmbeddingCollection(features, self.deep_group.embedded, init_std=cfg.embedding_init_std,
                                              sparse_grad=cfg.sparse_grad)
         self.use_fm = len(self.deep_group.embedded) >= 2
         self.fm = FMInteraction()

@@ -36,7 +36,7 @@ class DIN(RecModel):
             raise ValueError("every DIN sequence needs a target; run cfg.check(features)")
         self.target_names = [str(t) for t in targets]
         names = list(dict.fromkeys(self.deep_group.embedded + self.seq_names))
-        self.embedding = EmbeddingCollection(features, names,
+        self.embedding = EmbeddingCollection(features, names, init_std=cfg.embedding_init_std,
                                              sparse_grad=cfg.sparse_grad)
         self.attention = nn.ModuleList([
             TargetAttention(int(features[n].dim), cfg.attention_units,

@@ -36,7 +36,7 @@ class DSSM(RecModel):
         self.user_group = FeatureGroup(features, cfg.feature_groups["user"])
         self.item_group = FeatureGroup(features, cfg.feature_groups["item"])
         names = list(dict.fromkeys(self.user_group.embedded + self.item_group.embedded))
-        self.embedding = EmbeddingCollection(features, names,
+        self.embedding = EmbeddingCollection(features, names, init_std=cfg.embedding_init_std,
                                              sparse_grad=cfg.sparse_grad)
         self.user_tower = self._tower(self.user_group.output_dim, cfg)
         self.item_tower = self._tower(self.item_group.output_dim, cfg)

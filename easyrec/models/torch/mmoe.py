@@ -25,7 +25,7 @@ class MMoE(RecModel):
     def __init__(self, cfg: MMoEConfig, features: Dict[str, FeatureInfo]) -> None:
         super().__init__(cfg, features)
         self.deep_group = FeatureGroup(features, cfg.feature_groups["deep"])
-        self.embedding = EmbeddingCollection(features, self.deep_group.embedded,
+        self.embedding = EmbeddingCollection(features, self.deep_group.embedded, init_std=cfg.embedding_init_std,
                                              sparse_grad=cfg.sparse_grad)
         self.mmoe = MMoELayer(self.deep_group.output_dim, cfg.num_experts, cfg.expert_units,
                               len(cfg.tasks), cfg.gate_units, cfg.activation, cfg.dropout)

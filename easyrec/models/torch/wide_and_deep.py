@@ -26,7 +26,7 @@ class WideAndDeep(RecModel):
         self.wide = WideLinear(features, cfg.feature_groups["wide"], len(cfg.tasks),
                                cfg.sparse_grad)
         self.deep_group = FeatureGroup(features, deep)
-        self.embedding = EmbeddingCollection(features, self.deep_group.embedded,
+        self.embedding = EmbeddingCollection(features, self.deep_group.embedded, init_std=cfg.embedding_init_std,
                                              sparse_grad=cfg.sparse_grad)
         self.mlp = MLP(self.deep_group.output_dim, cfg.hidden_units, cfg.activation,
                        cfg.dropout, cfg.batchnorm)
