@@ -15,8 +15,6 @@ critical-path report (trainer.timing).
 """
 from __future__ import annotations
 
-import queue
-import threading
 import time
 import weakref
 from concurrent.futures import Executor, Future
@@ -28,7 +26,6 @@ from dataio.source import Source
 from easyrec.features.batch import Batch
 from easyrec.features.pipeline import FeaturePipeline
 
-_END = object()
 
 
 class LoaderStats:
@@ -233,72 +230,51 @@ class BatchLoader:
 
     def _stream_epoch(self, epoch: int, skip_batches: int = 0,
                       shuffle: bool | None = None) -> Iterator[tuple["object", Batch]]:
+        from trainer.prefetch import prefetch
+
         pool = self._get_pool()
         stats = self.stats
-        # with a pool, enough groups in flight to keep every worker busy
-        q: queue.Queue = queue.Queue(maxsize=max(self.prefetch, self.workers + 1) if pool else self.prefetch)
-        stop = threading.Event()
 
-        def put(item: object) -> bool:
-            while not stop.is_set():
-                try:
-                    q.put(item, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        def flush(group: list) -> bool:
-            """Transform several batches in one call (the pipeline's per-call cost is paid once)."""
+        def transformed(group: list) -> Any:
+            """Transform several batches in one call (the pipeline's per-call cost is paid once);
+            with a pool: (record batches, future), finished by the consumer."""
             table = group[0] if len(group) == 1 else pa.Table.from_batches(group).combine_chunks()
             if pool is not None:
-                return put((group, self._submit(pool, table)))
+                return group, self._submit(pool, table)
             t = time.perf_counter()
             pairs = self._split(group, self._transform(table))
             stats.transform_s += time.perf_counter() - t
-            return put(pairs)
+            return pairs
 
-        def produce() -> None:
-            try:
-                group: list = []
-                t = time.perf_counter()
-                for rb in self.record_batches(epoch, skip_batches, shuffle):
-                    stats.read_s += time.perf_counter() - t
-                    group.append(rb)
-                    if len(group) >= self.transform_batches:
-                        if not flush(group):
-                            return
-                        group = []
-                    t = time.perf_counter()
+        def groups() -> Iterator[Any]:
+            group: list = []
+            t = time.perf_counter()
+            for rb in self.record_batches(epoch, skip_batches, shuffle):
                 stats.read_s += time.perf_counter() - t
-                if group and not flush(group):
-                    return
-                q.put(_END)
-            except BaseException as exc:  # surfaced in the consumer
-                q.put(exc)
-
-        thread = threading.Thread(target=produce, name="lingjie-loader", daemon=True)
-        thread.start()
-        try:
-            while True:
+                group.append(rb)
+                if len(group) >= self.transform_batches:
+                    yield transformed(group)
+                    group = []
                 t = time.perf_counter()
-                item = q.get()
-                if item is _END:
-                    stats.wait_s += time.perf_counter() - t
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                if isinstance(item, tuple):  # (record batches, future) from the pool
-                    group, fut = item
-                    big, seconds = fut.result()
-                    t_split = time.perf_counter()
-                    item = self._split(group, big)
-                    stats.transform_s += seconds + time.perf_counter() - t_split
-                stats.wait_s += time.perf_counter() - t
-                for pair in item:
-                    stats.batches += 1
-                    stats.rows += pair[1].size
-                    yield pair
-        finally:
-            stop.set()
-            thread.join(timeout=5)
+            stats.read_s += time.perf_counter() - t
+            if group:
+                yield transformed(group)
+
+        def waited(seconds: float) -> None:
+            stats.wait_s += seconds
+
+        # with a pool, enough groups in flight to keep every worker busy
+        depth = max(self.prefetch, self.workers + 1) if pool else self.prefetch
+        for item in prefetch(groups, depth, name="lingjie-loader", on_wait=waited):
+            if isinstance(item, tuple):  # (record batches, future) from the pool
+                t = time.perf_counter()
+                group, fut = item
+                big, seconds = fut.result()
+                t_split = time.perf_counter()
+                item = self._split(group, big)
+                stats.transform_s += seconds + time.perf_counter() - t_split
+                stats.wait_s += t_split - t
+            for pair in item:
+                stats.batches += 1
+                stats.rows += pair[1].size
+                yield pair
