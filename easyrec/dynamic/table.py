@@ -13,7 +13,9 @@ Life of an id (all steps vectorised over the unique ids of a batch):
    same rows) plus 1% slack, so a table at capacity does not sort itself every step.
 4. ``end_step``: every ``evict_every_steps`` the ttl / l2 sweep; every
    ``storage.rebalance_every_steps`` the tiers are re-filled hottest-first (promotion and
-   demotion as one batched move between steps, never per id).
+   demotion as one batched move between steps, never per id). With ``storage.background``
+   the ranking and the gathering of the rows to move run in a worker thread
+   (``easyrec.dynamic.mover``) and the step ``apply_after_steps`` later applies the plan.
 
 State (``state_dict``): keys, counts, last-seen steps, embeddings, optimizer state, the Bloom
 filter, the init pool and the step, sorted by key so that equal tables give equal states.
@@ -29,6 +31,7 @@ from torch import Tensor
 from easyrec.dynamic.config import DynamicConfig
 from easyrec.dynamic.index import HashIndex, mix
 from easyrec.dynamic.keys import NULL_KEY
+from easyrec.dynamic.mover import MovePlan, Snapshot, Worker, coldest_first, live_rows, misplaced
 from easyrec.dynamic.rowopt import RowOptimizer
 from easyrec.dynamic.tiers import Tier, make_tiers
 
@@ -84,8 +87,10 @@ class DynamicTable:
         self.optimizer: RowOptimizer | None = None
         self.step = 0
         self.stats = {"lookups": 0, "rows_hit": 0, "admitted": 0, "evicted_capacity": 0,
-                      "evicted_ttl": 0, "evicted_l2": 0, "moved": 0}
+                      "evicted_ttl": 0, "evicted_l2": 0, "moved": 0, "move_dropped": 0}
         self.tier_hits = [0] * len(cfg.storage.tiers)
+        self._worker: Worker | None = None  # the background rebalance in flight, if any
+        self._plan_steps: tuple[int, int] | None = None  # its (snapshot step, apply step)
         self._reset()
 
     # ---- layout --------------------------------------------------------------------------
@@ -95,8 +100,12 @@ class DynamicTable:
         return self.dim + (self.optimizer.state_width if self.optimizer else 0)
 
     def _reset(self) -> None:
+        self.discard_plan()
+        # "wrote": the step of a row's last write, kept while a background plan is in flight
+        # (rows written after its snapshot are re-read when it is applied)
         self.index = HashIndex({"count": (torch.int32, 0), "last": (torch.int32, 0),
-                                "tier": (torch.int8, -1), "row": (torch.int64, -1)}, self.device)
+                                "tier": (torch.int8, -1), "row": (torch.int64, -1),
+                                "wrote": (torch.int32, -1)}, self.device)
         self.bloom = (CountingBloom(self.cfg.bloom_counters, self.cfg.bloom_hashes, self.device)
                       if self.cfg.admission == "bloom" and self.cfg.min_count > 1 else None)
         st = self.cfg.storage
@@ -113,7 +122,9 @@ class DynamicTable:
             self.load_state_dict(state)
 
     def to(self, device: torch.device) -> None:
-        """Move the index, the pool, the Bloom filter and the ``device`` tier."""
+        """Move the index, the pool, the Bloom filter and the ``device`` tier (a background
+        plan in flight is dropped: its staging copy lives on the old device)."""
+        self.discard_plan()
         self.device = torch.device(device)
         self.index.to(self.device)
         self.pool = self.pool.to(self.device)
@@ -137,6 +148,7 @@ class DynamicTable:
         return out
 
     def _write(self, slots: Tensor, rows: Tensor) -> None:
+        self._wrote(slots)
         tier = self.index.cols["tier"][slots]
         pos = self.index.cols["row"][slots]
         for t, store in enumerate(self.tiers):
@@ -257,6 +269,7 @@ class DynamicTable:
                 break
         if start != slots.numel():  # pragma: no cover - capacity is enforced above
             raise RuntimeError(f"dynamic table {self.name}: no room for {slots.numel() - start} rows")
+        self._wrote(slots)
         self.num_rows += slots.numel()
         self.stats["admitted"] += slots.numel()
 
@@ -270,13 +283,8 @@ class DynamicTable:
         """``slots`` ordered coldest first: by count (lfu) or last step (lru), the other one
         next, then by key (deterministic across replicas and resumes)."""
         cols = self.index.cols
-        keys = self.index.keys[slots]
-        primary = cols["count"] if policy == "lfu" else cols["last"]
-        secondary = cols["last"] if policy == "lfu" else cols["count"]
-        order = torch.sort(keys, stable=True).indices
-        for col in (secondary, primary):
-            order = order[torch.sort(col[slots[order]], stable=True).indices]
-        return slots[order]
+        return slots[coldest_first(self.index.keys[slots], cols["count"][slots],
+                                   cols["last"][slots], policy)]
 
     def _evict_coldest(self, k: int) -> None:
         """Evict the k coldest rows (slots being admitted have no row yet: never victims)."""
@@ -300,13 +308,19 @@ class DynamicTable:
         self.index.delete(slots)
 
     def end_step(self) -> None:
-        """Advance the step; run the periodic eviction sweep and tier rebalance."""
+        """Advance the step; run the periodic eviction sweep and tier rebalance (a background
+        plan due at this step is applied first)."""
         self.step += 1
         cfg = self.cfg
         if (cfg.ttl_steps or cfg.l2_threshold) and self.step % cfg.evict_every_steps == 0:
             self.sweep()
+        if self._plan_steps is not None and self.step >= self._plan_steps[1]:
+            self._apply_plan()
         if len(self.tiers) > 1 and self.step % cfg.storage.rebalance_every_steps == 0:
-            self.rebalance()
+            if cfg.storage.background:
+                self._start_plan()
+            else:
+                self.rebalance()
 
     def sweep(self) -> None:
         """Evict ids unseen for ttl_steps (rows and candidates) and rows with a small norm."""
@@ -326,44 +340,147 @@ class DynamicTable:
                 self._evict(torch.cat(small), "evicted_l2")
 
     def rebalance(self) -> None:
-        """Hottest rows into the fastest tiers (storage.policy); moves only misplaced rows."""
+        """Hottest rows into the fastest tiers (storage.policy); moves only misplaced rows.
+        Synchronous: ranks, reads and moves on the calling thread (a plan in flight is
+        applied first, so the two never disagree)."""
+        if self._plan_steps is not None:
+            self._apply_plan()
         rows = self._row_slots()
         if rows.numel() == 0:
             return
-        hottest = self._coldest_first(rows, self.cfg.storage.policy).flip(0)
-        desired = torch.empty_like(hottest)
-        start = 0
-        for t, store in enumerate(self.tiers):
-            cap = hottest.numel() if store.capacity is None else store.capacity
-            desired[start:start + cap] = t
-            start += cap
-            if start >= hottest.numel():
-                break
-        current = self.index.cols["tier"][hottest].to(torch.int64)
-        move = desired != current
-        if not bool(move.any()):
+        cols = self.index.cols
+        idx, dest = misplaced(self.index.keys[rows], cols["count"][rows], cols["last"][rows],
+                              cols["tier"][rows], self.cfg.storage.policy, self._capacities())
+        if idx.numel() == 0:
             return
-        slots, dest = hottest[move], desired[move]
+        slots = rows[idx]
         data = self._read(slots)
-        tier = self.index.cols["tier"][slots]
-        pos = self.index.cols["row"][slots]
-        for t, store in enumerate(self.tiers):  # free first, so promotions find room
+        self._release(cols["tier"][slots].to(torch.int64), cols["row"][slots])
+        self._place(slots, dest, data)
+        self.stats["moved"] += slots.numel()
+
+    def _capacities(self) -> list[int | None]:
+        return [store.capacity for store in self.tiers]
+
+    def _release(self, tier: Tensor, pos: Tensor) -> None:
+        """Free rows (tier, position) in their tiers."""
+        for t, store in enumerate(self.tiers):
             sel = tier == t
             if bool(sel.any()):
                 store.release(pos[sel])
+
+    def _place(self, slots: Tensor, dest: Tensor, data: Tensor) -> None:
+        """Give ``slots`` (rows released just before) new rows in tiers ``dest`` holding
+        ``data``. A tier without room for all of its rows (a background plan's admissions
+        since the snapshot can fill it) takes what fits, in plan order; the rest go to the
+        fastest tier with room (the rows just released leave room for all of them)."""
+        cols = self.index.cols
+        dest = dest.to(slots.device).clone()
+        for t, store in enumerate(self.tiers):
+            sel = torch.nonzero(dest == t).squeeze(1)
+            free = store.free_rows
+            if free is not None and sel.numel() > free:
+                dest[sel[free:]] = -1
+        for t, store in enumerate(self.tiers):
+            want = torch.nonzero(dest == -1).squeeze(1)
+            free = store.free_rows
+            if want.numel() and (free is None or free > 0):
+                dest[want[:want.numel() if free is None else free]] = t
+        if bool((dest < 0).any()):  # pragma: no cover - rows released == rows placed
+            raise RuntimeError(f"dynamic table {self.name}: no tier has room for moved rows")
         for t, store in enumerate(self.tiers):
             sel = torch.nonzero(dest == t).squeeze(1)
             if sel.numel():
                 new = store.alloc(sel.numel())
-                self.index.cols["tier"][slots[sel]] = t
-                self.index.cols["row"][slots[sel]] = new.to(self.device)
+                cols["tier"][slots[sel]] = t
+                cols["row"][slots[sel]] = new.to(self.device)
                 store.write(new, data[sel])
+
+    # ---- background rebalance (storage.background) ---------------------------------------
+
+    def _wrote(self, slots: Tensor) -> None:
+        """Stamp rows written while a background plan is in flight."""
+        if self._plan_steps is not None and slots.numel():
+            self.index.cols["wrote"][slots] = self.step
+
+    def _start_plan(self) -> None:
+        """Copy the index columns (the only work on the training thread) and hand them to a
+        worker that ranks them and gathers the rows to move."""
+        cols = self.index.cols
+        snap = Snapshot(self.step, self.index.keys.clone(), cols["count"].clone(),
+                        cols["last"].clone(), cols["tier"].clone(), cols["row"].clone())
+        lag = min(self.cfg.storage.apply_after_steps, self.cfg.storage.rebalance_every_steps)
+        self._plan_steps = (self.step, self.step + lag)
+        self._worker = Worker(f"dynamic table {self.name}: tier rebalance of step {self.step}",
+                              self._make_plan, snap, self.step + lag)
+
+    def _make_plan(self, snap: Snapshot, apply_step: int) -> MovePlan:
+        """(Worker thread.) Rank the snapshot, pick the misplaced rows and read them. Reads
+        only: the tiers' free lists and the index are the training thread's alone. A row
+        written meanwhile may be read half-updated; it is re-read when the plan is applied."""
+        rows = live_rows(snap)
+        idx, dest = misplaced(snap.keys[rows], snap.count[rows], snap.last[rows],
+                              snap.tier[rows], self.cfg.storage.policy, self._capacities())
+        slots = rows[idx]
+        src_tier, src_pos = snap.tier[slots].to(torch.int64), snap.row[slots]
+        data = torch.empty((slots.numel(), self.width), dtype=torch.float32, device=self.device)
+        for t, store in enumerate(self.tiers):
+            sel = torch.nonzero(src_tier == t).squeeze(1)
+            if sel.numel():
+                data[sel] = store.read(src_pos[sel], self.device)
+        return MovePlan(snap.step, apply_step, snap.keys[slots], src_tier, src_pos, dest, data)
+
+    def _apply_plan(self) -> None:
+        """(Training thread, at the plan's step.) Wait for the worker if needed, drop the
+        rows evicted or moved since the snapshot, re-read the rows written since, move."""
+        worker, self._worker = self._worker, None
+        self._plan_steps = None
+        plan: MovePlan = worker.result()  # type: ignore[union-attr]
+        if plan.keys.numel() == 0:
+            return
+        cols = self.index.cols
+        slots = self.index.find(plan.keys)
+        ok = slots >= 0
+        tier = torch.full_like(slots, -1)
+        pos = torch.full_like(slots, -1)
+        tier[ok] = cols["tier"][slots[ok]].to(torch.int64)
+        pos[ok] = cols["row"][slots[ok]]
+        valid = torch.nonzero(ok & (tier == plan.src_tier) & (pos == plan.src_pos)).squeeze(1)
+        self.stats["move_dropped"] += plan.keys.numel() - valid.numel()
+        if valid.numel() == 0:
+            return
+        slots, dest, data = slots[valid], plan.dest[valid], plan.data[valid]
+        fresh = torch.nonzero(cols["wrote"][slots] >= plan.step).squeeze(1)
+        if fresh.numel():  # updated (or evicted and re-admitted in place) after the snapshot
+            data[fresh] = self._read(slots[fresh])
+        self._release(tier[valid], pos[valid])
+        self._place(slots, dest, data)
         self.stats["moved"] += slots.numel()
+
+    def wait(self) -> None:
+        """Wait for a background plan in flight (it stays due at its step); re-raises its
+        error. Saves call this, so no worker outlives the job's last checkpoint."""
+        if self._worker is not None:
+            self._worker.result()
+
+    def discard_plan(self) -> None:
+        """Wait for and drop a background plan in flight (a reload or a device move makes it
+        stale). Its error, if any, is still raised: a failing worker never goes unnoticed."""
+        worker = getattr(self, "_worker", None)
+        self._worker, self._plan_steps = None, None
+        if worker is not None:
+            worker.result()
 
     # ---- state ---------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """Every slot (rows and candidates) sorted by key, rows split into values + state."""
+        """Every slot (rows and candidates) sorted by key, rows split into values + state.
+
+        Exact with a background plan in flight: the tiers stay the only copy of the rows
+        until the training thread applies the plan (the worker only reads). The worker is
+        waited for (``wait``) so that its error surfaces here and no thread outlives the
+        last save; the plan itself stays due at its step, as in a run without the save."""
+        self.wait()
         live = self.index.live_slots()
         keys = self.index.keys[live]
         order = torch.sort(keys).indices
