@@ -87,7 +87,8 @@ class DynamicTable:
         self.optimizer: RowOptimizer | None = None
         self.step = 0
         self.stats = {"lookups": 0, "rows_hit": 0, "admitted": 0, "evicted_capacity": 0,
-                      "evicted_ttl": 0, "evicted_l2": 0, "moved": 0, "move_dropped": 0}
+                      "evicted_ttl": 0, "evicted_l2": 0, "moved": 0, "move_dropped": 0,
+                      "move_reread": 0}
         self.tier_hits = [0] * len(cfg.storage.tiers)
         self._worker: Worker | None = None  # the background rebalance in flight, if any
         self._plan_steps: tuple[int, int] | None = None  # its (snapshot step, apply step)
@@ -384,8 +385,9 @@ class DynamicTable:
         for t, store in enumerate(self.tiers):
             want = torch.nonzero(dest == -1).squeeze(1)
             free = store.free_rows
-            if want.numel() and (free is None or free > 0):
-                dest[want[:want.numel() if free is None else free]] = t
+            room = want.numel() if free is None else free - int((dest == t).sum())
+            if want.numel() and room > 0:
+                dest[want[:room]] = t
         if bool((dest < 0).any()):  # pragma: no cover - rows released == rows placed
             raise RuntimeError(f"dynamic table {self.name}: no tier has room for moved rows")
         for t, store in enumerate(self.tiers):
@@ -453,6 +455,7 @@ class DynamicTable:
         fresh = torch.nonzero(cols["wrote"][slots] >= plan.step).squeeze(1)
         if fresh.numel():  # updated (or evicted and re-admitted in place) after the snapshot
             data[fresh] = self._read(slots[fresh])
+            self.stats["move_reread"] += fresh.numel()
         self._release(tier[valid], pos[valid])
         self._place(slots, dest, data)
         self.stats["moved"] += slots.numel()
