@@ -88,7 +88,7 @@ class DynamicTable:
         self.step = 0
         self.stats = {"lookups": 0, "rows_hit": 0, "admitted": 0, "evicted_capacity": 0,
                       "evicted_ttl": 0, "evicted_l2": 0, "moved": 0, "move_dropped": 0,
-                      "move_reread": 0}
+                      "move_reread": 0, "plan_waited": 0}
         self.tier_hits = [0] * len(cfg.storage.tiers)
         self._worker: Worker | None = None  # the background rebalance in flight, if any
         self._plan_steps: tuple[int, int] | None = None  # its (snapshot step, apply step)
@@ -437,6 +437,8 @@ class DynamicTable:
         rows evicted or moved since the snapshot, re-read the rows written since, move."""
         worker, self._worker = self._worker, None
         self._plan_steps = None
+        if not worker.done:  # type: ignore[union-attr]
+            self.stats["plan_waited"] += 1  # apply_after_steps too short for this table
         plan: MovePlan = worker.result()  # type: ignore[union-attr]
         if plan.keys.numel() == 0:
             return
