@@ -37,11 +37,14 @@ class HashIndex:
         self.live = 0
         self.dead = 0
         self.version = 0  # bumped by every change of the key -> slot map (see find_cached)
+        self.generation = 0  # bumped when slots are re-laid out (a rebuild): a key found at
+        # a slot stays there until deleted while the generation is unchanged
         self._memo: tuple | None = None
         self._alloc(_pow2(max(16, capacity)))
 
     def _alloc(self, size: int) -> None:
         self.version += 1
+        self.generation += 1
         self.size = size
         self.bits = size.bit_length() - 1
         self.mask = size - 1

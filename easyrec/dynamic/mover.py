@@ -61,6 +61,7 @@ class Snapshot:
     """Copies of the index columns at the step a background rebalance starts."""
 
     step: int
+    generation: int  # the index's: while unchanged, a key still in the index kept its slot
     keys: Tensor
     count: Tensor
     last: Tensor
@@ -75,6 +76,8 @@ class MovePlan:
 
     step: int          # the snapshot's step: rows written at or after it are re-read
     apply_step: int    # the step whose end applies the plan
+    generation: int    # the index generation of the snapshot (see Snapshot)
+    slots: Tensor      # index slots at the snapshot
     keys: Tensor
     src_tier: Tensor
     src_pos: Tensor

@@ -409,7 +409,7 @@ class DynamicTable:
         """Copy the index columns (the only work on the training thread) and hand them to a
         worker that ranks them and gathers the rows to move."""
         cols = self.index.cols
-        snap = Snapshot(self.step, self.index.keys.clone(), cols["count"].clone(),
+        snap = Snapshot(self.step, self.index.generation, self.index.keys.clone(), cols["count"].clone(),
                         cols["last"].clone(), cols["tier"].clone(), cols["row"].clone())
         lag = min(self.cfg.storage.apply_after_steps, self.cfg.storage.rebalance_every_steps)
         self._plan_steps = (self.step, self.step + lag)
@@ -430,7 +430,8 @@ class DynamicTable:
             sel = torch.nonzero(src_tier == t).squeeze(1)
             if sel.numel():
                 data[sel] = store.read(src_pos[sel], self.device)
-        return MovePlan(snap.step, apply_step, snap.keys[slots], src_tier, src_pos, dest, data)
+        return MovePlan(snap.step, apply_step, snap.generation, slots, snap.keys[slots], src_tier,
+                        src_pos, dest, data)
 
     def _apply_plan(self) -> None:
         """(Training thread, at the plan's step.) Wait for the worker if needed, drop the
@@ -443,22 +444,27 @@ class DynamicTable:
         if plan.keys.numel() == 0:
             return
         cols = self.index.cols
-        slots = self.index.find(plan.keys)
+        if plan.generation == self.index.generation:  # no rebuild: a gather, not a probe
+            slots = torch.where(self.index.keys[plan.slots] == plan.keys, plan.slots, -1)
+        else:
+            slots = self.index.find(plan.keys)
         ok = slots >= 0
-        tier = torch.full_like(slots, -1)
-        pos = torch.full_like(slots, -1)
-        tier[ok] = cols["tier"][slots[ok]].to(torch.int64)
-        pos[ok] = cols["row"][slots[ok]]
-        valid = torch.nonzero(ok & (tier == plan.src_tier) & (pos == plan.src_pos)).squeeze(1)
-        self.stats["move_dropped"] += plan.keys.numel() - valid.numel()
-        if valid.numel() == 0:
-            return
-        slots, dest, data = slots[valid], plan.dest[valid], plan.data[valid]
+        at = slots.clamp(min=0)
+        tier = cols["tier"][at].to(torch.int64)
+        pos = cols["row"][at]
+        keep = ok & (tier == plan.src_tier) & (pos == plan.src_pos)
+        data, dest = plan.data, plan.dest
+        if not bool(keep.all()):  # evicted (or re-admitted elsewhere) since the snapshot
+            valid = torch.nonzero(keep).squeeze(1)
+            self.stats["move_dropped"] += plan.keys.numel() - valid.numel()
+            if valid.numel() == 0:
+                return
+            slots, tier, pos, dest, data = slots[valid], tier[valid], pos[valid], dest[valid], data[valid]
         fresh = torch.nonzero(cols["wrote"][slots] >= plan.step).squeeze(1)
         if fresh.numel():  # updated (or evicted and re-admitted in place) after the snapshot
             data[fresh] = self._read(slots[fresh])
             self.stats["move_reread"] += fresh.numel()
-        self._release(tier[valid], pos[valid])
+        self._release(tier, pos)
         self._place(slots, dest, data)
         self.stats["moved"] += slots.numel()
 
