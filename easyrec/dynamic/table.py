@@ -90,6 +90,8 @@ class DynamicTable:
                       "evicted_ttl": 0, "evicted_l2": 0, "moved": 0, "move_dropped": 0,
                       "move_reread": 0, "plan_waited": 0}
         self.tier_hits = [0] * len(cfg.storage.tiers)
+        # (slots, full rows, index generation) of the last lookup, until a row changes
+        self._looked: tuple[Tensor, Tensor, int] | None = None
         self._worker: Worker | None = None  # the background rebalance in flight, if any
         self._plan_steps: tuple[int, int] | None = None  # its (snapshot step, apply step)
         self._reset()
@@ -102,6 +104,7 @@ class DynamicTable:
 
     def _reset(self) -> None:
         self.discard_plan()
+        self._looked = None
         # "wrote": the step of a row's last write, kept while a background plan is in flight
         # (rows written after its snapshot are re-read when it is applied)
         self.index = HashIndex({"count": (torch.int32, 0), "last": (torch.int32, 0),
@@ -126,6 +129,7 @@ class DynamicTable:
         """Move the index, the pool, the Bloom filter and the ``device`` tier (a background
         plan in flight is dropped: its staging copy lives on the old device)."""
         self.discard_plan()
+        self._looked = None
         self.device = torch.device(device)
         self.index.to(self.device)
         self.pool = self.pool.to(self.device)
@@ -139,8 +143,10 @@ class DynamicTable:
 
     def _read(self, slots: Tensor) -> Tensor:
         """Full rows [n, width] of admitted slots, gathered tier by tier."""
-        tier = self.index.cols["tier"][slots]
         pos = self.index.cols["row"][slots]
+        if len(self.tiers) == 1:  # no partition by tier (a nonzero and a scatter per call)
+            return self.tiers[0].read(pos, self.device)
+        tier = self.index.cols["tier"][slots]
         out = torch.empty((slots.numel(), self.width), dtype=torch.float32, device=self.device)
         for t, store in enumerate(self.tiers):
             sel = torch.nonzero(tier == t).squeeze(1)
@@ -150,8 +156,12 @@ class DynamicTable:
 
     def _write(self, slots: Tensor, rows: Tensor) -> None:
         self._wrote(slots)
-        tier = self.index.cols["tier"][slots]
+        self._looked = None
         pos = self.index.cols["row"][slots]
+        if len(self.tiers) == 1:
+            self.tiers[0].write(pos, rows)
+            return
+        tier = self.index.cols["tier"][slots]
         for t, store in enumerate(self.tiers):
             sel = torch.nonzero(tier == t).squeeze(1)
             if sel.numel():
@@ -163,20 +173,22 @@ class DynamicTable:
         ``counts`` (occurrences of each key in the batch) feeds the hit-rate statistics.
         """
         slots = self.index.find_cached(keys)
-        ok = slots >= 0
-        tier = torch.full_like(slots, -1)
-        tier[ok] = self.index.cols["tier"][slots[ok]].to(torch.int64)
+        tier = torch.where(slots >= 0, self.index.cols["tier"][slots.clamp(min=0)].to(torch.int64), -1)
         found = torch.nonzero(tier >= 0).squeeze(1)
-        rows = self._read(slots[found])[:, :self.dim]
-        if counts is not None:
-            self.stats["lookups"] += int(counts.sum())
-            hit_tiers = tier[found]
-            per_tier = torch.zeros(len(self.tiers) + 1, dtype=torch.int64, device=keys.device)
-            per_tier.index_add_(0, hit_tiers, counts[found].to(torch.int64))
-            for t, n in enumerate(per_tier.tolist()[:len(self.tiers)]):
-                self.tier_hits[t] += n
-            self.stats["rows_hit"] += int(counts[found].sum())
-        return found, rows
+        found_slots = slots[found]
+        full = self._read(found_slots)
+        # the update of this step reads the same rows: kept until any row changes
+        self._looked = (found_slots, full, self.index.generation)
+        if counts is not None:  # one host sync for every statistic
+            n = len(self.tiers)
+            per_tier = torch.zeros(n + 1, dtype=torch.int64, device=keys.device)
+            per_tier.index_add_(0, torch.where(tier >= 0, tier, n), counts.to(torch.int64))
+            hits = per_tier.tolist()
+            for t in range(n):
+                self.tier_hits[t] += hits[t]
+            self.stats["rows_hit"] += sum(hits[:n])
+            self.stats["lookups"] += sum(hits)
+        return found, full[:, :self.dim]
 
     def apply_gradients(self, keys: Tensor, grads: Tensor, lr: float,
                         slots: Tensor | None = None) -> None:
@@ -191,7 +203,13 @@ class DynamicTable:
         ok = slots >= 0
         if not bool(ok.all()):  # cannot happen between a lookup and its step; be safe anyway
             slots, grads = slots[ok], grads[ok]
-        self._write(slots, self.optimizer.update(self._read(slots), grads.to(self.device), lr))
+        looked = self._looked
+        if (looked is not None and looked[2] == self.index.generation
+                and looked[0].numel() == slots.numel() and torch.equal(looked[0], slots)):
+            rows = looked[1]  # this step's lookup read these very rows, unchanged since
+        else:
+            rows = self._read(slots)
+        self._write(slots, self.optimizer.update(rows, grads.to(self.device), lr))
 
     # ---- admission -----------------------------------------------------------------------
 
@@ -242,6 +260,7 @@ class DynamicTable:
         """Give rows to these slots: evict first if full; new rows fill the fastest tiers."""
         if slots.numel() == 0:
             return
+        self._looked = None
         if self.max_rows is not None:
             if slots.numel() > self.max_rows:  # more new ids than the table holds: the most seen
                 order = self._coldest_first(slots, "lfu")
@@ -297,6 +316,7 @@ class DynamicTable:
         """Delete slots (rows freed in their tiers; candidates just forgotten)."""
         if slots.numel() == 0:
             return
+        self._looked = None
         tier = self.index.cols["tier"][slots]
         pos = self.index.cols["row"][slots]
         for t, store in enumerate(self.tiers):
@@ -376,6 +396,7 @@ class DynamicTable:
         since the snapshot can fill it) takes what fits, in plan order; the rest go to the
         fastest tier with room (the rows just released leave room for all of them)."""
         cols = self.index.cols
+        self._looked = None
         dest = dest.to(slots.device).clone()
         for t, store in enumerate(self.tiers):
             sel = torch.nonzero(dest == t).squeeze(1)
