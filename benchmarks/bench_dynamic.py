@@ -92,38 +92,44 @@ def bench_speed(stream: np.ndarray, repeats: int, steps: int = 40, batch: int = 
     info = FeatureInfo(name="f", kind="sparse", dim=dim, single=True)
     spec = OptimizerPart(name="adagrad", lr=0.05)
 
-    def dynamic() -> tuple[float, int]:
+    def dynamic() -> tuple[float, float, int]:
         m = DynamicEmbedding("f", dim, DynamicConfig(), [info], [])
         hook = DynamicTables([m], spec, [])
         for b in batches[:5]:  # warm: admit the head of the distribution
             m({"f.values": b, "f.offsets": offsets})["f"].sum().backward()
             hook.step()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         for b in batches:
             m({"f.values": b, "f.offsets": offsets})["f"].pow(2).sum().backward()
             hook.step()
-        return time.perf_counter() - start, m.table.num_rows
+        return time.perf_counter() - start, time.thread_time() - cpu, m.table.num_rows
 
-    def plain(rows: int) -> float:
+    def plain(rows: int) -> tuple[float, float]:
         bag = torch.nn.EmbeddingBag(rows, dim, mode="sum", include_last_offset=True, sparse=True)
         opt = torch.optim.Adagrad(bag.parameters(), lr=0.05)
         idx = [(b % rows) for b in batches]  # the fixed table's bucket of each id
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         for b in idx:
             opt.zero_grad()
             bag(b, offsets).pow(2).sum().backward()
             opt.step()
-        return time.perf_counter() - start
+        return time.perf_counter() - start, time.thread_time() - cpu
 
-    dyn_t, plain_t, rows = [], [], 0
+    # wall time, and the thread's CPU time (less sensitive to other jobs on a shared machine)
+    dyn_t, dyn_cpu, plain_t, plain_cpu, rows = [], [], [], [], 0
     for _ in range(repeats):  # interleaved
-        s, rows = dynamic()
+        s, c, rows = dynamic()
         dyn_t.append(s)
-        plain_t.append(plain(rows))
+        dyn_cpu.append(c)
+        s, c = plain(rows)
+        plain_t.append(s)
+        plain_cpu.append(c)
     ids = steps * batch
     return {"ids": ids, "rows": rows, "dynamic_Mids_per_s": ids / statistics.median(dyn_t) / 1e6,
             "plain_Mids_per_s": ids / statistics.median(plain_t) / 1e6,
-            "dynamic_s": dyn_t, "plain_s": plain_t}
+            "dynamic_Mids_per_cpu_s": ids / statistics.median(dyn_cpu) / 1e6,
+            "plain_Mids_per_cpu_s": ids / statistics.median(plain_cpu) / 1e6,
+            "dynamic_s": dyn_t, "plain_s": plain_t, "dynamic_cpu_s": dyn_cpu, "plain_cpu_s": plain_cpu}
 
 
 def bench_tiers(stream: np.ndarray, distinct: int) -> list[dict]:
