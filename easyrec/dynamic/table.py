@@ -93,6 +93,8 @@ class DynamicTable:
         # (slots, full rows, index generation) of the last lookup, until a row changes
         self._looked: tuple[Tensor, Tensor, int] | None = None
         self._worker: Worker | None = None  # the background rebalance in flight, if any
+        # keys of the rows written while it is in flight: re-read when it is applied
+        self._written: list[Tensor] = []
         self._plan_steps: tuple[int, int] | None = None  # its (snapshot step, apply step)
         self._reset()
 
@@ -105,11 +107,8 @@ class DynamicTable:
     def _reset(self) -> None:
         self.discard_plan()
         self._looked = None
-        # "wrote": the step of a row's last write, kept while a background plan is in flight
-        # (rows written after its snapshot are re-read when it is applied)
         self.index = HashIndex({"count": (torch.int32, 0), "last": (torch.int32, 0),
-                                "tier": (torch.int8, -1), "row": (torch.int64, -1),
-                                "wrote": (torch.int32, -1)}, self.device)
+                                "tier": (torch.int8, -1), "row": (torch.int64, -1)}, self.device)
         self.bloom = (CountingBloom(self.cfg.bloom_counters, self.cfg.bloom_hashes, self.device)
                       if self.cfg.admission == "bloom" and self.cfg.min_count > 1 else None)
         st = self.cfg.storage
@@ -422,9 +421,10 @@ class DynamicTable:
     # ---- background rebalance (storage.background) ---------------------------------------
 
     def _wrote(self, slots: Tensor) -> None:
-        """Stamp rows written while a background plan is in flight."""
+        """Note the keys of rows written while a background plan is in flight (by key, not
+        slot: an index rebuild moves slots; a list, not a column: no memory per slot)."""
         if self._plan_steps is not None and slots.numel():
-            self.index.cols["wrote"][slots] = self.step
+            self._written.append(self.index.keys[slots])
 
     def _start_plan(self) -> None:
         """Copy the index columns (the only work on the training thread) and hand them to a
@@ -434,6 +434,7 @@ class DynamicTable:
                         cols["last"].clone(), cols["tier"].clone(), cols["row"].clone())
         lag = min(self.cfg.storage.apply_after_steps, self.cfg.storage.rebalance_every_steps)
         self._plan_steps = (self.step, self.step + lag)
+        self._written = []
         self._worker = Worker(f"dynamic table {self.name}: tier rebalance of step {self.step}",
                               self._make_plan, snap, self.step + lag)
 
@@ -458,6 +459,7 @@ class DynamicTable:
         """(Training thread, at the plan's step.) Wait for the worker if needed, drop the
         rows evicted or moved since the snapshot, re-read the rows written since, move."""
         worker, self._worker = self._worker, None
+        written, self._written = self._written, []
         self._plan_steps = None
         if not worker.done:  # type: ignore[union-attr]
             self.stats["plan_waited"] += 1  # apply_after_steps too short for this table
@@ -481,7 +483,9 @@ class DynamicTable:
             if valid.numel() == 0:
                 return
             slots, tier, pos, dest, data = slots[valid], tier[valid], pos[valid], dest[valid], data[valid]
-        fresh = torch.nonzero(cols["wrote"][slots] >= plan.step).squeeze(1)
+        fresh = torch.zeros(0, dtype=torch.int64, device=slots.device)
+        if written:
+            fresh = torch.nonzero(torch.isin(self.index.keys[slots], torch.cat(written))).squeeze(1)
         if fresh.numel():  # updated (or evicted and re-admitted in place) after the snapshot
             data[fresh] = self._read(slots[fresh])
             self.stats["move_reread"] += fresh.numel()
@@ -499,7 +503,7 @@ class DynamicTable:
         """Wait for and drop a background plan in flight (a reload or a device move makes it
         stale). Its error, if any, is still raised: a failing worker never goes unnoticed."""
         worker = getattr(self, "_worker", None)
-        self._worker, self._plan_steps = None, None
+        self._worker, self._plan_steps, self._written = None, None, []
         if worker is not None:
             worker.result()
 
