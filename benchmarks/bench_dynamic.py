@@ -1,7 +1,7 @@
 """Dynamic embedding tables (issue 8): memory, speed, tier hit rate, AUC parity, 4x budget.
 
     .venv/bin/python benchmarks/bench_dynamic.py [--ids 10000000] [--distinct 1000000]
-        [--criteo-rows 200000] [--repeats 3] [--only stream,speed,tiers,criteo]
+        [--criteo-rows 200000] [--repeats 3] [--only stream,speed,tiers,rebalance,criteo]
 
 Parts (one thread: this 2-core machine is shared, multi-thread timings are noise):
   stream  a Zipf(1.05) stream of --ids ids over --distinct distinct 64-bit keys, 65,536 ids a
@@ -10,6 +10,9 @@ Parts (one thread: this 2-core machine is shared, multi-thread timings are noise
           DynamicEmbedding vs a plain nn.EmbeddingBag(sparse=True) + Adagrad with as many rows
           as the dynamic table holds, on the same Zipf batches; interleaved, median of repeats.
   tiers   share of looked-up ids served by the fastest tier vs its size (LFU, 2 tiers).
+  rebalance  the training thread's time in tier rebalancing per trigger step, synchronous vs
+          background (storage.background), and the loop's ids/s: lookup + update through a
+          three-tier DynamicEmbedding (device, host, disk); interleaved, median of repeats.
   criteo  DeepFM on synthetic Criteo-shaped data (python -m dataio.datasets synth criteo):
           test AUC with a fixed hash table (hash_buckets) vs dynamic tables, and a run whose
           memory tier holds a quarter of the rows or less (the rest in the disk tier).
@@ -89,38 +92,44 @@ def bench_speed(stream: np.ndarray, repeats: int, steps: int = 40, batch: int = 
     info = FeatureInfo(name="f", kind="sparse", dim=dim, single=True)
     spec = OptimizerPart(name="adagrad", lr=0.05)
 
-    def dynamic() -> tuple[float, int]:
+    def dynamic() -> tuple[float, float, int]:
         m = DynamicEmbedding("f", dim, DynamicConfig(), [info], [])
         hook = DynamicTables([m], spec, [])
         for b in batches[:5]:  # warm: admit the head of the distribution
             m({"f.values": b, "f.offsets": offsets})["f"].sum().backward()
             hook.step()
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         for b in batches:
             m({"f.values": b, "f.offsets": offsets})["f"].pow(2).sum().backward()
             hook.step()
-        return time.perf_counter() - start, m.table.num_rows
+        return time.perf_counter() - start, time.thread_time() - cpu, m.table.num_rows
 
-    def plain(rows: int) -> float:
+    def plain(rows: int) -> tuple[float, float]:
         bag = torch.nn.EmbeddingBag(rows, dim, mode="sum", include_last_offset=True, sparse=True)
         opt = torch.optim.Adagrad(bag.parameters(), lr=0.05)
         idx = [(b % rows) for b in batches]  # the fixed table's bucket of each id
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.thread_time()
         for b in idx:
             opt.zero_grad()
             bag(b, offsets).pow(2).sum().backward()
             opt.step()
-        return time.perf_counter() - start
+        return time.perf_counter() - start, time.thread_time() - cpu
 
-    dyn_t, plain_t, rows = [], [], 0
+    # wall time, and the thread's CPU time (less sensitive to other jobs on a shared machine)
+    dyn_t, dyn_cpu, plain_t, plain_cpu, rows = [], [], [], [], 0
     for _ in range(repeats):  # interleaved
-        s, rows = dynamic()
+        s, c, rows = dynamic()
         dyn_t.append(s)
-        plain_t.append(plain(rows))
+        dyn_cpu.append(c)
+        s, c = plain(rows)
+        plain_t.append(s)
+        plain_cpu.append(c)
     ids = steps * batch
     return {"ids": ids, "rows": rows, "dynamic_Mids_per_s": ids / statistics.median(dyn_t) / 1e6,
             "plain_Mids_per_s": ids / statistics.median(plain_t) / 1e6,
-            "dynamic_s": dyn_t, "plain_s": plain_t}
+            "dynamic_Mids_per_cpu_s": ids / statistics.median(dyn_cpu) / 1e6,
+            "plain_Mids_per_cpu_s": ids / statistics.median(plain_cpu) / 1e6,
+            "dynamic_s": dyn_t, "plain_s": plain_t, "dynamic_cpu_s": dyn_cpu, "plain_cpu_s": plain_cpu}
 
 
 def bench_tiers(stream: np.ndarray, distinct: int) -> list[dict]:
@@ -140,6 +149,84 @@ def bench_tiers(stream: np.ndarray, distinct: int) -> list[dict]:
             t.end_step()
         out.append({"fast_tier_rows": fast, "fraction_of_distinct": frac, "hit_rate": t.hit_rate(),
                     "rows": t.tier_rows(), "moved": t.stats["moved"]})
+    return out
+
+
+def bench_rebalance(stream: np.ndarray, distinct: int, repeats: int, steps: int = 120,
+                    batch: int = 16_384, every: int = 10, lag: int = 5) -> dict:
+    """Every step's time in ``table.end_step`` (where rebalancing runs), by kind of step.
+
+    sync: the trigger step (step % every == 0) ranks all rows and moves the misplaced ones.
+    background: the trigger step copies the index columns, the step ``lag`` later waits for
+    the worker if needed and applies the plan. Rebalance time per trigger on the training
+    thread = (trigger-step + apply-step end_step) - 2 x a plain step's end_step (medians).
+    """
+    from easyrec.dynamic.config import DynamicConfig, StorageConfig
+    from easyrec.dynamic.engine import DynamicTables
+    from easyrec.dynamic.module import DynamicEmbedding
+    from easyrec.features.info import FeatureInfo
+    from trainer.schema.spec import OptimizerPart
+
+    dim = 16
+    warm = 60
+    batches = [torch.from_numpy(stream[i * batch:(i + 1) * batch]) for i in range(warm + steps)]
+    offsets = torch.arange(batch + 1)
+    info = FeatureInfo(name="f", kind="sparse", dim=dim, single=True)
+    spec = OptimizerPart(name="adagrad", lr=0.05)
+    caps = [distinct // 20, distinct // 4, distinct]  # 5% device, 25% host, the rest on disk
+
+    def run(background: bool) -> dict:
+        cfg = DynamicConfig(seed=0, storage=StorageConfig(
+            tiers=["device", "host", "disk"], capacity=caps, policy="lfu", rebalance_every_steps=every,
+            background=background, apply_after_steps=lag))
+        cfg.check("bench")
+        m = DynamicEmbedding("f", dim, cfg, [info], [])
+        hook = DynamicTables([m], spec, [])
+        table = m.table
+        times: dict[str, list[float]] = {"trigger": [], "apply": [], "plain": []}
+        end_step = table.end_step
+
+        def timed() -> None:
+            t0 = time.perf_counter()
+            end_step()
+            dt = time.perf_counter() - t0
+            if measuring:
+                s = table.step
+                kind = "trigger" if s % every == 0 else "apply" if background and s % every == lag % every else "plain"
+                times[kind].append(dt)
+
+        table.end_step = timed  # type: ignore[method-assign]
+        measuring = False
+        for b in batches[:warm]:  # fill the table (~2/3 of the keys admitted)
+            m({"f.values": b, "f.offsets": offsets})["f"].sum().backward()
+            hook.step()
+        measuring = True
+        start = time.perf_counter()
+        for b in batches[warm:]:
+            m({"f.values": b, "f.offsets": offsets})["f"].pow(2).sum().backward()
+            hook.step()
+        secs = time.perf_counter() - start
+        table.wait()
+        med = {k: statistics.median(v) * 1e3 if v else 0.0 for k, v in times.items()}
+        per_trigger = med["trigger"] + (med["apply"] if background else 0.0) - (2 if background else 1) * med["plain"]
+        return {"rows": table.num_rows, "tier_rows": table.tier_rows(), "Mids_per_s": steps * batch / secs / 1e6,
+                "ms_trigger_step": med["trigger"], "ms_apply_step": med["apply"], "ms_plain_step": med["plain"],
+                "ms_rebalance_per_trigger": per_trigger, "moved": table.stats["moved"],
+                "plan_waited": table.stats["plan_waited"], "triggers": len(times["trigger"])}
+
+    runs: dict[str, list[dict]] = {"sync": [], "background": []}
+    for _ in range(repeats):  # interleaved
+        runs["sync"].append(run(False))
+        runs["background"].append(run(True))
+    out = {}
+    for mode, rs in runs.items():
+        out[mode] = {k: statistics.median([r[k] for r in rs]) for k in
+                     ("Mids_per_s", "ms_trigger_step", "ms_apply_step", "ms_plain_step", "ms_rebalance_per_trigger")}
+        out[mode].update(rows=rs[-1]["rows"], tier_rows=rs[-1]["tier_rows"], moved=rs[-1]["moved"],
+                         plan_waited=rs[-1]["plan_waited"], triggers=rs[-1]["triggers"],
+                         runs_Mids_per_s=[r["Mids_per_s"] for r in rs],
+                         runs_ms_rebalance_per_trigger=[r["ms_rebalance_per_trigger"] for r in rs])
+    out.update(steps=steps, batch=batch, every=every, apply_after_steps=lag, capacities=caps)
     return out
 
 
@@ -214,7 +301,7 @@ def main() -> int:
     p.add_argument("--distinct", type=int, default=1_000_000)
     p.add_argument("--criteo-rows", type=int, default=200_000)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--only", default="stream,speed,tiers,criteo")
+    p.add_argument("--only", default="stream,speed,tiers,rebalance,criteo")
     p.add_argument("--criteo-modes", default="hash,dynamic,budget",
                    help="hash | dynamic (min_count 2, bloom) | budget (host+disk tiers) | dynamic_mc1 | "
                         "dynamic_mc1_std0.01")
@@ -233,6 +320,9 @@ def main() -> int:
     if "tiers" in parts:
         results["tiers"] = bench_tiers(stream[: a.ids // 2], a.distinct)
         print(json.dumps(results["tiers"], indent=1), flush=True)
+    if "rebalance" in parts:
+        results["rebalance"] = bench_rebalance(stream, a.distinct, a.repeats)
+        print(json.dumps(results["rebalance"], indent=1), flush=True)
     if "criteo" in parts:
         results["criteo"] = bench_criteo(a.criteo_rows, a.criteo_modes.split(","))
         print(json.dumps(results["criteo"], indent=1), flush=True)

@@ -235,3 +235,95 @@ def test_config_errors_name_the_key_and_the_fix(override: list[str], path: str, 
     with pytest.raises(ConfigError) as err:
         validate(cfg)
     assert f"'{path}'" in str(err.value) and words in str(err.value), str(err.value)
+
+
+# ---- background rebalance (storage.background) --------------------------------------------
+
+def _layout_ok(t: DynamicTable) -> None:
+    """Every row sits at a distinct position of its tier, and the tiers' counts agree."""
+    rows = t._row_slots()
+    tier = t.index.cols["tier"][rows].to(torch.int64)
+    pos = t.index.cols["row"][rows]
+    assert rows.numel() == t.num_rows
+    for i, store in enumerate(t.tiers):
+        mine = pos[tier == i]
+        assert mine.numel() == store.used, (i, mine.numel(), store.used)
+        assert torch.unique(mine).numel() == mine.numel(), f"tier {i}: two rows share a position"
+        if store.capacity is not None:
+            assert store.used <= store.capacity
+
+
+def _drive(t: DynamicTable, steps: int, seed: int = 5, check=None) -> None:
+    """A training-like loop: lookup, row update with seeded gradients, count, end the step."""
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        raw = (rng.zipf(1.3, 300) % 260).astype(np.int64)
+        u, c = torch.unique(torch.from_numpy(raw), return_counts=True)
+        found, _ = t.lookup(u, c)
+        t.apply_gradients(u[found], torch.randn(found.numel(), t.dim, generator=gen), 0.05)
+        t.observe(u, c)
+        t.end_step()
+        if check is not None:
+            check(t)
+
+
+def _tiered(tmp_path, background: bool, lag: int = 3, **kw) -> DynamicTable:
+    storage = StorageConfig(tiers=["device", "host", "disk"], capacity=[15, 30, 200], policy="lfu",
+                            rebalance_every_steps=4, background=background, apply_after_steps=lag,
+                            path=str(tmp_path))
+    return _table(min_count=1, capacity=200, policy="lru", ttl_steps=4, evict_every_steps=2, seed=1,
+                  storage=storage, **kw)
+
+
+def test_background_rebalance_gives_the_synchronous_rows_and_loses_no_update(tmp_path) -> None:
+    sync, bg, again = (_tiered(tmp_path, False), _tiered(tmp_path, True), _tiered(tmp_path, True))
+    _drive(sync, 41)
+    _drive(bg, 41, check=_layout_ok)
+    _drive(again, 41)
+    a, b = sync.state_dict(), bg.state_dict()
+    for k in ("keys", "count", "last", "has_row", "values", "opt_state"):
+        assert torch.equal(a[k], b[k]), k  # no update lost, none applied twice
+    assert bg.stats["moved"] > 0 and sync.stats["moved"] > 0  # rows still change tiers
+    assert bg.stats["move_reread"] > 0  # rows updated after their snapshot were moved ...
+    assert bg.stats["move_dropped"] > 0  # ... and rows evicted after it were left alone
+    assert bg.stats["evicted_capacity"] > 0 and bg.stats["evicted_ttl"] > 0
+    # the plan of step s lands at step s + apply_after_steps whatever the thread's speed
+    for name in ("tier", "row"):
+        assert torch.equal(bg.index.cols[name], again.index.cols[name]), name
+
+
+def test_background_plan_in_flight_keeps_saves_exact(tmp_path) -> None:
+    import threading
+
+    sync, bg = _tiered(tmp_path, False, lag=4), _tiered(tmp_path, True, lag=4)
+    _drive(sync, 14)
+    _drive(bg, 14)  # snapshot at step 12, due at step 16
+    assert bg._plan_steps == (12, 16)
+    saved = bg.state_dict()
+    assert not [th for th in threading.enumerate() if th.name.startswith("dynamic table")]
+    ref = sync.state_dict()
+    for k in ("keys", "count", "last", "has_row", "values", "opt_state"):
+        assert torch.equal(saved[k], ref[k]), k
+    resumed = _tiered(tmp_path, True, lag=4)
+    resumed.load_state_dict(saved)
+    assert resumed._plan_steps is None  # a reload drops the plan, re-placing hottest-first
+    for t in (bg, resumed, sync):
+        _drive(t, 10, seed=9)
+        _layout_ok(t)
+    final = [t.state_dict() for t in (bg, resumed, sync)]
+    for k in ("keys", "count", "last", "has_row", "values", "opt_state"):
+        assert torch.equal(final[0][k], final[1][k]) and torch.equal(final[0][k], final[2][k]), k
+
+
+def test_background_worker_errors_surface_on_the_training_thread(tmp_path, monkeypatch) -> None:
+    t = _tiered(tmp_path, True, lag=2)
+
+    def broken(snap, apply_step):
+        raise ValueError("disk tier unreadable")
+
+    monkeypatch.setattr(t, "_make_plan", broken)
+    _drive(t, 5)  # snapshot at step 4 (the worker fails at once), due at step 6
+    with pytest.raises(RuntimeError, match=r"tier rebalance of step 4 failed .*ValueError: disk tier "
+                                           r"unreadable.*storage.background: false"):
+        _drive(t, 1)

@@ -23,9 +23,11 @@ def _one_thread():
     torch.set_num_threads(old)
 
 
-def _spec(tmp_path: Path, dynamic: bool = True, tight: bool = True, **edit: Any) -> Any:
+def _spec(tmp_path: Path, dynamic: bool = True, tight: bool = True, background: bool = True,
+          **edit: Any) -> Any:
     """The shipped dynamic experiment (or plain movielens_deepfm); ``tight``: squeezed to
-    exercise capacity eviction, ttl, a three-tier item table and rebalancing in a few steps."""
+    exercise capacity eviction, ttl, a three-tier item table and rebalancing in a few steps
+    (in a background worker, or on the training thread: ``background=False``)."""
     from trainer.schema.validate import validate
 
     cfg = compose(["+experiment=movielens_deepfm_dynamic" if dynamic else "+experiment=movielens_deepfm",
@@ -35,7 +37,8 @@ def _spec(tmp_path: Path, dynamic: bool = True, tight: bool = True, **edit: Any)
         f["user_id"]["dynamic"].update(capacity=60)
         f["item_id"]["dynamic"].update(ttl_steps=1, evict_every_steps=2, storage={
             "tiers": ["device", "host", "disk"], "capacity": [40, 80, 1000], "policy": "lru",
-            "rebalance_every_steps": 2, "path": str(tmp_path / "disk")})
+            "rebalance_every_steps": 2, "apply_after_steps": 2, "background": background,
+            "path": str(tmp_path / "disk")})
         for k, v in edit.items():
             f[k]["dynamic"].update(v)
     return validate(cfg)
@@ -81,10 +84,17 @@ def test_resume_is_exact(tmp_path: Path) -> None:
     assert sum(t.stats["evicted_ttl"] for t in tables) > 0
     assert sum(t.stats["moved"] for t in tables) > 0  # item rows changed tiers
     assert any(t.tier_rows()[-1] > 0 for t in tables)  # rows in the disk tier
+    # the synchronous rebalance (storage.background: false) trains the very same model
+    sync_spec = _spec(tmp_path, background=False)
+    sync = _engine(sync_spec, pipeline)
+    assert [sync.train_step(b)[0] for b in batches] == losses
+    _assert_same(straight.model.state_dict(), sync.model.state_dict())
 
     first = _engine(spec, pipeline)
     for b in batches[:7]:
         first.train_step(b)
+    # the item table's plan of step 6 is due at step 8: the save below has it in flight
+    assert any(m.table._plan_steps == (6, 8) for m in _dynamic(first))
     run = RunDir(tmp_path / "run")
     run.create()
     path = first.save(run, "step-7", {"note": 1})

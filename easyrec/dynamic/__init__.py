@@ -11,6 +11,8 @@ A feature with a ``dynamic:`` block (``easyrec.dynamic.config``) is looked up by
                 moves with its state) in device memory, host memory or a np.memmap file.
 * ``table``     DynamicTable: lookup, row-wise optimizer updates, admission, eviction (ttl,
                 l2 norm, capacity with LFU/LRU), tier rebalancing, state and export.
+* ``mover``     tier rebalancing plans: ranking and gathering the rows to move in a worker
+                thread (``storage.background``), applied by the training thread at a fixed step.
 * ``module``    the nn.Modules: DynamicEmbedding (training/eval lookup, used by
                 easyrec.models.torch.embedding.EmbeddingCollection) and its scriptable frozen
                 twin for export.

@@ -39,6 +39,15 @@ class StorageConfig:
     rebalance_every_steps: int = _f(
         50, "promote/demote rows between tiers every N training steps (batched, between steps)",
         ge=1)
+    background: bool = _f(
+        True, "with more than one tier, rank the rows and gather the ones to move in a "
+        "background thread while training goes on; the training thread applies the plan "
+        "apply_after_steps later (O(moved rows)); false: the whole rebalance runs on the step "
+        "that triggers it (the synchronous path, for debugging)")
+    apply_after_steps: int = _f(
+        5, "a background plan started at step s is applied at step s + this (capped at "
+        "rebalance_every_steps), waiting for the worker if it is not done: runs stay "
+        "reproducible", ge=1)
     path: str | None = _f(
         None, "directory of the disk tier's memory-mapped file; default: a temporary directory")
 

@@ -19,6 +19,7 @@ from easyrec.dynamic.keys import EMPTY, TOMBSTONE
 
 _GOLDEN = -7046029254386353131  # 0x9E3779B97F4A7C15 as int64: Fibonacci hashing
 MAX_LOAD = 0.6
+_WINDOW = 16  # slots a probe round reads per key after the first round
 
 
 def mix(keys: Tensor, salt: int = _GOLDEN) -> Tensor:
@@ -37,11 +38,14 @@ class HashIndex:
         self.live = 0
         self.dead = 0
         self.version = 0  # bumped by every change of the key -> slot map (see find_cached)
+        self.generation = 0  # bumped when slots are re-laid out (a rebuild): a key found at
+        # a slot stays there until deleted while the generation is unchanged
         self._memo: tuple | None = None
         self._alloc(_pow2(max(16, capacity)))
 
     def _alloc(self, size: int) -> None:
         self.version += 1
+        self.generation += 1
         self.size = size
         self.bits = size.bit_length() - 1
         self.mask = size - 1
@@ -68,26 +72,45 @@ class HashIndex:
         return slots
 
     def find(self, keys: Tensor) -> Tensor:
-        """Slot of each key, -1 where absent."""
+        """Slot of each key, -1 where absent.
+
+        Round one probes every key's home slot (most keys are there); the few keys left then
+        read a window of ``_WINDOW`` slots per round, so a long probe tail costs a couple of
+        rounds of tensor ops, not one round per slot."""
         out = torch.full_like(keys, -1)
         if keys.numel() == 0 or self.live == 0:
             return out
         pos = self._home(keys)
         active = torch.arange(keys.numel(), device=keys.device)
         qk = keys
-        for _ in range(self.size):
-            k = self.keys[pos]
-            hit = k == qk
-            out[active[hit]] = pos[hit]
-            go = ~(hit | (k == EMPTY))
-            if not bool(go.any()):
+        k = self.keys[pos]
+        hit = k == qk
+        out[active[hit]] = pos[hit]
+        go = ~(hit | (k == EMPTY))
+        active, qk, pos = active[go], qk[go], (pos[go] + 1) & self.mask
+        step = torch.arange(_WINDOW, device=keys.device)
+        for _ in range(0, self.size, _WINDOW):
+            if active.numel() == 0:
                 break
-            active, qk = active[go], qk[go]
-            pos = (pos[go] + 1) & self.mask
+            win = (pos.unsqueeze(1) + step) & self.mask
+            k = self.keys[win]
+            hit = k == qk.unsqueeze(1)
+            stop = hit | (k == EMPTY)  # a key lies before the first empty slot of its probe
+            first = torch.argmax(stop.to(torch.uint8), dim=1)
+            ended = stop.any(1)
+            found = ended & hit.gather(1, first.unsqueeze(1)).squeeze(1)
+            out[active[found]] = win[found, first[found]]
+            go = ~ended
+            active, qk, pos = active[go], qk[go], (pos[go] + _WINDOW) & self.mask
         return out
 
     def insert(self, keys: Tensor) -> Tensor:
-        """Insert distinct keys known to be absent; returns their slots (grows if needed)."""
+        """Insert distinct keys known to be absent; returns their slots (grows if needed).
+
+        Each key takes the first free (empty or tombstone) slot of its probe sequence; keys
+        that pick the same slot in a round are resolved by a stable sort (the first in
+        ``keys`` order wins, the others probe on: deterministic on every replica). Windowed
+        after the first round, as ``find``."""
         n = keys.numel()
         if n == 0:
             return torch.zeros(0, dtype=torch.int64, device=self.device)
@@ -96,26 +119,34 @@ class HashIndex:
         out = torch.empty_like(keys)
         pos = self._home(keys)
         active = torch.arange(n, device=keys.device)
+        width = 1
+        step = torch.arange(_WINDOW, device=keys.device)
         while active.numel():
-            k = self.keys[pos]
+            win = (pos.unsqueeze(1) + step[:width]) & self.mask
+            k = self.keys[win]
             free = (k == EMPTY) | (k == TOMBSTONE)
-            reused = int((k[free] == TOMBSTONE).sum())
-            cand, cpos = active[free], pos[free]
-            # several keys may probe the same free slot this round: the first (in a stable
-            # sort by slot) takes it, the others probe on
+            first = torch.argmax(free.to(torch.uint8), dim=1)
+            has = free.any(1)
+            cand = active[has]
+            cpos = win[has, first[has]]
+            # several keys may pick the same free slot this round: the first (in a stable
+            # sort by slot) takes it, the others probe on from the slot after it
             cpos_sorted, order = torch.sort(cpos, stable=True)
-            first = torch.ones_like(cpos_sorted, dtype=torch.bool)
-            first[1:] = cpos_sorted[1:] != cpos_sorted[:-1]
-            win, wpos = cand[order[first]], cpos_sorted[first]
-            if reused:
-                self.dead -= int((self.keys[wpos] == TOMBSTONE).sum())
-            self.keys[wpos] = keys[win]
-            out[win] = wpos
+            first_of = torch.ones_like(cpos_sorted, dtype=torch.bool)
+            first_of[1:] = cpos_sorted[1:] != cpos_sorted[:-1]
+            win_keys, wpos = cand[order[first_of]], cpos_sorted[first_of]
+            self.dead -= int((self.keys[wpos] == TOMBSTONE).sum())
+            self.keys[wpos] = keys[win_keys]
+            out[win_keys] = wpos
             placed = torch.zeros(n, dtype=torch.bool, device=keys.device)
-            placed[win] = True
+            placed[win_keys] = True
+            # next probe start: after the slot a key picked (lost it), else after the window
+            nxt = pos + width
+            nxt[has] = cpos + 1
             keep = ~placed[active]
             active = active[keep]
-            pos = (pos[keep] + 1) & self.mask
+            pos = nxt[keep] & self.mask
+            width = _WINDOW
         self.live += n
         self.version += 1
         return out

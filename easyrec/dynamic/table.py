@@ -13,7 +13,9 @@ Life of an id (all steps vectorised over the unique ids of a batch):
    same rows) plus 1% slack, so a table at capacity does not sort itself every step.
 4. ``end_step``: every ``evict_every_steps`` the ttl / l2 sweep; every
    ``storage.rebalance_every_steps`` the tiers are re-filled hottest-first (promotion and
-   demotion as one batched move between steps, never per id).
+   demotion as one batched move between steps, never per id). With ``storage.background``
+   the ranking and the gathering of the rows to move run in a worker thread
+   (``easyrec.dynamic.mover``) and the step ``apply_after_steps`` later applies the plan.
 
 State (``state_dict``): keys, counts, last-seen steps, embeddings, optimizer state, the Bloom
 filter, the init pool and the step, sorted by key so that equal tables give equal states.
@@ -29,6 +31,7 @@ from torch import Tensor
 from easyrec.dynamic.config import DynamicConfig
 from easyrec.dynamic.index import HashIndex, mix
 from easyrec.dynamic.keys import NULL_KEY
+from easyrec.dynamic.mover import MovePlan, Snapshot, Worker, coldest_first, live_rows, misplaced
 from easyrec.dynamic.rowopt import RowOptimizer
 from easyrec.dynamic.tiers import Tier, make_tiers
 
@@ -84,8 +87,15 @@ class DynamicTable:
         self.optimizer: RowOptimizer | None = None
         self.step = 0
         self.stats = {"lookups": 0, "rows_hit": 0, "admitted": 0, "evicted_capacity": 0,
-                      "evicted_ttl": 0, "evicted_l2": 0, "moved": 0}
+                      "evicted_ttl": 0, "evicted_l2": 0, "moved": 0, "move_dropped": 0,
+                      "move_reread": 0, "plan_waited": 0}
         self.tier_hits = [0] * len(cfg.storage.tiers)
+        # (slots, full rows, index generation) of the last lookup, until a row changes
+        self._looked: tuple[Tensor, Tensor, int] | None = None
+        self._worker: Worker | None = None  # the background rebalance in flight, if any
+        # keys of the rows written while it is in flight: re-read when it is applied
+        self._written: list[Tensor] = []
+        self._plan_steps: tuple[int, int] | None = None  # its (snapshot step, apply step)
         self._reset()
 
     # ---- layout --------------------------------------------------------------------------
@@ -95,6 +105,8 @@ class DynamicTable:
         return self.dim + (self.optimizer.state_width if self.optimizer else 0)
 
     def _reset(self) -> None:
+        self.discard_plan()
+        self._looked = None
         self.index = HashIndex({"count": (torch.int32, 0), "last": (torch.int32, 0),
                                 "tier": (torch.int8, -1), "row": (torch.int64, -1)}, self.device)
         self.bloom = (CountingBloom(self.cfg.bloom_counters, self.cfg.bloom_hashes, self.device)
@@ -113,7 +125,10 @@ class DynamicTable:
             self.load_state_dict(state)
 
     def to(self, device: torch.device) -> None:
-        """Move the index, the pool, the Bloom filter and the ``device`` tier."""
+        """Move the index, the pool, the Bloom filter and the ``device`` tier (a background
+        plan in flight is dropped: its staging copy lives on the old device)."""
+        self.discard_plan()
+        self._looked = None
         self.device = torch.device(device)
         self.index.to(self.device)
         self.pool = self.pool.to(self.device)
@@ -127,8 +142,10 @@ class DynamicTable:
 
     def _read(self, slots: Tensor) -> Tensor:
         """Full rows [n, width] of admitted slots, gathered tier by tier."""
-        tier = self.index.cols["tier"][slots]
         pos = self.index.cols["row"][slots]
+        if len(self.tiers) == 1:  # no partition by tier (a nonzero and a scatter per call)
+            return self.tiers[0].read(pos, self.device)
+        tier = self.index.cols["tier"][slots]
         out = torch.empty((slots.numel(), self.width), dtype=torch.float32, device=self.device)
         for t, store in enumerate(self.tiers):
             sel = torch.nonzero(tier == t).squeeze(1)
@@ -137,8 +154,13 @@ class DynamicTable:
         return out
 
     def _write(self, slots: Tensor, rows: Tensor) -> None:
-        tier = self.index.cols["tier"][slots]
+        self._wrote(slots)
+        self._looked = None
         pos = self.index.cols["row"][slots]
+        if len(self.tiers) == 1:
+            self.tiers[0].write(pos, rows)
+            return
+        tier = self.index.cols["tier"][slots]
         for t, store in enumerate(self.tiers):
             sel = torch.nonzero(tier == t).squeeze(1)
             if sel.numel():
@@ -150,20 +172,22 @@ class DynamicTable:
         ``counts`` (occurrences of each key in the batch) feeds the hit-rate statistics.
         """
         slots = self.index.find_cached(keys)
-        ok = slots >= 0
-        tier = torch.full_like(slots, -1)
-        tier[ok] = self.index.cols["tier"][slots[ok]].to(torch.int64)
+        tier = torch.where(slots >= 0, self.index.cols["tier"][slots.clamp(min=0)].to(torch.int64), -1)
         found = torch.nonzero(tier >= 0).squeeze(1)
-        rows = self._read(slots[found])[:, :self.dim]
-        if counts is not None:
-            self.stats["lookups"] += int(counts.sum())
-            hit_tiers = tier[found]
-            per_tier = torch.zeros(len(self.tiers) + 1, dtype=torch.int64, device=keys.device)
-            per_tier.index_add_(0, hit_tiers, counts[found].to(torch.int64))
-            for t, n in enumerate(per_tier.tolist()[:len(self.tiers)]):
-                self.tier_hits[t] += n
-            self.stats["rows_hit"] += int(counts[found].sum())
-        return found, rows
+        found_slots = slots[found]
+        full = self._read(found_slots)
+        # the update of this step reads the same rows: kept until any row changes
+        self._looked = (found_slots, full, self.index.generation)
+        if counts is not None:  # one host sync for every statistic
+            n = len(self.tiers)
+            per_tier = torch.zeros(n + 1, dtype=torch.int64, device=keys.device)
+            per_tier.index_add_(0, torch.where(tier >= 0, tier, n), counts.to(torch.int64))
+            hits = per_tier.tolist()
+            for t in range(n):
+                self.tier_hits[t] += hits[t]
+            self.stats["rows_hit"] += sum(hits[:n])
+            self.stats["lookups"] += sum(hits)
+        return found, full[:, :self.dim]
 
     def apply_gradients(self, keys: Tensor, grads: Tensor, lr: float,
                         slots: Tensor | None = None) -> None:
@@ -178,7 +202,13 @@ class DynamicTable:
         ok = slots >= 0
         if not bool(ok.all()):  # cannot happen between a lookup and its step; be safe anyway
             slots, grads = slots[ok], grads[ok]
-        self._write(slots, self.optimizer.update(self._read(slots), grads.to(self.device), lr))
+        looked = self._looked
+        if (looked is not None and looked[2] == self.index.generation
+                and looked[0].numel() == slots.numel() and torch.equal(looked[0], slots)):
+            rows = looked[1]  # this step's lookup read these very rows, unchanged since
+        else:
+            rows = self._read(slots)
+        self._write(slots, self.optimizer.update(rows, grads.to(self.device), lr))
 
     # ---- admission -----------------------------------------------------------------------
 
@@ -229,6 +259,7 @@ class DynamicTable:
         """Give rows to these slots: evict first if full; new rows fill the fastest tiers."""
         if slots.numel() == 0:
             return
+        self._looked = None
         if self.max_rows is not None:
             if slots.numel() > self.max_rows:  # more new ids than the table holds: the most seen
                 order = self._coldest_first(slots, "lfu")
@@ -257,6 +288,7 @@ class DynamicTable:
                 break
         if start != slots.numel():  # pragma: no cover - capacity is enforced above
             raise RuntimeError(f"dynamic table {self.name}: no room for {slots.numel() - start} rows")
+        self._wrote(slots)
         self.num_rows += slots.numel()
         self.stats["admitted"] += slots.numel()
 
@@ -270,13 +302,8 @@ class DynamicTable:
         """``slots`` ordered coldest first: by count (lfu) or last step (lru), the other one
         next, then by key (deterministic across replicas and resumes)."""
         cols = self.index.cols
-        keys = self.index.keys[slots]
-        primary = cols["count"] if policy == "lfu" else cols["last"]
-        secondary = cols["last"] if policy == "lfu" else cols["count"]
-        order = torch.sort(keys, stable=True).indices
-        for col in (secondary, primary):
-            order = order[torch.sort(col[slots[order]], stable=True).indices]
-        return slots[order]
+        return slots[coldest_first(self.index.keys[slots], cols["count"][slots],
+                                   cols["last"][slots], policy)]
 
     def _evict_coldest(self, k: int) -> None:
         """Evict the k coldest rows (slots being admitted have no row yet: never victims)."""
@@ -288,6 +315,7 @@ class DynamicTable:
         """Delete slots (rows freed in their tiers; candidates just forgotten)."""
         if slots.numel() == 0:
             return
+        self._looked = None
         tier = self.index.cols["tier"][slots]
         pos = self.index.cols["row"][slots]
         for t, store in enumerate(self.tiers):
@@ -300,13 +328,19 @@ class DynamicTable:
         self.index.delete(slots)
 
     def end_step(self) -> None:
-        """Advance the step; run the periodic eviction sweep and tier rebalance."""
+        """Advance the step; run the periodic eviction sweep and tier rebalance (a background
+        plan due at this step is applied first)."""
         self.step += 1
         cfg = self.cfg
         if (cfg.ttl_steps or cfg.l2_threshold) and self.step % cfg.evict_every_steps == 0:
             self.sweep()
+        if self._plan_steps is not None and self.step >= self._plan_steps[1]:
+            self._apply_plan()
         if len(self.tiers) > 1 and self.step % cfg.storage.rebalance_every_steps == 0:
-            self.rebalance()
+            if cfg.storage.background:
+                self._start_plan()
+            else:
+                self.rebalance()
 
     def sweep(self) -> None:
         """Evict ids unseen for ttl_steps (rows and candidates) and rows with a small norm."""
@@ -326,44 +360,163 @@ class DynamicTable:
                 self._evict(torch.cat(small), "evicted_l2")
 
     def rebalance(self) -> None:
-        """Hottest rows into the fastest tiers (storage.policy); moves only misplaced rows."""
+        """Hottest rows into the fastest tiers (storage.policy); moves only misplaced rows.
+        Synchronous: ranks, reads and moves on the calling thread (a plan in flight is
+        applied first, so the two never disagree)."""
+        if self._plan_steps is not None:
+            self._apply_plan()
         rows = self._row_slots()
         if rows.numel() == 0:
             return
-        hottest = self._coldest_first(rows, self.cfg.storage.policy).flip(0)
-        desired = torch.empty_like(hottest)
-        start = 0
-        for t, store in enumerate(self.tiers):
-            cap = hottest.numel() if store.capacity is None else store.capacity
-            desired[start:start + cap] = t
-            start += cap
-            if start >= hottest.numel():
-                break
-        current = self.index.cols["tier"][hottest].to(torch.int64)
-        move = desired != current
-        if not bool(move.any()):
+        cols = self.index.cols
+        idx, dest = misplaced(self.index.keys[rows], cols["count"][rows], cols["last"][rows],
+                              cols["tier"][rows], self.cfg.storage.policy, self._capacities())
+        if idx.numel() == 0:
             return
-        slots, dest = hottest[move], desired[move]
+        slots = rows[idx]
         data = self._read(slots)
-        tier = self.index.cols["tier"][slots]
-        pos = self.index.cols["row"][slots]
-        for t, store in enumerate(self.tiers):  # free first, so promotions find room
+        self._release(cols["tier"][slots].to(torch.int64), cols["row"][slots])
+        self._place(slots, dest, data)
+        self.stats["moved"] += slots.numel()
+
+    def _capacities(self) -> list[int | None]:
+        return [store.capacity for store in self.tiers]
+
+    def _release(self, tier: Tensor, pos: Tensor) -> None:
+        """Free rows (tier, position) in their tiers."""
+        for t, store in enumerate(self.tiers):
             sel = tier == t
             if bool(sel.any()):
                 store.release(pos[sel])
+
+    def _place(self, slots: Tensor, dest: Tensor, data: Tensor) -> None:
+        """Give ``slots`` (rows released just before) new rows in tiers ``dest`` holding
+        ``data``. A tier without room for all of its rows (a background plan's admissions
+        since the snapshot can fill it) takes what fits, in plan order; the rest go to the
+        fastest tier with room (the rows just released leave room for all of them)."""
+        cols = self.index.cols
+        self._looked = None
+        dest = dest.to(slots.device).clone()
+        for t, store in enumerate(self.tiers):
+            sel = torch.nonzero(dest == t).squeeze(1)
+            free = store.free_rows
+            if free is not None and sel.numel() > free:
+                dest[sel[free:]] = -1
+        for t, store in enumerate(self.tiers):
+            want = torch.nonzero(dest == -1).squeeze(1)
+            free = store.free_rows
+            room = want.numel() if free is None else free - int((dest == t).sum())
+            if want.numel() and room > 0:
+                dest[want[:room]] = t
+        if bool((dest < 0).any()):  # pragma: no cover - rows released == rows placed
+            raise RuntimeError(f"dynamic table {self.name}: no tier has room for moved rows")
         for t, store in enumerate(self.tiers):
             sel = torch.nonzero(dest == t).squeeze(1)
             if sel.numel():
                 new = store.alloc(sel.numel())
-                self.index.cols["tier"][slots[sel]] = t
-                self.index.cols["row"][slots[sel]] = new.to(self.device)
+                cols["tier"][slots[sel]] = t
+                cols["row"][slots[sel]] = new.to(self.device)
                 store.write(new, data[sel])
+
+    # ---- background rebalance (storage.background) ---------------------------------------
+
+    def _wrote(self, slots: Tensor) -> None:
+        """Note the keys of rows written while a background plan is in flight (by key, not
+        slot: an index rebuild moves slots; a list, not a column: no memory per slot)."""
+        if self._plan_steps is not None and slots.numel():
+            self._written.append(self.index.keys[slots])
+
+    def _start_plan(self) -> None:
+        """Copy the index columns (the only work on the training thread) and hand them to a
+        worker that ranks them and gathers the rows to move."""
+        cols = self.index.cols
+        snap = Snapshot(self.step, self.index.generation, self.index.keys.clone(), cols["count"].clone(),
+                        cols["last"].clone(), cols["tier"].clone(), cols["row"].clone())
+        lag = min(self.cfg.storage.apply_after_steps, self.cfg.storage.rebalance_every_steps)
+        self._plan_steps = (self.step, self.step + lag)
+        self._written = []
+        self._worker = Worker(f"dynamic table {self.name}: tier rebalance of step {self.step}",
+                              self._make_plan, snap, self.step + lag)
+
+    def _make_plan(self, snap: Snapshot, apply_step: int) -> MovePlan:
+        """(Worker thread.) Rank the snapshot, pick the misplaced rows and read them. Reads
+        only: the tiers' free lists and the index are the training thread's alone. A row
+        written meanwhile may be read half-updated; it is re-read when the plan is applied."""
+        rows = live_rows(snap)
+        idx, dest = misplaced(snap.keys[rows], snap.count[rows], snap.last[rows],
+                              snap.tier[rows], self.cfg.storage.policy, self._capacities())
+        slots = rows[idx]
+        src_tier, src_pos = snap.tier[slots].to(torch.int64), snap.row[slots]
+        data = torch.empty((slots.numel(), self.width), dtype=torch.float32, device=self.device)
+        for t, store in enumerate(self.tiers):
+            sel = torch.nonzero(src_tier == t).squeeze(1)
+            if sel.numel():
+                data[sel] = store.read(src_pos[sel], self.device)
+        return MovePlan(snap.step, apply_step, snap.generation, slots, snap.keys[slots], src_tier,
+                        src_pos, dest, data)
+
+    def _apply_plan(self) -> None:
+        """(Training thread, at the plan's step.) Wait for the worker if needed, drop the
+        rows evicted or moved since the snapshot, re-read the rows written since, move."""
+        worker, self._worker = self._worker, None
+        written, self._written = self._written, []
+        self._plan_steps = None
+        if not worker.done:  # type: ignore[union-attr]
+            self.stats["plan_waited"] += 1  # apply_after_steps too short for this table
+        plan: MovePlan = worker.result()  # type: ignore[union-attr]
+        if plan.keys.numel() == 0:
+            return
+        cols = self.index.cols
+        if plan.generation == self.index.generation:  # no rebuild: a gather, not a probe
+            slots = torch.where(self.index.keys[plan.slots] == plan.keys, plan.slots, -1)
+        else:
+            slots = self.index.find(plan.keys)
+        ok = slots >= 0
+        at = slots.clamp(min=0)
+        tier = cols["tier"][at].to(torch.int64)
+        pos = cols["row"][at]
+        keep = ok & (tier == plan.src_tier) & (pos == plan.src_pos)
+        data, dest = plan.data, plan.dest
+        if not bool(keep.all()):  # evicted (or re-admitted elsewhere) since the snapshot
+            valid = torch.nonzero(keep).squeeze(1)
+            self.stats["move_dropped"] += plan.keys.numel() - valid.numel()
+            if valid.numel() == 0:
+                return
+            slots, tier, pos, dest, data = slots[valid], tier[valid], pos[valid], dest[valid], data[valid]
+        fresh = torch.zeros(0, dtype=torch.int64, device=slots.device)
+        if written:
+            fresh = torch.nonzero(torch.isin(self.index.keys[slots], torch.cat(written))).squeeze(1)
+        if fresh.numel():  # updated (or evicted and re-admitted in place) after the snapshot
+            data[fresh] = self._read(slots[fresh])
+            self.stats["move_reread"] += fresh.numel()
+        self._release(tier, pos)
+        self._place(slots, dest, data)
         self.stats["moved"] += slots.numel()
+
+    def wait(self) -> None:
+        """Wait for a background plan in flight (it stays due at its step); re-raises its
+        error. Saves call this, so no worker outlives the job's last checkpoint."""
+        if self._worker is not None:
+            self._worker.result()
+
+    def discard_plan(self) -> None:
+        """Wait for and drop a background plan in flight (a reload or a device move makes it
+        stale). Its error, if any, is still raised: a failing worker never goes unnoticed."""
+        worker = getattr(self, "_worker", None)
+        self._worker, self._plan_steps, self._written = None, None, []
+        if worker is not None:
+            worker.result()
 
     # ---- state ---------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """Every slot (rows and candidates) sorted by key, rows split into values + state."""
+        """Every slot (rows and candidates) sorted by key, rows split into values + state.
+
+        Exact with a background plan in flight: the tiers stay the only copy of the rows
+        until the training thread applies the plan (the worker only reads). The worker is
+        waited for (``wait``) so that its error surfaces here and no thread outlives the
+        last save; the plan itself stays due at its step, as in a run without the save."""
+        self.wait()
         live = self.index.live_slots()
         keys = self.index.keys[live]
         order = torch.sort(keys).indices
