@@ -19,57 +19,50 @@ def _infos(single: bool) -> list[FeatureInfo]:
             for n, rows in (("a", 7), ("b", 11), ("c", 5))]
 
 
-def test_single_id_block_equals_the_bag_path() -> None:
-    rng = np.random.default_rng(0)
-    b = 9
+def _inputs(lengths: dict[str, np.ndarray], b: int, seed: int) -> dict:
+    """Ids of the three features; a feature named in ``lengths`` is a bag of that many ids per
+    row (0 = an empty bag), the others one id per row."""
+    rng = np.random.default_rng(seed)
     inputs = {}
     for info in _infos(True):
-        inputs[info.name + ".values"] = tf.constant(rng.integers(0, info.num_embeddings, b), tf.int64)
-        inputs[info.name + ".offsets"] = tf.constant(np.arange(b + 1), tf.int64)
-    out = {}
-    for single in (True, False):
-        infos = _infos(single)
-        tf.keras.utils.set_random_seed(3)
-        bag = FusedEmbeddingBag(4, [(i.name, i.num_embeddings) for i in infos], infos, [], 0.5)
-        with tf.GradientTape() as tape:
-            block = bag.block(inputs)
-            loss = tf.reduce_sum(block * tf.reshape(tf.range(12, dtype=tf.float32) % 5, [1, 3, 4]))
-        grad = tf.convert_to_tensor(tape.gradient(loss, bag.weight))
-        out[single] = (block.numpy(), bag.block_sum(inputs).numpy(), grad.numpy())
-    for x, y in zip(out[True], out[False]):
+        n = lengths.get(info.name, np.ones(b, np.int64))
+        inputs[info.name + ".values"] = tf.constant(rng.integers(0, info.num_embeddings, int(n.sum())), tf.int64)
+        inputs[info.name + ".offsets"] = tf.constant(np.concatenate([[0], np.cumsum(n)]), tf.int64)
+    return inputs
+
+
+def _block_sum_grad(infos: list[FeatureInfo], inputs: dict) -> tuple[np.ndarray, ...]:
+    """(block, block_sum, table gradient of a weighted sum of the block) of a fresh bag."""
+    tf.keras.utils.set_random_seed(3)
+    bag = FusedEmbeddingBag(4, [(i.name, i.num_embeddings) for i in infos], infos, [], 0.5)
+    with tf.GradientTape() as tape:
+        block = bag.block(inputs)
+        loss = tf.reduce_sum(block * tf.reshape(tf.range(12, dtype=tf.float32) % 5, [1, 3, 4]))
+    grad = tf.convert_to_tensor(tape.gradient(loss, bag.weight))
+    return block.numpy(), bag.block_sum(inputs).numpy(), grad.numpy(), (bag._single_idx, bag._bag_idx)
+
+
+def test_single_id_block_equals_the_bag_path() -> None:
+    inputs = _inputs({}, 9, seed=0)
+    single, bags = _block_sum_grad(_infos(True), inputs), _block_sum_grad(_infos(False), inputs)
+    assert single[3] == ([0, 1, 2], []) and bags[3] == ([], [0, 1, 2])
+    for x, y in zip(single[:3], bags[:3]):
         np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-6)
-    assert out[True][0].shape == (b, 3, 4)
+    assert single[0].shape == (9, 3, 4)
 
 
 def test_mixed_single_and_bag_block_equals_the_bag_path() -> None:
     """Single-id features gathered directly next to a multi-value bag (the MovieLens shape:
     the bag in the middle, so the block is reassembled from three runs) give the all-bag
     path's block, block_sum and table gradient."""
-    rng = np.random.default_rng(1)
-    b = 9
-    lengths = rng.integers(0, 4, b)  # bag "b": 0-3 ids per row (an empty bag stays 0)
-    inputs = {}
-    for info in _infos(True):
-        if info.name == "b":
-            inputs["b.values"] = tf.constant(rng.integers(0, info.num_embeddings, int(lengths.sum())), tf.int64)
-            inputs["b.offsets"] = tf.constant(np.concatenate([[0], np.cumsum(lengths)]), tf.int64)
-        else:
-            inputs[info.name + ".values"] = tf.constant(rng.integers(0, info.num_embeddings, b), tf.int64)
-            inputs[info.name + ".offsets"] = tf.constant(np.arange(b + 1), tf.int64)
-    out = {}
-    for hybrid in (True, False):
-        infos = [dataclasses.replace(i, single=hybrid and i.name != "b") for i in _infos(True)]
-        tf.keras.utils.set_random_seed(3)
-        bag = FusedEmbeddingBag(4, [(i.name, i.num_embeddings) for i in infos], infos, [], 0.5)
-        assert (bag._single_idx, bag._bag_idx) == (([0, 2], [1]) if hybrid else ([], [0, 1, 2]))
-        with tf.GradientTape() as tape:
-            block = bag.block(inputs)
-            loss = tf.reduce_sum(block * tf.reshape(tf.range(12, dtype=tf.float32) % 5, [1, 3, 4]))
-        grad = tf.convert_to_tensor(tape.gradient(loss, bag.weight))
-        out[hybrid] = (block.numpy(), bag.block_sum(inputs).numpy(), grad.numpy())
-    for x, y in zip(out[True], out[False]):
+    lengths = np.random.default_rng(1).integers(0, 4, 9)  # bag "b": 0-3 ids per row
+    inputs = _inputs({"b": lengths}, 9, seed=1)
+    hybrid = _block_sum_grad([dataclasses.replace(i, single=i.name != "b") for i in _infos(True)], inputs)
+    bags = _block_sum_grad(_infos(False), inputs)
+    assert hybrid[3] == ([0, 2], [1])
+    for x, y in zip(hybrid[:3], bags[:3]):
         np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-6)
-    assert np.abs(out[True][0][:, 1]).sum() > 0 and np.all(out[True][0][lengths == 0, 1] == 0)
+    assert np.abs(hybrid[0][:, 1]).sum() > 0 and np.all(hybrid[0][lengths == 0, 1] == 0)
 
 
 def test_fused_adam_matches_keras_adam() -> None:
