@@ -110,7 +110,7 @@ def _train(spec: CVRunSpec, run: RunDir, config_yaml: str, resumed: bool) -> Pat
     from easycv.engine import CVEngine
     from easycv.models import build_model
     from trainer.checkpoint_io import read_meta
-    from trainer.job import _ensure_data, start_training_process
+    from trainer.job import _ensure_data, run_metrics, start_training_process
     from trainer.loop import TrainLoop, format_metrics
 
     root, data = spec.root, spec.root.data
@@ -155,23 +155,14 @@ def _train(spec: CVRunSpec, run: RunDir, config_yaml: str, resumed: bool) -> Pat
                  loop.progress.global_step)
 
     def write_metrics(final: bool) -> None:
-        p = loop.progress
         if not dist.is_main:
             return
-        atomic_write_json(run.metrics, {
-            "experiment": root.experiment_name, "domain": "cv", "model": spec.model.name, "backend": "torch",
-            "world_size": dist.world_size, "parameters": engine.num_parameters,
-            "steps": p.global_step, "epochs_completed": p.epoch, "stopped_early": p.stopped_early,
-            "train_samples_per_sec": p.train_samples / p.train_time if p.train_time else 0.0,
-            "bad_rows": {"train": train_loader.source.stats["bad_rows"],
-                         "eval": eval_loader.source.stats["bad_rows"] if eval_loader else 0},
-            "bad_files": train_loader.source.stats["bad_files"]
-            + (eval_loader.source.stats["bad_files"] if eval_loader else []),
-            "history": p.history, "final": p.history[-1] if p.history else {},
-            "best": {"metric": root.trainer.early_stopping.metric, "value": p.best},
-            "finished": final,
-            **({"pruned": trial_reporter.pruned} if trial_reporter is not None else {}),
-        })
+        bad = {"train": train_loader.source.stats["bad_rows"],
+               "eval": eval_loader.source.stats["bad_rows"] if eval_loader else 0}
+        bad_files = train_loader.source.stats["bad_files"] + (eval_loader.source.stats["bad_files"] if eval_loader
+                                                              else [])
+        atomic_write_json(run.metrics, run_metrics(loop, root, spec.model.name, "torch", engine, dist.world_size,
+                                                   bad, final, trial_reporter, domain="cv", bad_files=bad_files))
 
     loop.on_epoch_end = lambda: write_metrics(False)
     trial_reporter = attach_trial_reporter(loop)  # None unless run by the Optuna sweeper

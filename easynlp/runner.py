@@ -251,7 +251,7 @@ def spec_from_meta(meta: dict[str, Any]) -> NLPRunSpec:
 # ---------------------------------------------------------------------- train
 def train(spec: NLPRunSpec, run: RunDir, config_yaml: str, resumed: bool) -> Path:
     from trainer.checkpoint_io import read_meta
-    from trainer.job import start_training_process
+    from trainer.job import run_metrics, start_training_process
     from trainer.loop import TrainLoop, format_metrics
 
     root, data = spec.root, spec.root.data
@@ -326,31 +326,13 @@ def train(spec: NLPRunSpec, run: RunDir, config_yaml: str, resumed: bool) -> Pat
                 "train_tokens_per_sec": real / p.train_time if p.train_time else 0.0}
 
     def write_metrics(final: bool) -> None:
-        p = loop.progress
         if not dist.is_main:
             return
-        atomic_write_json(run.metrics, {
-            "experiment": root.experiment_name,
-            "domain": "nlp",
-            "model": spec.model.name,
-            "task": spec.model.task,
-            "backend": "torch",
-            "world_size": dist.world_size,
-            "parameters": engine.num_parameters,
-            "steps": p.global_step,
-            "epochs_completed": p.epoch,
-            "stopped_early": p.stopped_early,
-            "train_samples_per_sec": p.train_samples / p.train_time if p.train_time else 0.0,
-            "tokens": count_tokens(),
-            "padding": data.padding,
-            "bad_rows": {"train": train_loader.source.stats.get("bad_rows", 0),
-                         "eval": eval_loader.source.stats.get("bad_rows", 0) if eval_loader else 0},
-            "history": p.history,
-            "final": p.history[-1] if p.history else {},
-            "best": {"metric": root.trainer.early_stopping.metric, "value": p.best},
-            "finished": final,
-            **({"pruned": trial_reporter.pruned} if trial_reporter is not None else {}),
-        })
+        bad = {"train": train_loader.source.stats.get("bad_rows", 0),
+               "eval": eval_loader.source.stats.get("bad_rows", 0) if eval_loader else 0}
+        atomic_write_json(run.metrics, run_metrics(loop, root, spec.model.name, "torch", engine, dist.world_size,
+                                                   bad, final, trial_reporter, domain="nlp", task=spec.model.task,
+                                                   tokens=count_tokens(), padding=data.padding))
 
     loop.on_epoch_end = lambda: write_metrics(False)
     from automl.reporting import attach_trial_reporter

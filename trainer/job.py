@@ -328,6 +328,35 @@ def start_training_process(spec: Any, run: RunDir, config_yaml: str) -> tuple[An
     return dist, device
 
 
+def run_metrics(loop: Any, root: Any, model: str, backend: str, engine: Any, world_size: int,
+                bad_rows: dict[str, int], final: bool, trial_reporter: Any = None, **extra: Any) -> dict[str, Any]:
+    """The metrics.json body every domain writes (rec, easycv, easynlp): the run's identity, the
+    loop's progress and history, bad rows, and whatever the domain adds in ``extra``."""
+    p = loop.progress
+    out = {
+        "experiment": root.experiment_name,
+        "model": model,
+        "backend": backend,
+        "world_size": world_size,
+        "parameters": engine.num_parameters,
+        "steps": p.global_step,
+        "epochs_completed": p.epoch,
+        "stopped_early": p.stopped_early,
+        "train_samples_per_sec": p.train_samples / p.train_time if p.train_time else 0.0,
+        "bad_rows": bad_rows,
+        "history": p.history,
+        "final": p.history[-1] if p.history else {},
+        "best": {"metric": root.trainer.early_stopping.metric, "value": p.best},
+        "finished": final,
+        **extra,
+    }
+    if getattr(loop, "critical_path", None) is not None:
+        out["critical_path"] = loop.critical_path
+    if trial_reporter is not None:
+        out["pruned"] = trial_reporter.pruned
+    return out
+
+
 def _train(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
     root = spec.root
     run, resumed = _resolve_run(spec, run)
@@ -409,28 +438,12 @@ def _train(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
                  loop.progress.global_step)
 
     def write_metrics(final: bool) -> None:
-        p = loop.progress
         if not dist.is_main:
             return
-        atomic_write_json(run.metrics, {
-            "experiment": root.experiment_name,
-            "model": spec.model.name,
-            "backend": backend,
-            "world_size": dist.world_size,
-            "parameters": engine.num_parameters,
-            "steps": p.global_step,
-            "epochs_completed": p.epoch,
-            "stopped_early": p.stopped_early,
-            "train_samples_per_sec": p.train_samples / p.train_time if p.train_time else 0.0,
-            "bad_rows": {"train": train_src.stats.get("bad_rows", 0),
-                         "eval": eval_loader.source.stats.get("bad_rows", 0) if eval_loader else 0},
-            "history": p.history,
-            "final": p.history[-1] if p.history else {},
-            "best": {"metric": root.trainer.early_stopping.metric, "value": p.best},
-            "finished": final,
-            **({"critical_path": loop.critical_path} if loop.critical_path is not None else {}),
-            **({"pruned": trial_reporter.pruned} if trial_reporter is not None else {}),
-        })
+        bad = {"train": train_src.stats.get("bad_rows", 0),
+               "eval": eval_loader.source.stats.get("bad_rows", 0) if eval_loader else 0}
+        atomic_write_json(run.metrics, run_metrics(loop, root, spec.model.name, backend, engine, dist.world_size,
+                                                   bad, final, trial_reporter))
 
     mirror = None
     if root.paths.remote_dir and dist.is_main:
