@@ -11,19 +11,14 @@ each epoch); verbose=0, so deepctr-torch computes no per-batch metrics. The test
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
-import time
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", required=True, help=".npz written by bench_rec.py / bench_tf.py")
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--batch-size", type=int, default=1024)
-    parser.add_argument("--seed", type=int, default=1024)
-    args = parser.parse_args()
+    from encoded import epoch_timer, load, parse_args
+
+    args = parse_args(__doc__)
 
     import numpy as np
     import torch
@@ -33,41 +28,15 @@ def main() -> int:
     from deepctr_torch.inputs import DenseFeat, SparseFeat, VarLenSparseFeat, get_feature_names
     from deepctr_torch.models import DeepFM
 
-    data = np.load(args.data)
-    meta = json.loads(str(data["meta"]))
-    dim = int(meta["embedding_dim"])
-    columns = [SparseFeat(name, vocabulary_size=int(vocab), embedding_dim=dim)
-               for name, vocab in meta["sparse"].items()]
-    columns += [VarLenSparseFeat(SparseFeat(name, vocabulary_size=int(vocab), embedding_dim=dim),
-                                 maxlen=int(maxlen), combiner=combiner, length_name=f"{name}_len")
-                for name, (vocab, maxlen, combiner) in meta["varlen"].items()]
-    columns += [DenseFeat(name, int(d)) for name, d in meta.get("dense", {}).items()]
-    names = get_feature_names(columns)
-
-    def split(prefix: str) -> tuple[dict, np.ndarray]:
-        return {n: data[f"{prefix}_{n}"] for n in names}, data[f"{prefix}_y"].astype(np.float32)
-
+    meta, columns, split, has_test = load(args.data, SparseFeat, VarLenSparseFeat, DenseFeat, get_feature_names)
     x_train, y_train = split("train")
-    has_test = "test_y" in data.files
     torch.manual_seed(args.seed)
     model = DeepFM(columns, columns, dnn_hidden_units=tuple(meta["hidden_units"]),
                    l2_reg_linear=float(meta["l2_reg_linear"]), l2_reg_embedding=float(meta["l2_reg_embedding"]),
                    l2_reg_dnn=0.0, dnn_dropout=0.0, dnn_use_bn=False, seed=args.seed, task="binary", device="cpu")
     model.compile(torch.optim.Adam(model.parameters(), lr=float(meta["lr"])), "binary_crossentropy")
 
-    class EpochTimer(Callback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.seconds: list[float] = []
-            self._t = 0.0
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._t = time.perf_counter()
-
-        def on_epoch_end(self, epoch, logs=None):
-            self.seconds.append(time.perf_counter() - self._t)
-
-    timer = EpochTimer()
+    timer = epoch_timer(Callback)
     history = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs, shuffle=True,
                         verbose=0, callbacks=[timer])
     out = {"name": "deepctr-torch",
