@@ -61,6 +61,10 @@ def _best_config(study: Any, sweep: Any, best: list[Any], path: Path) -> Path:
         "command": rerun_command(overrides),
         "run_dir": t.user_attrs.get("run_dir"),
     }
+    if t.user_attrs.get("seed_values"):  # the objective is the mean over these runs; `command` re-runs the first
+        doc["seed_values"] = dict(t.user_attrs["seed_values"])
+    if sweep.s.average_last_epochs > 1:
+        doc["average_last_epochs"] = sweep.s.average_last_epochs
     final = t.user_attrs.get("final_overrides")
     if final:  # tuned with tune_overrides (a validation split): retrain without them, score on test
         doc["final_overrides"] = list(final)
@@ -70,7 +74,9 @@ def _best_config(study: Any, sweep: Any, best: list[Any], path: Path) -> Path:
                                 "params": dict(p.params)} for p in best]
     resolved = Path(t.user_attrs.get("run_dir", "")) / "config.yaml"
     header = (f"# Best trial of study '{sweep.s.study_name}' ({'Pareto front, best first by ' + sweep.s.optimize_metric[0] if sweep.multi else 'best value'}).\n"
-              f"# Re-run it as-is (from the directory the sweep ran in):\n#   {doc['command']}\n"
+              + (f"# Its objective is the mean over seeds {sweep.s.seeds} (seed_values); `command` re-runs the "
+                 f"first seed's run.\n" if doc.get("seed_values") else "")
+              + f"# Re-run it as-is (from the directory the sweep ran in):\n#   {doc['command']}\n"
               f"# The full resolved config it ran with: {resolved}\n"
               + (f"# Tuned with {sweep.s.tune_overrides}: retrain without them and score on the test split:\n"
                  f"#   {doc['final_command']}\n" if final else ""))
