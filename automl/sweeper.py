@@ -66,6 +66,7 @@ class SweepSettings:
     seeds: list[int] | None = None  # train each trial once per seed; objective = the mean over seeds
     seed_key: str = "seed"  # the config path a seed from `seeds` is written to
     average_last_epochs: int = 1  # a run's objective: the mean of its last K per-epoch evaluations
+    best_by: str = "mean"  # mean | lower_bound (mean over seeds minus its standard error) picks best_config
 
     @property
     def storage_url(self) -> str:
@@ -110,6 +111,11 @@ class Sweep:
                 or s.average_last_epochs < 1:
             raise ConfigError("hydra.sweeper.average_last_epochs", f"must be an integer >= 1 (1: the last epoch's "
                               f"score), got {s.average_last_epochs}")
+        if s.best_by not in ("mean", "lower_bound"):
+            raise ConfigError("hydra.sweeper.best_by", f"must be mean or lower_bound, got {s.best_by!r}")
+        if s.best_by == "lower_bound" and (len(s.optimize_metric) > 1 or not s.seeds or len(s.seeds) < 2):
+            raise ConfigError("hydra.sweeper.best_by", "lower_bound needs one optimize_metric and at least two "
+                              "seeds (hydra.sweeper.seeds=[42,1,2]): it ranks trials by their spread over seeds")
         for name, d in self.space.items():  # a searched epoch count: the largest one bounds hyperband's resource
             if "trainer.epochs" in self.targets.get(name, [name]):
                 s.max_epochs = int(max(d.choices) if hasattr(d, "choices") else d.high)

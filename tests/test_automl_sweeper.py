@@ -290,3 +290,32 @@ hydra:
     assert best["seed_values"] == {"1": pytest.approx(per_seed[0]), "2": pytest.approx(per_seed[1])}
     assert best["overrides"][-1] == "seed=1"  # `command` re-runs the first seed's run as-is
     assert "(seeds 1, 2)" in out.stdout
+
+
+def test_best_by_lower_bound_prefers_a_consistent_win_and_reports_the_gain_over_the_default():
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    from automl.sweeper import Sweep, SweepSettings
+    from automl.sweeper_outputs import _best_trials, seed_stats, vs_default
+    from trainer.errors import ConfigError
+
+    study = optuna.create_study(direction="maximize")
+    dist = {"lr": FloatDistribution(0.0, 1.0)}
+    for lr, seeds, attrs in ((0.5, [0.70, 0.69, 0.71], {"source": "default config"}),
+                             (0.1, [0.74, 0.68, 0.71], {}),        # the best mean, but a lucky seed
+                             (0.2, [0.705, 0.697, 0.714], {})):   # a little lower mean, every seed ahead
+        values = dict(zip(["1", "2", "3"], seeds))
+        study.add_trial(create_trial(value=sum(seeds) / 3, params={"lr": lr}, distributions=dist,
+                                     user_attrs={"seed_values": values, **attrs}))
+    assert [t.number for t in _best_trials(study, False)] == [1]
+    assert [t.number for t in _best_trials(study, False, "lower_bound")] == [2]
+    mean, se, n = seed_stats(study.trials[1])
+    assert n == 3 and mean == pytest.approx(0.71) and se == pytest.approx(0.03 / 3 ** 0.5)
+    cmp = vs_default(study, study.trials[2])
+    assert cmp["trial"] == 0 and cmp["gain"] == pytest.approx(0.016 / 3)
+    assert cmp["gain_per_seed"] == {"1": pytest.approx(0.005), "2": pytest.approx(0.007), "3": pytest.approx(0.004)}
+    assert vs_default(study, study.trials[0]) is None  # the default itself is best: nothing to compare
+    with pytest.raises(ConfigError, match="hydra.sweeper.best_by"):  # lower_bound needs seeds to spread over
+        Sweep(SweepSettings(sweep_dir=Path("/nonexistent"), study_name="s", optimize_metric=["eval/auc"],
+                            direction=["maximize"], params={"lr": [0.1]}, best_by="lower_bound"), [], Path("."))
