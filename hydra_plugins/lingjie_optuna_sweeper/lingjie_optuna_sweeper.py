@@ -51,7 +51,7 @@ class LingjieOptunaSweeperConf:
     params: Dict[str, Any] = field(default_factory=dict)  # the search space: config path -> distribution
     trial_overrides: List[str] = field(default_factory=lambda: ["trainer.export.enabled=false",
                                                                 "trainer.progress_bar=false"])
-    trial_timeout_s: Optional[float] = None
+    trial_timeout_s: Optional[float] = None  # per training run (with `seeds`: per seed)
     plots: bool = True
 
 
