@@ -9,7 +9,12 @@ trial process at a time; they ask and tell through the same storage, so several 
 also run the same command against one RDB URL.
 
 The objective is read from the trial's metrics.json: final[metric] (or a top-level key such as
-`parameters`). The study lives in the storage (a journal file in the sweep directory unless
+`parameters`). Two knobs make it less noisy, because a single run's last-epoch score carries seed
+and epoch-to-epoch noise as large as the differences a sweep looks for (benchmarks/RESULTS.md):
+`seeds: [a, b, ...]` trains every trial once per seed (`<seed_key>=a`, ...) and scores the mean;
+`average_last_epochs: K` scores each run by the mean of its last K per-epoch evaluations.
+Pruning acts on the first seed's run only (every trial's first run has the same seed, so the
+pruner compares like with like); a pruned trial never starts its other seeds. The study lives in the storage (a journal file in the sweep directory unless
 `storage` is an RDB URL): rerunning the command resumes it, `n_trials` is the total.
 """
 from __future__ import annotations
@@ -58,6 +63,10 @@ class SweepSettings:
     enqueue_default: bool = True
     default_values: dict[str, Any] = field(default_factory=dict)  # config path -> its value in the composed config
     report_every_n_steps: int | None = None
+    seeds: list[int] | None = None  # train each trial once per seed; objective = the mean over seeds
+    seed_key: str = "seed"  # the config path a seed from `seeds` is written to
+    average_last_epochs: int = 1  # a run's objective: the mean of its last K per-epoch evaluations
+    best_by: str = "mean"  # mean | lower_bound (mean over seeds minus its standard error) picks best_config
 
     @property
     def storage_url(self) -> str:
@@ -90,6 +99,23 @@ class Sweep:
         if s.report_every_n_steps is not None and int(s.report_every_n_steps) < 1:
             raise ConfigError("hydra.sweeper.report_every_n_steps", f"must be >= 1 (report every N train steps) "
                               f"or null (report per epoch), got {s.report_every_n_steps}")
+        if s.seeds is not None:
+            if not isinstance(s.seeds, (list, tuple)) or not s.seeds or not all(
+                    isinstance(x, int) and not isinstance(x, bool) for x in s.seeds):
+                raise ConfigError("hydra.sweeper.seeds", f"must be a non-empty list of integer seeds (e.g. "
+                                  f"[42,1,2]) or null (one run per trial with the config's seed), got {s.seeds}")
+            if len(set(s.seeds)) != len(s.seeds):
+                raise ConfigError("hydra.sweeper.seeds", f"lists a seed twice: {s.seeds}")
+            s.seeds = [int(x) for x in s.seeds]
+        if isinstance(s.average_last_epochs, bool) or not isinstance(s.average_last_epochs, int) \
+                or s.average_last_epochs < 1:
+            raise ConfigError("hydra.sweeper.average_last_epochs", f"must be an integer >= 1 (1: the last epoch's "
+                              f"score), got {s.average_last_epochs}")
+        if s.best_by not in ("mean", "lower_bound"):
+            raise ConfigError("hydra.sweeper.best_by", f"must be mean or lower_bound, got {s.best_by!r}")
+        if s.best_by == "lower_bound" and (len(s.optimize_metric) > 1 or not s.seeds or len(s.seeds) < 2):
+            raise ConfigError("hydra.sweeper.best_by", "lower_bound needs one optimize_metric and at least two "
+                              "seeds (hydra.sweeper.seeds=[42,1,2]): it ranks trials by their spread over seeds")
         for name, d in self.space.items():  # a searched epoch count: the largest one bounds hyperband's resource
             if "trainer.epochs" in self.targets.get(name, [name]):
                 s.max_epochs = int(max(d.choices) if hasattr(d, "choices") else d.high)
@@ -201,15 +227,17 @@ class Sweep:
         return [f"{path}={override_value(v)}" for k, v in params.items() for path in self.targets.get(k, [k])]
 
     def _run_trial(self, study: Any, trial: Any) -> None:
+        """One trial: a training process per seed (one with the config's seed when `seeds` is null),
+        run one after the other; the first reports to the pruner, the others only add their score."""
         from optuna.trial import TrialState
 
         s = self.s
         trial_dir = (s.sweep_dir / str(trial.number)).resolve()
         trial_dir.mkdir(parents=True, exist_ok=True)
         params = self.trial_overrides(trial.params)
-        cmd = [sys.executable, "-m", "trainer", *self.run_overrides, *params, *s.trial_overrides,
-               f"hydra.run.dir={trial_dir}"]
-        trial.set_user_attr("overrides", [*self.run_overrides, *params])
+        seeds: list[int | None] = list(s.seeds) if s.seeds else [None]
+        seed_ov = [[f"{s.seed_key}={x}"] if x is not None else [] for x in seeds]
+        trial.set_user_attr("overrides", [*self.run_overrides, *params, *seed_ov[0]])
         if s.tune_overrides:
             trial.set_user_attr("final_overrides", [*self.fixed, *params])
         trial.set_user_attr("run_dir", str(trial_dir))
@@ -220,43 +248,69 @@ class Sweep:
             "pruner": s.pruner, "pruner_args": s.pruner_args, "max_epochs": s.max_epochs,
             "report_every_n_steps": s.report_every_n_steps})}
         env.pop("LINGJIE_WORKER", None)
-        print(f"[sweep] trial {trial.number} start: {' '.join(params)}", flush=True)
+        plain_env = {k: v for k, v in env.items() if k != ENV}  # later seeds: no reports, no pruning
+        print(f"[sweep] trial {trial.number} start: {' '.join(params)}"
+              + (f" (seeds {', '.join(map(str, seeds))})" if s.seeds else ""), flush=True)
         t0 = time.perf_counter()
-        with open(trial_dir / "trial.log", "w") as out:
-            try:
-                proc = subprocess.run(cmd, cwd=self.cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                      timeout=s.trial_timeout_s)
-                rc = proc.returncode
-            except subprocess.TimeoutExpired:
-                rc = None
+        per_seed: list[list[float]] = []
+        epochs = steps = 0
+        pruned = False
+        for i, (seed, extra) in enumerate(zip(seeds, seed_ov)):
+            run_dir = trial_dir if i == 0 else trial_dir / f"seed_{seed}"
+            run_dir.mkdir(parents=True, exist_ok=True)
+            cmd = [sys.executable, "-m", "trainer", *self.run_overrides, *params, *extra, *s.trial_overrides,
+                   f"hydra.run.dir={run_dir}"]
+            with open(run_dir / "trial.log", "w") as out:
+                try:
+                    proc = subprocess.run(cmd, cwd=self.cwd, env=env if i == 0 else plain_env, stdout=out,
+                                          stderr=subprocess.STDOUT, timeout=s.trial_timeout_s)
+                    rc = proc.returncode
+                except subprocess.TimeoutExpired:
+                    rc = None
+            if rc != 0:
+                trial.set_user_attr("seconds", round(time.perf_counter() - t0, 2))
+                where = f" (seed {seed})" if seed is not None else ""
+                reason = (f"timed out after {s.trial_timeout_s}s{where}" if rc is None else
+                          f"exit status {rc}{where}: {_last_error(run_dir / 'trial.log')}")
+                self._tell_failed(study, trial, reason)
+                return
+            metrics = json.loads((run_dir / "metrics.json").read_text())
+            epochs += int(metrics.get("epochs_completed") or 0)
+            steps += int(metrics.get("steps") or 0)
+            values = []
+            for m in s.optimize_metric:
+                v = run_objective(metrics, m, s.average_last_epochs)
+                if v is None:
+                    available = sorted(k for k in metrics.get("final", {}) if "/" in k) + ["parameters"]
+                    trial.set_user_attr("seconds", round(time.perf_counter() - t0, 2))
+                    self._tell_failed(study, trial, f"optimize_metric '{m}' not in metrics.json (available: "
+                                                    f"{', '.join(available)})")
+                    return
+                values.append(v)
+            per_seed.append(values)
+            if metrics.get("pruned"):  # only the first run reports, so only it can be pruned
+                pruned = True
+                break
         seconds = time.perf_counter() - t0
         trial.set_user_attr("seconds", round(seconds, 2))
-        if rc != 0:
-            reason = f"timed out after {s.trial_timeout_s}s" if rc is None else f"exit status {rc}: {_last_error(trial_dir / 'trial.log')}"
-            self._tell_failed(study, trial, reason)
-            return
-        metrics = json.loads((trial_dir / "metrics.json").read_text())
-        trial.set_user_attr("epochs", metrics.get("epochs_completed"))
-        trial.set_user_attr("steps", metrics.get("steps"))
-        values = []
-        for m in s.optimize_metric:
-            v = metrics.get("final", {}).get(m, metrics.get(m))
-            if v is None or not isinstance(v, (int, float)) or math.isnan(float(v)):
-                available = sorted(k for k in metrics.get("final", {}) if "/" in k) + ["parameters"]
-                self._tell_failed(study, trial, f"optimize_metric '{m}' not in metrics.json (available: "
-                                                f"{', '.join(available)})")
-                return
-            values.append(float(v))
+        trial.set_user_attr("epochs", epochs)
+        trial.set_user_attr("steps", steps)
+        values = [sum(v[j] for v in per_seed) / len(per_seed) for j in range(len(s.optimize_metric))]
+        if s.seeds and not pruned:
+            trial.set_user_attr("seed_values", {str(x): (v if self.multi else v[0]) for x, v in zip(seeds, per_seed)})
         with self.lock:
-            if metrics.get("pruned"):
+            if pruned:
                 study.tell(trial, state=TrialState.PRUNED)
                 state = "pruned"
             else:
                 study.tell(trial, values if self.multi else values[0])
                 state = "complete"
-        print(f"[sweep] trial {trial.number} {state} after {metrics.get('epochs_completed')} epoch(s) "
-              f"({metrics.get('steps')} steps), "
-              f"{seconds:.1f}s: " + ", ".join(f"{m}={v:.5f}" for m, v in zip(s.optimize_metric, values)), flush=True)
+        spread = ""
+        if s.seeds and not pruned and len(per_seed) > 1:
+            spread = " (per seed: " + ", ".join(f"{v[0]:.5f}" for v in per_seed) + ")"
+        print(f"[sweep] trial {trial.number} {state} after {epochs} epoch(s) ({steps} steps), "
+              f"{seconds:.1f}s: " + ", ".join(f"{m}={v:.5f}" for m, v in zip(s.optimize_metric, values)) + spread,
+              flush=True)
 
     def _tell_failed(self, study: Any, trial: Any, error: str) -> None:
         from optuna.trial import TrialState
@@ -265,6 +319,25 @@ class Sweep:
             trial.set_user_attr("error", error[-2000:])
             study.tell(trial, state=TrialState.FAIL)
         print(f"[sweep] trial {trial.number} failed: {error[-500:]}", flush=True)
+
+
+def run_objective(metrics: dict[str, Any], metric: str, last_epochs: int = 1) -> float | None:
+    """One run's score for ``metric`` from its metrics.json: the mean of the last ``last_epochs``
+    per-epoch evaluations in ``history`` (fewer when the run had fewer epochs), or ``final[metric]``
+    (then a top-level key such as ``parameters``) when the metric has no per-epoch values or
+    ``last_epochs`` is 1. None when the metric is absent or not a finite number."""
+    def number(v: Any) -> float | None:
+        if v is None or isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
+            return None
+        return float(v)
+
+    if last_epochs > 1:
+        series = [number(h.get(metric)) for h in metrics.get("history", []) if isinstance(h, dict)]
+        series = [v for v in series if v is not None]
+        if series:
+            tail = series[-last_epochs:]
+            return sum(tail) / len(tail)
+    return number(metrics.get("final", {}).get(metric, metrics.get(metric)))
 
 
 def _internal(dist: Any, value: Any) -> Any:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import shlex
 import warnings
 from pathlib import Path
@@ -14,12 +15,21 @@ def write_outputs(study: Any, sweep: Any) -> dict[str, Path]:
     s = sweep.s
     out: dict[str, Path] = {}
     out["trials.csv"] = _trials_csv(study, s.sweep_dir / "trials.csv")
-    best = _best_trials(study, sweep.multi)
+    best = _best_trials(study, sweep.multi, getattr(s, "best_by", "mean"))
     if best:
         out["best_config.yaml"] = _best_config(study, sweep, best, s.sweep_dir / "best_config.yaml")
     if s.plots:
         out.update(_plots(study, sweep))
     print(summary_table(study, sweep, best), flush=True)
+    if best and not sweep.multi:
+        cmp = vs_default(study, best[0])
+        if cmp:
+            se = cmp.get("gain_standard_error")
+            print(f"[sweep] best (trial {best[0].number}) vs the default config (trial {cmp['trial']}): "
+                  f"{cmp['gain']:+.5f} {s.optimize_metric[0]}"
+                  + (f" (paired over {len(cmp['gain_per_seed'])} seeds, standard error {se:.5f}"
+                     + ("; within noise" if abs(cmp['gain']) < 2 * se else "") + ")" if se is not None else ""),
+                  flush=True)
     for name, path in out.items():
         print(f"[sweep] wrote {path}", flush=True)
     return out
@@ -32,15 +42,61 @@ def _trials_csv(study: Any, path: Path) -> Path:
     return path
 
 
-def _best_trials(study: Any, multi: bool) -> list[Any]:
+def _best_trials(study: Any, multi: bool, best_by: str = "mean") -> list[Any]:
     from optuna.trial import TrialState
 
-    if not any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
+    if not complete:
         return []
     if multi:  # the Pareto front, best first by the first objective
         sign = -1 if study.directions[0].name == "MAXIMIZE" else 1
         return sorted(study.best_trials, key=lambda t: sign * t.values[0])
+    if best_by == "lower_bound":
+        sign = 1 if study.direction.name == "MAXIMIZE" else -1
+        return [max(complete, key=lambda t: (conservative_value(t, sign), -t.number))]
     return [study.best_trial]
+
+
+def seed_stats(trial: Any) -> tuple[float, float, int]:
+    """(mean, standard error of the mean, n) of a trial's per-seed objective values (`seed_values`);
+    the standard error is 0.0 for a single run."""
+    values = [float(v) for v in (trial.user_attrs.get("seed_values") or {}).values()] or [float(trial.value)]
+    n = len(values)
+    mean = sum(values) / n
+    if n < 2:
+        return mean, 0.0, n
+    var = sum((v - mean) ** 2 for v in values) / (n - 1)
+    return mean, math.sqrt(var / n), n
+
+
+def conservative_value(trial: Any, sign: int = 1) -> float:
+    """A trial's objective one standard error towards "worse" (sign 1: maximize): with `seeds`, a
+    trial whose seeds disagree ranks below one that scores the same mean consistently."""
+    mean, se, _ = seed_stats(trial)
+    return sign * mean - se
+
+
+def vs_default(study: Any, best: Any) -> dict[str, Any] | None:
+    """The best trial against the default config's trial (enqueue_default), seed by seed: the
+    paired gains, their mean and its standard error; None without a completed default trial."""
+    from optuna.trial import TrialState
+
+    default = next((t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE
+                    and t.user_attrs.get("source") == "default config"), None)
+    if default is None or default.number == best.number:
+        return None
+    a, b = best.user_attrs.get("seed_values") or {}, default.user_attrs.get("seed_values") or {}
+    common = [k for k in a if k in b]
+    gains = {k: float(a[k]) - float(b[k]) for k in common} if common else {"-": float(best.value) - float(default.value)}
+    n = len(gains)
+    mean = sum(gains.values()) / n
+    se = math.sqrt(sum((g - mean) ** 2 for g in gains.values()) / (n - 1) / n) if n > 1 else None
+    out: dict[str, Any] = {"trial": default.number, "objective": float(default.value), "gain": mean}
+    if common:
+        out["gain_per_seed"] = gains
+    if se is not None:
+        out["gain_standard_error"] = se
+    return out
 
 
 def rerun_command(overrides: list[str]) -> str:
@@ -61,6 +117,18 @@ def _best_config(study: Any, sweep: Any, best: list[Any], path: Path) -> Path:
         "command": rerun_command(overrides),
         "run_dir": t.user_attrs.get("run_dir"),
     }
+    if t.user_attrs.get("seed_values"):  # the objective is the mean over these runs; `command` re-runs the first
+        doc["seed_values"] = dict(t.user_attrs["seed_values"])
+    if not sweep.multi:
+        doc["selected_by"] = sweep.s.best_by
+        if sweep.s.best_by == "lower_bound":
+            mean, se, n = seed_stats(t)
+            doc["lower_bound"] = mean - se if sweep.s.direction[0] == "maximize" else mean + se
+        cmp = vs_default(study, t)
+        if cmp:
+            doc["vs_default"] = cmp
+    if sweep.s.average_last_epochs > 1:
+        doc["average_last_epochs"] = sweep.s.average_last_epochs
     final = t.user_attrs.get("final_overrides")
     if final:  # tuned with tune_overrides (a validation split): retrain without them, score on test
         doc["final_overrides"] = list(final)
@@ -70,7 +138,9 @@ def _best_config(study: Any, sweep: Any, best: list[Any], path: Path) -> Path:
                                 "params": dict(p.params)} for p in best]
     resolved = Path(t.user_attrs.get("run_dir", "")) / "config.yaml"
     header = (f"# Best trial of study '{sweep.s.study_name}' ({'Pareto front, best first by ' + sweep.s.optimize_metric[0] if sweep.multi else 'best value'}).\n"
-              f"# Re-run it as-is (from the directory the sweep ran in):\n#   {doc['command']}\n"
+              + (f"# Its objective is the mean over seeds {sweep.s.seeds} (seed_values); `command` re-runs the "
+                 f"first seed's run.\n" if doc.get("seed_values") else "")
+              + f"# Re-run it as-is (from the directory the sweep ran in):\n#   {doc['command']}\n"
               f"# The full resolved config it ran with: {resolved}\n"
               + (f"# Tuned with {sweep.s.tune_overrides}: retrain without them and score on the test split:\n"
                  f"#   {doc['final_command']}\n" if final else ""))

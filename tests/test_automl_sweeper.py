@@ -224,3 +224,98 @@ def test_a_wrong_sweeper_knob_is_one_clear_error(tmp_path):
                    "hydra.sweeper.report_every_n_steps=0"], cwd=tmp_path, check=False)
     assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
     assert "hydra.sweeper.report_every_n_steps" in out.stderr and "null (report per epoch)" in out.stderr
+
+
+def test_run_objective_and_seed_knobs_are_checked():
+    from automl.sweeper import Sweep, SweepSettings, run_objective
+    from trainer.errors import ConfigError
+
+    metrics = {"history": [{"eval/auc": 0.6}, {"eval/auc": 0.7}, {"eval/auc": 0.8}],
+               "final": {"eval/auc": 0.8}, "parameters": 1234}
+    assert run_objective(metrics, "eval/auc") == 0.8
+    assert run_objective(metrics, "eval/auc", 2) == pytest.approx(0.75)
+    assert run_objective(metrics, "eval/auc", 5) == pytest.approx(0.7)  # fewer epochs than K: all of them
+    assert run_objective(metrics, "parameters", 2) == 1234.0  # no per-epoch values: the final/top-level one
+    assert run_objective({"final": {"eval/auc": float("nan")}}, "eval/auc") is None
+    params = {"lr": [0.1, 0.01]}
+
+    def settings(**kw):
+        return SweepSettings(sweep_dir=Path("/nonexistent"), study_name="s", optimize_metric=["eval/auc"],
+                             direction=["maximize"], params=params, **kw)
+
+    assert Sweep(settings(seeds=[3, 1]), [], Path(".")).s.seeds == [3, 1]
+    for bad, knob in (({"seeds": []}, "seeds"), ({"seeds": [1, 1]}, "seeds"), ({"seeds": ["a"]}, "seeds"),
+                      ({"average_last_epochs": 0}, "average_last_epochs")):
+        with pytest.raises(ConfigError, match=f"hydra.sweeper.{knob}"):
+            Sweep(settings(**bad), [], Path("."))
+
+
+@pytest.mark.slow
+def test_seeds_average_the_objective_and_a_pruned_trial_skips_its_other_seeds(tmp_path, data_dir):
+    """seeds: [1, 2] trains trial 0 twice (seed=1, seed=2) and scores the mean over seeds of each
+    run's 2 epochs' mean; trial 1 (lr 1e-9, RandomSampler seed 0) is pruned after epoch 1 of its
+    seed-1 run and never starts seed 2."""
+    space = """# @package _global_
+defaults:
+  - override /hydra/sweeper: lingjie_optuna
+hydra:
+  sweep: {dir: sweep}
+  sweeper:
+    sampler: random
+    seed: 0
+    n_trials: 2
+    pruner: median
+    pruner_args: {n_startup_trials: 1, n_warmup_steps: 0}
+    seeds: [1, 2]
+    average_last_epochs: 2
+    params:
+      lr: {type: categorical, choices: [0.05, 1.0e-9], paths: [trainer.optimizer.sparse.lr, trainer.optimizer.dense.lr]}
+"""
+    lr = ["trainer.optimizer.sparse.lr=0.05", "trainer.optimizer.dense.lr=0.05"]
+    out = run_cli(["-m", "+experiment=movielens_deepfm", "hparams_search=t", _search_path(tmp_path, space), *SHRINK,
+                   "trainer.epochs=2", "logger.tensorboard=false", *lr], cwd=tmp_path)
+    sweep = tmp_path / "sweep"
+    runs = {seed: json.loads((sweep / "0" / sub / "metrics.json").read_text()) for seed, sub in ((1, "."), (2, "seed_2"))}
+    for seed, m in runs.items():  # each run really trained with its seed
+        assert yaml.safe_load((sweep / "0" / ("." if seed == 1 else "seed_2") / "config.yaml").read_text())["seed"] == seed
+    per_seed = [sum(h["eval/auc"] for h in m["history"][-2:]) / 2 for m in runs.values()]
+    assert per_seed[0] != per_seed[1]  # the seeds differ, so the mean is a real average
+    rows = {r["number"]: r for r in _trials(sweep)}
+    assert rows["0"]["state"] == "COMPLETE", out.stdout
+    assert float(rows["0"]["value"]) == pytest.approx(sum(per_seed) / 2, abs=1e-9)
+    assert int(rows["0"]["user_attrs_steps"]) == 2 * 24  # 2 epochs of 12 steps, twice
+    assert rows["1"]["state"] == "PRUNED" and int(rows["1"]["user_attrs_epochs"]) == 1, out.stdout
+    assert not (sweep / "1" / "seed_2").exists()
+    best = yaml.safe_load((sweep / "best_config.yaml").read_text())
+    assert best["seed_values"] == {"1": pytest.approx(per_seed[0]), "2": pytest.approx(per_seed[1])}
+    assert best["overrides"][-1] == "seed=1"  # `command` re-runs the first seed's run as-is
+    assert "(seeds 1, 2)" in out.stdout
+
+
+def test_best_by_lower_bound_prefers_a_consistent_win_and_reports_the_gain_over_the_default():
+    from optuna.distributions import FloatDistribution
+    from optuna.trial import create_trial
+
+    from automl.sweeper import Sweep, SweepSettings
+    from automl.sweeper_outputs import _best_trials, seed_stats, vs_default
+    from trainer.errors import ConfigError
+
+    study = optuna.create_study(direction="maximize")
+    dist = {"lr": FloatDistribution(0.0, 1.0)}
+    for lr, seeds, attrs in ((0.5, [0.70, 0.69, 0.71], {"source": "default config"}),
+                             (0.1, [0.74, 0.68, 0.71], {}),        # the best mean, but a lucky seed
+                             (0.2, [0.705, 0.697, 0.714], {})):   # a little lower mean, every seed ahead
+        values = dict(zip(["1", "2", "3"], seeds))
+        study.add_trial(create_trial(value=sum(seeds) / 3, params={"lr": lr}, distributions=dist,
+                                     user_attrs={"seed_values": values, **attrs}))
+    assert [t.number for t in _best_trials(study, False)] == [1]
+    assert [t.number for t in _best_trials(study, False, "lower_bound")] == [2]
+    mean, se, n = seed_stats(study.trials[1])
+    assert n == 3 and mean == pytest.approx(0.71) and se == pytest.approx(0.03 / 3 ** 0.5)
+    cmp = vs_default(study, study.trials[2])
+    assert cmp["trial"] == 0 and cmp["gain"] == pytest.approx(0.016 / 3)
+    assert cmp["gain_per_seed"] == {"1": pytest.approx(0.005), "2": pytest.approx(0.007), "3": pytest.approx(0.004)}
+    assert vs_default(study, study.trials[0]) is None  # the default itself is best: nothing to compare
+    with pytest.raises(ConfigError, match="hydra.sweeper.best_by"):  # lower_bound needs seeds to spread over
+        Sweep(SweepSettings(sweep_dir=Path("/nonexistent"), study_name="s", optimize_metric=["eval/auc"],
+                            direction=["maximize"], params={"lr": [0.1]}, best_by="lower_bound"), [], Path("."))

@@ -39,10 +39,19 @@ class LingjieOptunaSweeperConf:
     # overrides only the trials get, e.g. [data=movielens_100k_valid] to tune on a validation split;
     # best_config.yaml's final_command leaves them out (retrain on train, score on the test split)
     tune_overrides: List[str] = field(default_factory=list)
+    # a less noisy objective: train every trial once per seed (seed_key=<seed>) and score the mean;
+    # pruning watches the first seed's run, a pruned trial skips the others. null: one run, config's seed
+    seeds: Optional[List[int]] = None
+    seed_key: str = "seed"
+    # a run's score: the mean of its last K per-epoch evaluations of the metric (1: the last epoch's)
+    average_last_epochs: int = 1
+    # which trial best_config.yaml holds: mean (the study's best value) or lower_bound (the best mean
+    # over seeds minus its standard error: a consistent win over a lucky one; needs >= 2 seeds)
+    best_by: str = "mean"
     params: Dict[str, Any] = field(default_factory=dict)  # the search space: config path -> distribution
     trial_overrides: List[str] = field(default_factory=lambda: ["trainer.export.enabled=false",
                                                                 "trainer.progress_bar=false"])
-    trial_timeout_s: Optional[float] = None
+    trial_timeout_s: Optional[float] = None  # per training run (with `seeds`: per seed)
     plots: bool = True
 
 
@@ -81,7 +90,9 @@ class LingjieOptunaSweeper(Sweeper):
             trial_overrides=list(st.get("trial_overrides") or []), trial_timeout_s=st.get("trial_timeout_s"),
             max_epochs=trainer_cfg.get("epochs"), plots=bool(st.get("plots", True)),
             report_every_n_steps=st.get("report_every_n_steps"), enqueue_default=bool(st.get("enqueue_default", True)),
-            tune_overrides=[str(o) for o in st.get("tune_overrides") or []])
+            tune_overrides=[str(o) for o in st.get("tune_overrides") or []],
+            seeds=st.get("seeds"), seed_key=str(st.get("seed_key") or "seed"),
+            average_last_epochs=st.get("average_last_epochs", 1), best_by=str(st.get("best_by") or "mean"))
         searched = {p for ps in targets(settings.params).values() for p in ps} | set(split_arguments(list(arguments))[1])
         settings.default_values = {p: _value(cfg, p) for p in searched}
         if len(settings.direction) == 1 and len(settings.optimize_metric) > 1:
