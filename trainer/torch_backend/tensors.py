@@ -8,7 +8,10 @@ from easyrec.features.batch import Batch
 
 
 def as_tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
-    t = torch.from_numpy(np.ascontiguousarray(a))
+    """Zero-copy for writable contiguous arrays; read-only ones (Arrow's zero-copy buffers, memory
+    maps) are copied, since torch cannot mark a tensor read-only and an in-place op would write
+    into the source (undefined behaviour; torch warns)."""
+    t = torch.from_numpy(np.require(a, requirements=("C", "W")))
     return t.to(device, non_blocking=True) if device.type != "cpu" else t
 
 
