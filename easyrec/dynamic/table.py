@@ -273,21 +273,7 @@ class DynamicTable:
         keys = self.index.keys[slots]
         pick = (mix(keys, _POOL_SALT) & _POSITIVE) % self.pool.shape[0]
         rows[:, :self.dim] = self.pool[pick]
-        start = 0
-        for t, store in enumerate(self.tiers):
-            room = slots.numel() - start if store.free_rows is None else min(store.free_rows, slots.numel() - start)
-            if room <= 0:
-                continue
-            part = slots[start:start + room]
-            pos = store.alloc(room)
-            self.index.cols["tier"][part] = t
-            self.index.cols["row"][part] = pos.to(self.device)
-            store.write(pos, rows[start:start + room])
-            start += room
-            if start == slots.numel():
-                break
-        if start != slots.numel():  # pragma: no cover - capacity is enforced above
-            raise RuntimeError(f"dynamic table {self.name}: no room for {slots.numel() - start} rows")
+        self._place(slots, self._anywhere(slots), rows)  # the fastest tier with room
         self._wrote(slots)
         self.num_rows += slots.numel()
         self.stats["admitted"] += slots.numel()
@@ -389,11 +375,16 @@ class DynamicTable:
             if bool(sel.any()):
                 store.release(pos[sel])
 
+    @staticmethod
+    def _anywhere(slots: Tensor) -> Tensor:
+        """A ``dest`` for :meth:`_place` with no tier chosen: fill the tiers fastest first."""
+        return torch.full((slots.numel(),), -1, dtype=torch.int64, device=slots.device)
+
     def _place(self, slots: Tensor, dest: Tensor, data: Tensor) -> None:
-        """Give ``slots`` (rows released just before) new rows in tiers ``dest`` holding
-        ``data``. A tier without room for all of its rows (a background plan's admissions
-        since the snapshot can fill it) takes what fits, in plan order; the rest go to the
-        fastest tier with room (the rows just released leave room for all of them)."""
+        """Give ``slots`` new rows in tiers ``dest`` holding ``data``. A tier without room for
+        all of its rows (a background plan's admissions since the snapshot can fill it) takes
+        what fits, in order; the rest, and every slot whose ``dest`` is -1 (admission, restore),
+        go to the fastest tiers with room, in order."""
         cols = self.index.cols
         self._looked = None
         dest = dest.to(slots.device).clone()
@@ -408,8 +399,8 @@ class DynamicTable:
             room = want.numel() if free is None else free - int((dest == t).sum())
             if want.numel() and room > 0:
                 dest[want[:room]] = t
-        if bool((dest < 0).any()):  # pragma: no cover - rows released == rows placed
-            raise RuntimeError(f"dynamic table {self.name}: no tier has room for moved rows")
+        if bool((dest < 0).any()):  # pragma: no cover - capacity is enforced by the callers
+            raise RuntimeError(f"dynamic table {self.name}: no tier has room for {int((dest < 0).sum())} rows")
         for t, store in enumerate(self.tiers):
             sel = torch.nonzero(dest == t).squeeze(1)
             if sel.numel():
@@ -578,17 +569,7 @@ class DynamicTable:
         where = torch.sort(row_slots).indices  # hottest slots -> their row data
         sorted_slots = row_slots[where]
         data = row_data[where][torch.searchsorted(sorted_slots, hottest)]
-        start = 0
-        for t, store in enumerate(self.tiers):
-            room = hottest.numel() - start if store.free_rows is None else min(store.free_rows, hottest.numel() - start)
-            if room <= 0:
-                continue
-            part = hottest[start:start + room]
-            pos = store.alloc(room)
-            cols["tier"][part] = t
-            cols["row"][part] = pos.to(dev)
-            store.write(pos, data[start:start + room])
-            start += room
+        self._place(hottest, self._anywhere(hottest), data)  # hottest first into the fastest tiers
         self.num_rows = hottest.numel()
 
     # ---- export and inspection -----------------------------------------------------------
