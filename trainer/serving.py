@@ -55,12 +55,14 @@ class ExportedModel:
             import torch
 
             from trainer.torch_backend.export import load_program
+            from trainer.torch_backend.tensors import as_tensor
 
             program, _ = load_program(self.dir)
+            cpu = torch.device("cpu")
 
             def call(flat: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
                 with torch.no_grad():
-                    outputs = program({k: torch.from_numpy(v) for k, v in flat.items()})
+                    outputs = program({k: as_tensor(v, cpu) for k, v in flat.items()})
                 return {k: v.numpy() for k, v in outputs.items()}
 
             self._call = call

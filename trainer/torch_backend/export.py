@@ -27,7 +27,9 @@ def export_model(model: torch.nn.Module, pipeline: Any, example: Batch, out_dir:
     from easyrec.dynamic.module import frozen_for_export
 
     out_dir.mkdir(parents=True, exist_ok=True)
-    inputs = {k: torch.from_numpy(v) for k, v in example.to_flat().items()}
+    from trainer.torch_backend.tensors import to_inputs
+
+    inputs = to_inputs(example, torch.device("cpu"))
     with frozen_for_export(model):  # dynamic tables -> sorted keys + rows (searchsorted lookup)
         serving = ServingModule(model).eval()
         if fmt == "torchscript":
