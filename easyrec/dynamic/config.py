@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from trainer.errors import ConfigError
+from trainer.schema.build import check_bounds
 
 TIER_ORDER = ("device", "host", "disk")
 BLOOM_MAX_COUNT = 255  # the counting Bloom filter's counters are saturating uint8
@@ -137,7 +138,7 @@ def dynamic_config_from_dict(data: Any, path: str) -> DynamicConfig:
                               difflib.get_close_matches(key, names, n=3))
         if key == "storage":
             value = _storage_from_dict(value, f"{path}.storage")
-        _check_bounds(DynamicConfig, key, value, f"{path}.{key}")
+        check_bounds(DynamicConfig, key, value, f"{path}.{key}")
         kwargs[key] = value
     cfg = DynamicConfig(**kwargs)
     cfg.check(path)
@@ -155,18 +156,5 @@ def _storage_from_dict(data: Any, path: str) -> StorageConfig:
             raise ConfigError(f"{path}.{key}", "unknown key of storage",
                               difflib.get_close_matches(key, names, n=3))
     for key, value in data.items():
-        _check_bounds(StorageConfig, key, value, f"{path}.{key}")
+        check_bounds(StorageConfig, key, value, f"{path}.{key}")
     return StorageConfig(**data)
-
-
-def _check_bounds(cls: type, key: str, value: Any, path: str) -> None:
-    """The ge/gt/le metadata for dicts that did not pass through the trainer's validator."""
-    meta = next(f.metadata for f in dataclasses.fields(cls) if f.name == key)
-    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
-        return
-    if "ge" in meta and value < meta["ge"]:
-        raise ConfigError(path, f"must be >= {meta['ge']}, got {value}")
-    if "gt" in meta and value <= meta["gt"]:
-        raise ConfigError(path, f"must be > {meta['gt']}, got {value}")
-    if "le" in meta and value > meta["le"]:
-        raise ConfigError(path, f"must be <= {meta['le']}, got {value}")

@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 from easyrec.dynamic.config import DynamicConfig, dynamic_config_from_dict
 from trainer.errors import ConfigError
+from trainer.schema.build import check_bounds
 
 MAPPING_FIELDS = ("hash_buckets", "vocab", "num_buckets", "dynamic")
 
@@ -306,18 +307,6 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def _check_bounds(cls: type, key: str, value: Any, path: str) -> None:
-    """The ge/gt/le metadata, for configs built from plain dicts rather than the validator."""
-    meta = next(f.metadata for f in dataclasses.fields(cls) if f.name == key)
-    if not isinstance(value, (int, float)) or isinstance(value, bool):
-        return
-    for op, ok, word in (("ge", value >= meta.get("ge", value), ">="),
-                         ("gt", "gt" not in meta or value > meta["gt"], ">"),
-                         ("le", value <= meta.get("le", value), "<=")):
-        if not ok:
-            raise ConfigError(path, f"must be {word} {meta[op]}, got {value}")
-
-
 def _from_dict(cls: type, data: dict[str, Any], path: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(path, f"expected a mapping, got {type(data).__name__}")
@@ -333,7 +322,7 @@ def _from_dict(cls: type, data: dict[str, Any], path: str) -> Any:
             value = _from_dict(VocabConfig, value, _at(path, key))
         if key == "dynamic" and value is not None:
             value = dynamic_config_from_dict(value, _at(path, key))
-        _check_bounds(cls, key, value, _at(path, key))
+        check_bounds(cls, key, value, _at(path, key))
         kwargs[key] = value
     return cls(**kwargs)
 

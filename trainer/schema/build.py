@@ -88,6 +88,12 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
+def check_bounds(cls: type, key: str, value: Any, path: str) -> None:
+    """The ge/gt/le/lt metadata of field ``key`` of dataclass ``cls``, for configs built from plain
+    dicts (feature and dynamic-table blocks) rather than by :func:`build`."""
+    _check_range(next(f for f in dataclasses.fields(cls) if f.name == key), value, path)
+
+
 def _check_range(f: dataclasses.Field, value: Any, path: str) -> None:
     if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
         return
