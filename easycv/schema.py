@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from trainer.errors import ConfigError
-from trainer.schema.build import build, close_names
+from trainer.schema.build import build, chosen_model, close_names
 from trainer.schema.spec import F, HardwareSpec, LoggerSpec, PathsSpec, TrainerSpec
 
 # ----------------------------------------------------------------------------- transforms
@@ -270,18 +270,13 @@ MODELS: dict[str, type] = {"resnet": ClassifierSpec, "mobilenet": ClassifierSpec
 
 def build_model_spec(raw: dict[str, Any]) -> Any:
     """The model spec picked by ``model.name``."""
-    if not raw or "name" not in raw:
-        raise ConfigError("model.name", f"no model chosen; pick one with model=<name> ({', '.join(MODELS)})")
-    name = str(raw["name"])
-    if name not in MODELS:
-        raise ConfigError("model.name", f"unknown easycv model {name!r}; valid: {', '.join(MODELS)}",
-                          close_names(name, MODELS))
+    name, cls = chosen_model(raw, MODELS, "easycv")
     data = dict(raw)
     if name == "mobilenet":
         data.setdefault("type", "mobilenet")
     elif name == "resnet":
         data.setdefault("type", "resnet")
-    spec = build(MODELS[name], data, "model")
+    spec = build(cls, data, "model")
     if name in ("resnet", "mobilenet") and spec.type != name:
         raise ConfigError("model.type", f"model {name} has a {name} backbone; use model={spec.type} instead")
     spec.check()

@@ -11,17 +11,13 @@ from typing import Any
 
 from easynlp.schema import MODELS, NLPRootSpec, NLPRunSpec, TaskInfo
 from trainer.errors import ConfigError
-from trainer.schema.build import build, close_names
+from trainer.schema.build import build, chosen_model, close_names
 
 
 def build_model_spec(raw: dict[str, Any]) -> Any:
-    if not raw or "name" not in raw:
-        raise ConfigError("model.name", f"no model chosen; pick one with model=<name> ({', '.join(MODELS)})")
-    name = str(raw["name"])
-    if name not in MODELS:
-        raise ConfigError("model.name", f"unknown text model {name!r}; valid: {', '.join(MODELS)}",
-                          close_names(name, MODELS))
-    spec = build(MODELS[name], {k: v for k, v in raw.items() if k != "tasks"}, "model")
+    """The text model spec picked by ``model.name``."""
+    _, cls = chosen_model(raw, MODELS, "text")
+    spec = build(cls, {k: v for k, v in raw.items() if k != "tasks"}, "model")
     spec.check("model")
     return spec
 

@@ -88,6 +88,18 @@ def _join(path: str, key: str) -> str:
     return f"{path}.{key}" if path else key
 
 
+def chosen_model(raw: dict[str, Any] | None, models: dict[str, type], what: str) -> tuple[str, type]:
+    """(name, spec class) of ``model.name`` in a domain's ``models`` registry; ConfigError naming
+    the valid names (and the closest ones) when it is missing or unknown. ``what``: e.g. "text"."""
+    if not raw or "name" not in raw:
+        raise ConfigError("model.name", f"no model chosen; pick one with model=<name> ({', '.join(models)})")
+    name = str(raw["name"])
+    if name not in models:
+        raise ConfigError("model.name", f"unknown {what} model {name!r}; valid: {', '.join(models)}",
+                          close_names(name, models))
+    return name, models[name]
+
+
 def check_bounds(cls: type, key: str, value: Any, path: str) -> None:
     """The ge/gt/le/lt metadata of field ``key`` of dataclass ``cls``, for configs built from plain
     dicts (feature and dynamic-table blocks) rather than by :func:`build`."""
