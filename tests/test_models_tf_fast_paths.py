@@ -66,19 +66,25 @@ def test_mixed_single_and_bag_block_equals_the_bag_path() -> None:
 
 
 def test_fused_adam_matches_keras_adam() -> None:
+    """Several variables in one apply (the step's scalars are shared by all of them), one of
+    them with an IndexedSlices gradient (Keras' own update), over 5 steps."""
     rng = np.random.default_rng(1)
-    start = rng.standard_normal((6, 3)).astype(np.float32)
-    a, b = tf.Variable(start), tf.Variable(start)
+    shapes = [(6, 3), (4,), (5, 2)]
+    starts = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    fused_vars, plain_vars = [tf.Variable(x) for x in starts], [tf.Variable(x) for x in starts]
     fused, plain = FusedAdam(0.01), tf.keras.optimizers.Adam(0.01)
 
     @tf.function
-    def step(g: tf.Tensor) -> None:
-        fused.apply_gradients([(g, a)])
-        plain.apply_gradients([(g, b)])
+    def step(g0: tf.Tensor, g1: tf.Tensor, rows: tf.Tensor, g2: tf.Tensor) -> None:
+        for opt, (a, b, c) in ((fused, fused_vars), (plain, plain_vars)):
+            opt.apply_gradients([(g0, a), (g1, b), (tf.IndexedSlices(g2, rows, tf.constant([5, 2])), c)])
 
     for _ in range(5):
-        step(tf.constant(rng.standard_normal((6, 3)).astype(np.float32)))
-    np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+        step(*(tf.constant(rng.standard_normal(s).astype(np.float32)) for s in [(6, 3), (4,)]),
+             tf.constant([0, 3], tf.int64), tf.constant(rng.standard_normal((2, 2)).astype(np.float32)))
+    for a, b, start in zip(fused_vars, plain_vars, starts):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+        assert not np.allclose(a.numpy(), start)  # every variable moved
 
 
 def test_sparse_adam_l2_only_on_looked_up_rows() -> None:

@@ -215,3 +215,35 @@ def test_tf_packed_inputs_give_the_unpacked_step(tmp_path: Path) -> None:
     packed = _losses("tf", spec, pipeline, batches, seen=seen)
     assert seen[0]._packed is not None and any(k.endswith(".weights") for k in seen[0]._packed[1])
     np.testing.assert_allclose(packed, _losses("tf", spec, pipeline, batches, pack=False), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("kw", [{"cache": "memory", "shuffle": True}, {"workers": 1}, {"workers": 2}])
+def test_tf_batches_staged_by_the_loader_give_the_same_step(tmp_path: Path, kw: dict) -> None:
+    """``loader.stage = engine.stager()``: the loader's thread (in-memory cache, inline
+    transform, or a worker pool) makes each batch's packed step tensors ahead; the engine
+    then trains on ``batch.staged`` with the same losses as making them itself."""
+    import tensorflow as tf
+
+    from dataio.source import Source
+    from trainer.loader import BatchLoader
+    from trainer.restore import make_engine
+
+    spec = _spec(tmp_path, ["trainer.backend=tf"])
+    pipeline, _ = _batches(spec)
+
+    def run(staged: bool) -> tuple[list[float], int]:
+        tf.keras.utils.set_random_seed(0)
+        engine = make_engine("tf", spec.model, pipeline, spec.root.trainer, "cpu", 100)
+        src = Source(spec.root.data.train_path, columns=pipeline.required_columns(with_labels=True), read_rows=300)
+        loader = BatchLoader(src, pipeline, 256, seed=7, transform_batches=2, **kw)
+        loader.stage = engine.stager() if staged else None
+        losses, made = [], 0
+        for _, batch in loader.epoch(1):
+            made += batch.staged is not None
+            losses.append(engine.train_step(batch)[0])
+        loader.close()
+        return losses, made
+
+    (want, none), (got, made) = run(False), run(True)
+    assert none == 0 and made == len(got) == STEPS
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)

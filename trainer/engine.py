@@ -36,6 +36,13 @@ class Engine(ABC):
         """What makes the device's queued work visible to a host clock (None: nothing to do)."""
         return None
 
+    def stager(self) -> Callable[[Batch], Any] | None:
+        """What the train loader may run on each batch in its background thread, ahead of
+        ``train_step`` (the result arrives as ``batch.staged``): work that would otherwise sit
+        on the step's critical path, e.g. turning numpy arrays into framework tensors. None:
+        nothing to stage."""
+        return None
+
     def epoch_context(self) -> contextlib.AbstractContextManager:
         """Wraps one epoch of steps (DDP: Join, so ranks with fewer batches do not hang)."""
         return contextlib.nullcontext()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import time
 import weakref
 from concurrent.futures import Executor, Future
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pyarrow as pa
 
@@ -103,6 +103,9 @@ class BatchLoader:
         self.cache = cache
         self._cached: Batch | None = None
         self._single: frozenset[str] | None = None
+        # Engine.stager() (set by the job): each batch's ready-to-call form (e.g. the TF
+        # engine's packed tensors), made in the loader's background thread, off the step's path
+        self.stage: Callable[[Batch], Any] | None = None
         self.stats = LoaderStats()
         self._pool: Executor | None = None
         self._finalizer: Any = None
@@ -170,6 +173,12 @@ class BatchLoader:
             start += rb.num_rows
         return out
 
+    def _staged(self, pairs: list[tuple[Any, Batch]]) -> list[tuple[Any, Batch]]:
+        if self.stage is not None:
+            for _, batch in pairs:
+                batch.staged = self.stage(batch)
+        return pairs
+
     def epoch(self, epoch: int, skip_batches: int = 0) -> Iterator[tuple["object", Batch]]:
         """Yield (record_batch, transformed Batch) pairs, prepared by background workers
         (``cache="memory"``: (None, Batch) pairs cut from the cached encoded rows)."""
@@ -217,6 +226,8 @@ class BatchLoader:
                 t = time.perf_counter()
                 stop = min(start + self.batch_size, rows.size)
                 batch = rows.take(order[start:stop], single) if order is not None else rows.slice(start, stop)
+                if self.stage is not None:
+                    batch.staged = self.stage(batch)
                 stats.transform_s += time.perf_counter() - t
                 yield None, batch
 
@@ -242,7 +253,7 @@ class BatchLoader:
             if pool is not None:
                 return group, self._submit(pool, table)
             t = time.perf_counter()
-            pairs = self._split(group, self._transform(table))
+            pairs = self._staged(self._split(group, self._transform(table)))
             stats.transform_s += time.perf_counter() - t
             return pairs
 
@@ -271,7 +282,7 @@ class BatchLoader:
                 group, fut = item
                 big, seconds = fut.result()
                 t_split = time.perf_counter()
-                item = self._split(group, big)
+                item = self._staged(self._split(group, big))
                 stats.transform_s += seconds + time.perf_counter() - t_split
                 stats.wait_s += t_split - t
             for pair in item:

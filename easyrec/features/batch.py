@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from typing import Any
+
 import numpy as np
 
 
@@ -48,6 +50,9 @@ class Batch:
     sequence: dict[str, SequenceValues] = field(default_factory=dict)
     labels: dict[str, np.ndarray] = field(default_factory=dict)
     group_ids: np.ndarray | None = None
+    # the engine's ready-to-call form of this batch (``Engine.stage``), made by the loader's
+    # background thread so the train step does not pay for it; None: the engine makes it itself
+    staged: Any = field(default=None, repr=False, compare=False)
 
     def slice(self, start: int, stop: int) -> "Batch":
         """Rows [start, stop) as a Batch (views where possible): lets the loader transform a

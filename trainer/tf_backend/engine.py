@@ -179,7 +179,7 @@ class TFEngine(Engine):
 
     def _train_step_packed(self, ints: tf.Tensor, floats: tf.Tensor, int_sizes: tf.Tensor,
                            float_sizes: tf.Tensor) -> tuple:
-        int_keys, float_keys = self._packed
+        int_keys, float_keys = self._packed_keys()
         values: dict[str, tf.Tensor] = {}
         for keys, flat, sizes in ((int_keys, ints, int_sizes), (float_keys + self._labels, floats, float_sizes)):
             if keys:
@@ -190,10 +190,20 @@ class TFEngine(Engine):
             inputs[k] = tf.reshape(values[k], [-1, *tail]) if tail else values[k]
         return self._train_step(inputs, {k: values[k] for k in self._labels})
 
+    def _packed_keys(self) -> tuple[list[str], list[str]] | None:
+        if not self.pack_inputs:
+            return None
+        if self._packed is None:
+            self._packed = self._packing() or ([], [])  # ([], []): inputs that cannot be packed
+        return self._packed if self._packed != ([], []) else None
+
+    def stager(self) -> Any:
+        """Single process: the loader's thread makes the step's (packed) argument tensors."""
+        return self._flat_tensors if self.strategy is None else None
+
     def _flat_train_fn(self) -> Any:
         if self._train_flat is None:
-            self._packed = self._packing() if self.pack_inputs else None
-            if self._packed is not None:
+            if self._packed_keys() is not None:
                 sig = [tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.float32),
                        tf.TensorSpec([None], tf.int64), tf.TensorSpec([None], tf.int64)]
                 fn = self._train_step_packed
@@ -209,9 +219,10 @@ class TFEngine(Engine):
         numpy arrays one by one and binding them to a 20-argument call cost ~0.6 ms a step."""
         flat = batch.to_flat()
         labels = [batch.labels[k].astype(np.float32, copy=False) for k in self._labels]
-        if self._packed is None:
+        packed = self._packed_keys()
+        if packed is None:
             return [tf.convert_to_tensor(flat[k]) for k in self._flat_keys] + [tf.convert_to_tensor(x) for x in labels]
-        int_keys, float_keys = self._packed
+        int_keys, float_keys = packed
         out = []
         for parts, dtype in (([flat[k] for k in int_keys], np.int64),
                              ([flat[k] for k in float_keys] + labels, np.float32)):
@@ -248,7 +259,7 @@ class TFEngine(Engine):
         laps = clock.begin() if clock is not None else NO_LAPS
         if self.strategy is None:
             fn = self._flat_train_fn()
-            tensors = self._flat_tensors(batch)
+            tensors = batch.staged if batch.staged is not None else self._flat_tensors(batch)
             laps.lap("h2d")
             loss, preds = fn(*tensors)
         else:
