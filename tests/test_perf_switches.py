@@ -217,11 +217,19 @@ def test_tf_packed_inputs_give_the_unpacked_step(tmp_path: Path) -> None:
     np.testing.assert_allclose(packed, _losses("tf", spec, pipeline, batches, pack=False), rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("kw", [{"cache": "memory", "shuffle": True}, {"workers": 1}, {"workers": 2}])
+@pytest.mark.parametrize("kw", [{"cache": "memory", "shuffle": True}, {"cache": "memory", "shuffle": True, "rows": 1},
+                                {"workers": 1}, {"workers": 2}])
 def test_tf_batches_staged_by_the_loader_give_the_same_step(tmp_path: Path, kw: dict) -> None:
     """``loader.stage = engine.stager()``: the loader's thread (in-memory cache, inline
     transform, or a worker pool) makes each batch's packed step tensors ahead; the engine
-    then trains on ``batch.staged`` with the same losses as making them itself."""
+    then trains on ``batch.staged`` with the same losses as making them itself. ``rows``
+    (``loader.row_stager = engine.row_stager``, in-memory cache): batches carry labels and
+    row indices only, the step gathers its inputs (multi-value bags and weights included)
+    from the engine's copy of the cache — the same losses again."""
+    from trainer.tf_backend.engine import RowIndices
+
+    kw = dict(kw)
+    rows = kw.pop("rows", 0)
     import tensorflow as tf
 
     from dataio.source import Source
@@ -237,9 +245,12 @@ def test_tf_batches_staged_by_the_loader_give_the_same_step(tmp_path: Path, kw: 
         src = Source(spec.root.data.train_path, columns=pipeline.required_columns(with_labels=True), read_rows=300)
         loader = BatchLoader(src, pipeline, 256, seed=7, transform_batches=2, **kw)
         loader.stage = engine.stager() if staged else None
+        loader.row_stager = engine.row_stager if staged and rows else None
         losses, made = [], 0
         for _, batch in loader.epoch(1):
             made += batch.staged is not None
+            assert isinstance(batch.staged, RowIndices) == bool(staged and rows)
+            assert (not batch.sparse) == bool(staged and rows)  # labels only
             losses.append(engine.train_step(batch)[0])
         loader.close()
         return losses, made

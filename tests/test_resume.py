@@ -21,9 +21,13 @@ ARGS = ["+experiment=movielens_deepfm", "data.limit_train_rows=40000", "data.lim
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["torch", "tf"])
-def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path, data_dir: Path, backend: str) -> None:
-    args = [*ARGS, f"trainer.backend={backend}"]
+@pytest.mark.parametrize("backend,extra", [("torch", []), ("tf", []), ("tf", ["data.cache=memory"])],
+                         ids=["torch", "tf", "tf-cache"])
+def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path, data_dir: Path, backend: str,
+                                                   extra: list[str]) -> None:
+    """``tf-cache``: the in-memory cache, whose batches the TF step gathers from its own copy
+    of the cached rows (only row indices travel), resumes inside the epoch too."""
+    args = [*ARGS, f"trainer.backend={backend}", *extra]
     suffix = ".pt" if backend == "torch" else ".tfckpt"
     straight = tmp_path / "straight"
     run_cli([*args, f"hydra.run.dir={straight}"], cwd=tmp_path)

@@ -43,6 +43,13 @@ class Engine(ABC):
         nothing to stage."""
         return None
 
+    def row_stager(self, cache: Batch, single: frozenset[str]) -> Callable[[np.ndarray], Any] | None:
+        """``data.cache=memory``: given the cached rows (``single``: their one-id-per-row
+        features), a function from a batch's row indices to its staged form, when the engine
+        can gather a batch's inputs from a copy of the cache it holds itself (the loader then
+        hands out batches with labels only). None: the loader takes rows and ``stager`` runs."""
+        return None
+
     def epoch_context(self) -> contextlib.AbstractContextManager:
         """Wraps one epoch of steps (DDP: Join, so ranks with fewer batches do not hang)."""
         return contextlib.nullcontext()

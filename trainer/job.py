@@ -420,7 +420,7 @@ def _train(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
                          root.hardware.precision)
     log.info("model %s on %s: %s parameters, tasks %s", spec.model.name, backend, f"{engine.num_parameters:,}",
              list(spec.task_types))
-    train_loader.stage = engine.stager()
+    train_loader.stage, train_loader.row_stager = engine.stager(), engine.row_stager
     if dist.kind == "tf" and dist.distributed:  # every worker runs the same steps (collectives)
         from trainer.tf_backend.multiworker import EqualStepsLoader
 

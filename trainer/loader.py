@@ -106,6 +106,10 @@ class BatchLoader:
         # Engine.stager() (set by the job): each batch's ready-to-call form (e.g. the TF
         # engine's packed tensors), made in the loader's background thread, off the step's path
         self.stage: Callable[[Batch], Any] | None = None
+        # Engine.row_stager (cache="memory"): the engine gathers inputs from its own copy of
+        # the cached rows; batches then carry labels and the staged row indices only
+        self.row_stager: Callable[[Batch, frozenset], Callable[[Any], Any] | None] | None = None
+        self._by_rows: Callable[[Any], Any] | None = None
         self.stats = LoaderStats()
         self._pool: Executor | None = None
         self._finalizer: Any = None
@@ -217,6 +221,9 @@ class BatchLoader:
         if self._single is None:
             self._single = rows.single_id_features()
         single = self._single
+        if self._by_rows is None and self.row_stager is not None:
+            self._by_rows = self.row_stager(rows, single)
+        by_rows = self._by_rows
         order = (np.random.default_rng([self.seed, epoch, self.rank]).permutation(rows.size)
                  if self.shuffle else None)
         stats = self.stats
@@ -225,9 +232,14 @@ class BatchLoader:
             for start in range(skip_batches * self.batch_size, rows.size, self.batch_size):
                 t = time.perf_counter()
                 stop = min(start + self.batch_size, rows.size)
-                batch = rows.take(order[start:stop], single) if order is not None else rows.slice(start, stop)
-                if self.stage is not None:
-                    batch.staged = self.stage(batch)
+                if by_rows is not None:  # labels here, inputs gathered by the engine
+                    idx = order[start:stop] if order is not None else np.arange(start, stop, dtype=np.int64)
+                    batch = rows.take(idx, inputs=False)
+                    batch.staged = by_rows(idx)
+                else:
+                    batch = rows.take(order[start:stop], single) if order is not None else rows.slice(start, stop)
+                    if self.stage is not None:
+                        batch.staged = self.stage(batch)
                 stats.transform_s += time.perf_counter() - t
                 yield None, batch
 

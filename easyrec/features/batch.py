@@ -77,11 +77,15 @@ class Batch:
         return frozenset(name for name, sv in self.sparse.items()
                          if len(sv.values) == self.size and np.array_equal(sv.offsets, np.arange(self.size + 1)))
 
-    def take(self, rows: np.ndarray, single: frozenset[str] = frozenset()) -> "Batch":
+    def take(self, rows: np.ndarray, single: frozenset[str] = frozenset(), inputs: bool = True) -> "Batch":
         """The given rows, in that order (copies): the in-memory cache's shuffled batches.
         ``single``: features known to hold one id per row (:meth:`single_id_features`), taken
-        by one plain gather each."""
+        by one plain gather each. ``inputs=False``: labels and group ids only (the engine
+        gathers the inputs itself, see ``Engine.row_stager``)."""
         rows = np.asarray(rows, dtype=np.int64)
+        if not inputs:
+            return Batch(size=len(rows), labels={k: v[rows] for k, v in self.labels.items()},
+                         group_ids=None if self.group_ids is None else self.group_ids[rows])
         sparse = {}
         ones = np.arange(len(rows) + 1, dtype=np.int64) if single else None
         for name, sv in self.sparse.items():

@@ -9,7 +9,7 @@ import pickle
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 import tensorflow as tf
@@ -22,6 +22,12 @@ from trainer.engine import Engine
 from trainer.run_dir import RunDir
 from trainer.schema.spec import TrainerSpec
 from trainer.timing import NO_LAPS
+
+
+class RowIndices(NamedTuple):
+    """A staged batch that is only its rows of the engine's cache tensors (``row_stager``)."""
+
+    rows: tf.Tensor
 
 
 class TFEngine(Engine):
@@ -82,6 +88,9 @@ class TFEngine(Engine):
         self._flat_keys = list(self._input_spec)
         self._train_flat: Any = None  # made by the first train_step (needs the optimizers)
         self._packed: tuple[list[str], list[str]] | None = None
+        self._cache_tensors: dict[str, tf.Tensor] = {}  # row_stager: the cached rows as tensors
+        self._cache_single: frozenset[str] = frozenset()
+        self._train_rows: Any = None
         self.pack_inputs = True  # False: one tensor per input (the unpacked path; tests compare)
         if self.strategy is None:
             self._train_fn = tf.function(self._train_step, input_signature=[self._input_spec, label_spec])
@@ -197,6 +206,57 @@ class TFEngine(Engine):
             self._packed = self._packing() or ([], [])  # ([], []): inputs that cannot be packed
         return self._packed if self._packed != ([], []) else None
 
+    def row_stager(self, cache: Batch, single: frozenset[str]) -> Any:
+        """Single process, ``data.cache=memory``: the cached inputs become tensors the step
+        gathers from (a batch is then its row indices; labels come with it, and the numpy
+        take / pack / convert of each batch — ~0.5 ms of a ~3.5 ms MovieLens step on 2 cores,
+        cache-cold behind the step — is gone)."""
+        if self.strategy is not None:
+            return None
+        flat = cache.to_flat()
+        missing = [k for k in self._flat_keys if k not in flat] + [k for k in self._labels if k not in cache.labels]
+        if missing:
+            return None
+        self._cache_tensors = {k: tf.convert_to_tensor(flat[k]) for k in self._flat_keys}
+        self._cache_tensors.update({f"label:{k}": tf.convert_to_tensor(cache.labels[k].astype(np.float32, copy=False))
+                                    for k in self._labels})
+        self._cache_single = frozenset(single)
+        self._train_rows = None
+        return lambda rows: RowIndices(tf.convert_to_tensor(np.asarray(rows, dtype=np.int64)))
+
+    def _rows_inputs(self, rows: tf.Tensor) -> tuple[dict, dict]:
+        """The batch of ``rows`` gathered from the cache tensors, in ``Batch.take``'s layout."""
+        c, inputs = self._cache_tensors, {}
+        size = tf.size(rows, out_type=tf.int64)
+        for key in self._flat_keys:
+            name, _, part = key.rpartition(".")
+            if key in inputs:
+                continue
+            if part == "offsets":  # a sparse feature: its values (+ weights) and offsets
+                parts = [p for p in ("values", "weights") if f"{name}.{p}" in c]
+                if name in self._cache_single:
+                    offsets = tf.range(size + 1, dtype=tf.int64)
+                    picked = rows
+                else:  # bags: a ragged gather of each row's ids
+                    old = c[key]
+                    starts = tf.gather(old, rows)
+                    lengths = tf.gather(old, rows + 1) - starts
+                    offsets = tf.concat([tf.zeros([1], tf.int64), tf.cumsum(lengths)], axis=0)
+                    picked = tf.ragged.range(starts, starts + lengths).flat_values
+                inputs[key] = offsets
+                for p in parts:
+                    inputs[f"{name}.{p}"] = tf.gather(c[f"{name}.{p}"], picked)
+            elif part in ("values", "weights") and f"{name}.offsets" in c:
+                continue  # made with its offsets
+            else:  # dense columns, sequence values and lengths: one row each
+                inputs[key] = tf.gather(c[key], rows)
+        labels = {k: tf.gather(c[f"label:{k}"], rows) for k in self._labels}
+        return {k: inputs[k] for k in self._flat_keys}, labels
+
+    def _train_step_rows(self, rows: tf.Tensor) -> tuple:
+        inputs, labels = self._rows_inputs(rows)
+        return self._train_step(inputs, labels)
+
     def stager(self) -> Any:
         """Single process: the loader's thread makes the step's (packed) argument tensors."""
         return self._flat_tensors if self.strategy is None else None
@@ -258,8 +318,15 @@ class TFEngine(Engine):
         clock = self.stage_clock
         laps = clock.begin() if clock is not None else NO_LAPS
         if self.strategy is None:
-            fn = self._flat_train_fn()
-            tensors = batch.staged if batch.staged is not None else self._flat_tensors(batch)
+            staged = batch.staged
+            if isinstance(staged, RowIndices):
+                if self._train_rows is None:
+                    self._train_rows = tf.function(self._train_step_rows, input_signature=[
+                        tf.TensorSpec([None], tf.int64)]).get_concrete_function()
+                fn, tensors = self._train_rows, [staged.rows]
+            else:
+                fn = self._flat_train_fn()
+                tensors = staged if staged is not None else self._flat_tensors(batch)
             laps.lap("h2d")
             loss, preds = fn(*tensors)
         else:
