@@ -94,3 +94,21 @@ def test_sparse_adam_l2_only_on_looked_up_rows() -> None:
     SparseAdam(0.1, l2=0.5).apply_gradients([(g, v)])
     moved = np.abs(v.numpy() - start).sum(axis=1)
     assert moved[1] > 0 and np.all(moved[[0, 2, 3, 4]] == 0)
+
+
+def test_densify_sums_repeated_rows_like_tf() -> None:
+    """``densify`` (a sparse x dense product) gives tf.convert_to_tensor's dense sum of an
+    IndexedSlices: repeated rows added, untouched rows 0, values of rank 2 and 3, no rows."""
+    from easyrec.models.tf.sparse_adam import densify
+
+    rng = np.random.default_rng(7)
+    for shape in [(9, 4), (6, 2, 3), (0, 4)]:
+        values = tf.constant(rng.standard_normal(shape).astype(np.float32))
+        rows = tf.constant(rng.integers(0, 5, shape[0]), tf.int64)
+        slices = tf.IndexedSlices(values, rows, tf.constant([7, *shape[1:]], tf.int64))  # rows 5, 6 untouched
+        want = tf.convert_to_tensor(slices).numpy()
+        got = tf.function(lambda v, r: densify(tf.IndexedSlices(v, r), 7))(values, rows).numpy()
+        assert got.shape == (7, *shape[1:])
+        np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+        if shape[0]:
+            assert len(set(rows.numpy())) < shape[0] and (got == 0).all(axis=tuple(range(1, got.ndim))).any()

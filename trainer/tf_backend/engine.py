@@ -24,6 +24,15 @@ from trainer.schema.spec import TrainerSpec
 from trainer.timing import NO_LAPS
 
 
+def dense_grad(grad: Any, variable: Any) -> tf.Tensor:
+    """A gradient as a dense tensor (IndexedSlices through the fast ``densify``)."""
+    if isinstance(grad, tf.IndexedSlices):
+        from easyrec.models.tf.sparse_adam import densify
+
+        return densify(grad, int(variable.shape[0]))
+    return tf.convert_to_tensor(grad)
+
+
 class RowIndices(NamedTuple):
     """A staged batch that is only its rows of the engine's cache tensors (``row_stager``)."""
 
@@ -142,7 +151,7 @@ class TFEngine(Engine):
         n = len(self.sparse_vars)
         if self.l2["sparse"] or self.l2["dense"]:
             # torch semantics: weight_decay adds wd * w to the gradient of every row
-            grads = [g if g is None or not self.l2[part] else tf.convert_to_tensor(g) + self.l2[part] * v
+            grads = [g if g is None or not self.l2[part] else dense_grad(g, v) + self.l2[part] * v
                      for g, v, part in zip(grads, variables, ["sparse"] * n + ["dense"] * (len(variables) - n))]
         all_next = None
         if has_next is not None:

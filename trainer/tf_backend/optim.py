@@ -45,8 +45,9 @@ class FusedAdam(tf.keras.optimizers.Adam):
     Keras 3's Adam spends ~15 small ops per variable (casts, pows, two assign_adds, a
     divide, an assign_sub); TF's fused kernel computes the same formula (bias-corrected
     step ``lr * sqrt(1 - b2^t) / (1 - b1^t)``, epsilon outside the square root) in one op, on
-    the same slot variables (checkpoints are unchanged). IndexedSlices gradients, amsgrad
-    and distributed (mirrored) variables take Keras' own update.
+    the same slot variables (checkpoints are unchanged). IndexedSlices gradients are summed
+    into a dense one first (``densify``: Keras' Adam updates every row's moments as well);
+    amsgrad and distributed (mirrored) variables take Keras' own update.
     """
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):  # noqa: ANN001, ANN202
@@ -66,10 +67,15 @@ class FusedAdam(tf.keras.optimizers.Adam):
         from easyrec.models.tf.sparse_adam import _tf_variable
 
         var = _tf_variable(variable)
-        if (isinstance(gradient, tf.IndexedSlices) or self.amsgrad
-                or not isinstance(var, tf.Variable) or not hasattr(var, "handle")
+        if (self.amsgrad or not isinstance(var, tf.Variable) or not hasattr(var, "handle")
                 or tf.distribute.has_strategy()):
             return super().update_step(gradient, variable, learning_rate)
+        if isinstance(gradient, tf.IndexedSlices):
+            # Keras' Adam decays every row's moments too (m.assign(b1 * m), then a scatter of the
+            # looked-up rows): the dense update on the summed rows is the same formula
+            from easyrec.models.tf.sparse_adam import densify
+
+            gradient = densify(gradient, int(var.shape[0]))
         index = self._get_variable_index(variable)
         m = _tf_variable(self._momentums[index])
         v = _tf_variable(self._velocities[index])

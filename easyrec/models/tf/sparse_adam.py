@@ -29,17 +29,38 @@ def _tf_variable(v: Any) -> tf.Variable:
     return inner if isinstance(inner, tf.Variable) else v
 
 
+def densify(grad: tf.IndexedSlices, num_rows: int) -> tf.Tensor:
+    """The dense [num_rows, ...] sum of an IndexedSlices (repeated rows added up).
+
+    Why not ``tf.convert_to_tensor``: TF turns IndexedSlices dense with
+    ``unsorted_segment_sum``, whose CPU kernel adds one row at a time through Eigen (~25 ns a
+    row here: ~0.3 ms for MovieLens' 9.4k looked-up rows x 16 per step, the largest op of the
+    step after the MLP's matmuls). The same sum as a sparse [num_rows, nnz] x dense [nnz, d]
+    product (a one per looked-up row) runs its vectorised kernel: ~15 us.
+    """
+    values = grad.values
+    nnz = tf.shape(values, out_type=tf.int64)[0]
+    dense = tf.sparse.sparse_dense_matmul(_summing(tf.cast(grad.indices, tf.int64), nnz, num_rows, values.dtype),
+                                          tf.reshape(values, [nnz, -1]))
+    return tf.reshape(dense, tf.concat([[num_rows], tf.shape(values)[1:]], axis=0))
+
+
+def _summing(targets: tf.Tensor, nnz: tf.Tensor, num_rows: Any, dtype: tf.DType) -> tf.sparse.SparseTensor:
+    """The [num_rows, nnz] 0/1 matrix with a one at (targets[j], j): times [nnz, d] values it
+    adds every value row into its target row. Its [nnz, 2] index pairs are built as a [2, nnz]
+    stack transposed (a row-wise stack of two vectors is ~3x slower on CPU)."""
+    pairs = tf.transpose(tf.stack([targets, tf.range(nnz, dtype=tf.int64)], axis=0))
+    return tf.sparse.SparseTensor(indices=pairs, values=tf.ones([nnz], dtype),
+                                  dense_shape=tf.stack([tf.cast(num_rows, tf.int64), nnz]))
+
+
 def coalesce(grad: tf.IndexedSlices) -> Tuple[tf.Tensor, tf.Tensor]:
     """(unique rows [U], summed values [U, d]) of an IndexedSlices with repeated rows."""
     rows, position = tf.unique(tf.cast(grad.indices, tf.int64), out_idx=tf.int64)
     values = grad.values
     nnz = tf.shape(position, out_type=tf.int64)[0]
-    summing = tf.sparse.SparseTensor(
-        indices=tf.stack([position, tf.range(nnz, dtype=tf.int64)], axis=1),
-        values=tf.ones([nnz], values.dtype),
-        dense_shape=tf.stack([tf.shape(rows, out_type=tf.int64)[0], nnz]))
-    flat = tf.reshape(values, [nnz, -1])
-    summed = tf.sparse.sparse_dense_matmul(summing, flat)
+    summing = _summing(position, nnz, tf.shape(rows, out_type=tf.int64)[0], values.dtype)
+    summed = tf.sparse.sparse_dense_matmul(summing, tf.reshape(values, [nnz, -1]))
     return rows, tf.reshape(summed, tf.concat([[-1], tf.shape(values)[1:]], axis=0))
 
 
