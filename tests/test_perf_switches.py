@@ -258,3 +258,27 @@ def test_tf_batches_staged_by_the_loader_give_the_same_step(tmp_path: Path, kw: 
     (want, none), (got, made) = run(False), run(True)
     assert none == 0 and made == len(got) == STEPS
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
+
+
+def test_tf_fast_step_call_gives_the_public_call(tmp_path: Path) -> None:
+    """``TFEngine._call`` (one ``context.call_function`` with the captures listed once) returns
+    what TF's public concrete-function call returns: the same (loss, predictions) structure
+    and the same values over a few steps."""
+    import tensorflow as tf
+
+    from trainer.restore import make_engine
+
+    spec = _spec(tmp_path, ["trainer.backend=tf"])
+    pipeline, batches = _batches(spec)
+    runs = []
+    for public in (False, True):
+        tf.keras.utils.set_random_seed(0)
+        engine = make_engine("tf", spec.model, pipeline, spec.root.trainer, "cpu", 100)
+        if public:
+            engine._call = lambda fn, tensors: fn(*tensors)
+        runs.append([engine.train_step(b) for b in batches])
+        assert (len(engine._calls) == 1) != public  # the fast path was taken (and only then)
+    for (loss_a, preds_a), (loss_b, preds_b) in zip(*runs):
+        assert loss_a == loss_b and preds_a.keys() == preds_b.keys()
+        for k in preds_a:
+            np.testing.assert_array_equal(preds_a[k], preds_b[k])
