@@ -107,9 +107,7 @@ class TFEngine(Engine):
         self._flat_keys = list(self._input_spec)
         self._train_flat: Any = None  # made by the first train_step (needs the optimizers)
         self._packed: tuple[list[str], list[str]] | None = None
-        self._cache_tensors: dict[str, tf.Tensor] = {}  # row_stager: the cached rows as tensors
-        self._cache_single: frozenset[str] = frozenset()
-        self._single_cols: list[str] = []
+        self._cached_rows: Any = None  # row_stager: cached_rows.CachedRows
         self._train_rows: Any = None
         self._calls: dict[int, tuple] = {}  # id(concrete function) -> what _call needs to call it
         self.pack_inputs = True  # False: one tensor per input (the unpacked path; tests compare)
@@ -229,64 +227,20 @@ class TFEngine(Engine):
 
     def row_stager(self, cache: Batch, single: frozenset[str]) -> Any:
         """Single process, ``data.cache=memory``: the cached inputs become tensors the step
-        gathers from (a batch is then its row indices; labels come with it, and the numpy
-        take / pack / convert of each batch — ~0.5 ms of a ~3.5 ms MovieLens step on 2 cores,
-        cache-cold behind the step — is gone)."""
+        gathers from (``cached_rows.CachedRows``); a batch is then its row indices."""
         if self.strategy is not None:
             return None
         flat = cache.to_flat()
-        missing = [k for k in self._flat_keys if k not in flat] + [k for k in self._labels if k not in cache.labels]
-        if missing:
+        if [k for k in self._flat_keys if k not in flat] or [k for k in self._labels if k not in cache.labels]:
             return None
-        # the one-id-per-row features' ids side by side, [N, S] (int32 where they fit): a
-        # batch's rows are then one gather of ~S*4 bytes per row, not S gathers of scattered
-        # 8-byte ids (cache-cold behind the step, ~35 us each per 1024 rows here)
-        self._single_cols = sorted(n for n in single if f"{n}.values" in flat and f"{n}.offsets" in flat)
-        skip = {f"{n}.values" for n in self._single_cols} | {f"{n}.offsets" for n in self._single_cols}
-        bag_offsets = {k for k in self._flat_keys if k.endswith(".offsets") and k not in skip}
-        self._cache_tensors = {k: tf.convert_to_tensor(flat[k]) for k in self._flat_keys
-                               if k not in skip and k not in bag_offsets}
-        for k in bag_offsets:  # each row's (first id, id count): one gather per batch
-            self._cache_tensors[k] = tf.convert_to_tensor(np.stack([flat[k][:-1], np.diff(flat[k])], axis=1))
-        if self._single_cols:
-            ids = np.stack([flat[f"{n}.values"] for n in self._single_cols], axis=1)
-            small = ids.size == 0 or (ids.min() >= 0 and ids.max() < 2**31)
-            self._cache_tensors["#single"] = tf.convert_to_tensor(ids.astype(np.int32) if small else ids)
-        self._cache_tensors.update({f"label:{k}": tf.convert_to_tensor(cache.labels[k].astype(np.float32, copy=False))
-                                    for k in self._labels})
-        self._cache_single = frozenset(single)
+        from trainer.tf_backend.cached_rows import CachedRows
+
+        self._cached_rows = CachedRows(cache, single, self._flat_keys, self._labels)
         self._train_rows = None
         return lambda rows: RowIndices(tf.convert_to_tensor(np.asarray(rows, dtype=np.int64)))
 
-    def _rows_inputs(self, rows: tf.Tensor) -> tuple[dict, dict]:
-        """The batch of ``rows`` gathered from the cache tensors, in ``Batch.take``'s layout."""
-        c, inputs = self._cache_tensors, {}
-        size = tf.size(rows, out_type=tf.int64)
-        ones = tf.range(size + 1, dtype=tf.int64)  # the offsets of one-id-per-row features
-        if self._single_cols:
-            ids = tf.cast(tf.gather(c["#single"], rows), tf.int64)  # [B, S]
-            inputs.update((f"{name}.values", col) for name, col in zip(self._single_cols, tf.unstack(ids, axis=1)))
-        bags: dict[str, tuple[tf.Tensor, tf.Tensor]] = {}
-        for key in self._flat_keys:
-            if key in inputs:
-                continue
-            name, _, part = key.rpartition(".")
-            if f"{name}.offsets" not in self._input_spec:  # dense columns, sequences: a row each
-                inputs[key] = tf.gather(c[key], rows)
-            elif name in self._cache_single:
-                inputs[key] = ones if part == "offsets" else tf.gather(c[key], rows)
-            else:  # a multi-value bag: a ragged gather of each row's ids (and weights)
-                if name not in bags:
-                    starts, lengths = tf.unstack(tf.gather(c[f"{name}.offsets"], rows), axis=1)
-                    bags[name] = (tf.concat([tf.zeros([1], tf.int64), tf.cumsum(lengths)], axis=0),
-                                  tf.ragged.range(starts, starts + lengths).flat_values)
-                offsets, picked = bags[name]
-                inputs[key] = offsets if part == "offsets" else tf.gather(c[key], picked)
-        labels = {k: tf.gather(c[f"label:{k}"], rows) for k in self._labels}
-        return {k: inputs[k] for k in self._flat_keys}, labels
-
     def _train_step_rows(self, rows: tf.Tensor) -> tuple:
-        inputs, labels = self._rows_inputs(rows)
+        inputs, labels = self._cached_rows.gather(rows)
         return self._train_step(inputs, labels)
 
     def stager(self) -> Any:
