@@ -5,6 +5,7 @@ import csv
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -39,6 +40,31 @@ def _search_path(tmp_path: Path, text: str = SPACE) -> str:
     cfg.mkdir(parents=True)
     (cfg / "t.yaml").write_text(text)
     return f"hydra.searchpath=[file://{tmp_path / 'cfg'}]"
+
+def _lr_sweep(tmp_path: Path, sweeper_lines: str) -> Any:
+    """Run a 2-trial sweep of MovieLens DeepFM (2 epochs, shrunk): RandomSampler seed 0 over lr
+    {0.05, 1e-9} (trial 0 is the config's own lr 0.05, trial 1 draws 1e-9), a median pruner
+    that may prune trial 1 from its first report, plus ``sweeper_lines`` (YAML, one
+    ``key: value`` a line) under ``hydra.sweeper``."""
+    extra = "".join(f"    {line}\n" for line in sweeper_lines.splitlines())
+    space = f"""# @package _global_
+defaults:
+  - override /hydra/sweeper: lingjie_optuna
+hydra:
+  sweep: {{dir: sweep}}
+  sweeper:
+    sampler: random
+    seed: 0
+    n_trials: 2
+    pruner: median
+    pruner_args: {{n_startup_trials: 1, n_warmup_steps: 0}}
+{extra}    params:
+      lr: {{type: categorical, choices: [0.05, 1.0e-9], paths: [trainer.optimizer.sparse.lr, trainer.optimizer.dense.lr]}}
+"""
+    lr = ["trainer.optimizer.sparse.lr=0.05", "trainer.optimizer.dense.lr=0.05"]
+    return run_cli(["-m", "+experiment=movielens_deepfm", "hparams_search=t", _search_path(tmp_path, space), *SHRINK,
+                    "trainer.epochs=2", "logger.tensorboard=false", *lr], cwd=tmp_path)
+
 
 
 def _trials(sweep: Path) -> list[dict[str, str]]:
@@ -179,25 +205,7 @@ def test_default_first_tune_split_and_pruning_within_an_epoch(tmp_path, data_dir
     """Trial 0 is the config's own lr (0.05 here); trial 1 (lr 1e-9, RandomSampler seed 0) is pruned
     by a mid-epoch report on the validation split; best_config.yaml's final command drops the
     validation split and trains on train, scored on test."""
-    space = """# @package _global_
-defaults:
-  - override /hydra/sweeper: lingjie_optuna
-hydra:
-  sweep: {dir: sweep}
-  sweeper:
-    sampler: random
-    seed: 0
-    n_trials: 2
-    pruner: median
-    pruner_args: {n_startup_trials: 1, n_warmup_steps: 0}
-    report_every_n_steps: 4
-    tune_overrides: [data=movielens_100k_valid]
-    params:
-      lr: {type: categorical, choices: [0.05, 1.0e-9], paths: [trainer.optimizer.sparse.lr, trainer.optimizer.dense.lr]}
-"""
-    lr = ["trainer.optimizer.sparse.lr=0.05", "trainer.optimizer.dense.lr=0.05"]
-    out = run_cli(["-m", "+experiment=movielens_deepfm", "hparams_search=t", _search_path(tmp_path, space), *SHRINK,
-                   "trainer.epochs=2", "logger.tensorboard=false", *lr], cwd=tmp_path)
+    out = _lr_sweep(tmp_path, "report_every_n_steps: 4\ntune_overrides: [data=movielens_100k_valid]")
     sweep = tmp_path / "sweep"
     rows = {r["number"]: r for r in _trials(sweep)}
     assert rows["0"]["user_attrs_source"] == "default config" and float(rows["0"]["params_lr"]) == 0.05
@@ -255,25 +263,7 @@ def test_seeds_average_the_objective_and_a_pruned_trial_skips_its_other_seeds(tm
     """seeds: [1, 2] trains trial 0 twice (seed=1, seed=2) and scores the mean over seeds of each
     run's 2 epochs' mean; trial 1 (lr 1e-9, RandomSampler seed 0) is pruned after epoch 1 of its
     seed-1 run and never starts seed 2."""
-    space = """# @package _global_
-defaults:
-  - override /hydra/sweeper: lingjie_optuna
-hydra:
-  sweep: {dir: sweep}
-  sweeper:
-    sampler: random
-    seed: 0
-    n_trials: 2
-    pruner: median
-    pruner_args: {n_startup_trials: 1, n_warmup_steps: 0}
-    seeds: [1, 2]
-    average_last_epochs: 2
-    params:
-      lr: {type: categorical, choices: [0.05, 1.0e-9], paths: [trainer.optimizer.sparse.lr, trainer.optimizer.dense.lr]}
-"""
-    lr = ["trainer.optimizer.sparse.lr=0.05", "trainer.optimizer.dense.lr=0.05"]
-    out = run_cli(["-m", "+experiment=movielens_deepfm", "hparams_search=t", _search_path(tmp_path, space), *SHRINK,
-                   "trainer.epochs=2", "logger.tensorboard=false", *lr], cwd=tmp_path)
+    out = _lr_sweep(tmp_path, "seeds: [1, 2]\naverage_last_epochs: 2")
     sweep = tmp_path / "sweep"
     runs = {seed: json.loads((sweep / "0" / sub / "metrics.json").read_text()) for seed, sub in ((1, "."), (2, "seed_2"))}
     for seed, m in runs.items():  # each run really trained with its seed
