@@ -41,7 +41,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.11",
     # hydra_plugins is a namespace package (no __init__.py): Hydra discovers the Optuna sweeper there
-    packages=find_packages(include=["trainer*", "easyrec*", "easycv*", "easynlp*", "automl*", "dataio*"])
+    packages=find_packages(include=["lingjie*", "trainer*", "easyrec*", "easycv*", "easynlp*", "automl*", "dataio*"])
     + find_namespace_packages(include=["hydra_plugins", "hydra_plugins.*"], exclude=["*.__pycache__"]),
     include_package_data=True,
     install_requires=BASE,

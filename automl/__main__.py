@@ -20,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     import importlib
 
-    from trainer.errors import LingjieError
+    from lingjie.errors import LingjieError
 
     module = importlib.import_module(COMMANDS[argv[0]])
     try:

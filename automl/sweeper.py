@@ -34,7 +34,7 @@ from typing import Any
 from automl.reporting import ENV
 from automl.study import is_rdb_url, make_pruner, make_sampler, make_storage
 from automl.sweeper_space import distribution, override_value, split_arguments, targets
-from trainer.errors import ConfigError
+from lingjie.errors import ConfigError
 
 log = logging.getLogger("lingjie.automl")
 JOURNAL = "optuna_journal.log"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Sequence
 
-from trainer.errors import DataError
+from lingjie.errors import DataError
 
 
 def missing_columns_error(missing: Sequence[str], available: Sequence[str],

@@ -30,7 +30,7 @@ import threading
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from trainer.errors import ConfigError
+from lingjie.errors import ConfigError
 
 REDACTED = "***"
 

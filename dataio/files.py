@@ -16,7 +16,7 @@ import fsspec
 from dataio.credentials import redact_url
 from dataio.filesystems import endpoint_of, filesystem_for, scheme_of
 from dataio.retry import RetryPolicy, with_retries
-from trainer.errors import ConfigError, DataError
+from lingjie.errors import ConfigError, DataError
 
 FORMATS = ("parquet", "csv", "jsonl")
 _EXTENSIONS = {

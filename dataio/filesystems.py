@@ -20,7 +20,7 @@ from fsspec.utils import infer_storage_options
 
 from dataio.credentials import SECRET_KEYS, redact_url, remember_secret, resolve_oss
 from dataio.retry import RetryPolicy
-from trainer.errors import ConfigError, DataError
+from lingjie.errors import ConfigError, DataError
 
 REMOTE_SCHEMES = ("oss", "hdfs", "webhdfs", "viewfs", "s3", "s3a", "gs", "gcs", "abfs", "az",
                   "http", "https")

@@ -48,7 +48,7 @@ import pyarrow as pa
 from dataio.credentials import kafka_security_options, redact, redact_options, remember_secret
 from dataio.messages import Decoder, as_schema, normalise_format
 from dataio.retry import RetryPolicy, describe, with_retries
-from trainer.errors import ConfigError, DataError
+from lingjie.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 

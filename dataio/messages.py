@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.json as pajson
 
-from trainer.errors import ConfigError
+from lingjie.errors import ConfigError
 
 FORMATS = ("json", "csv", "arrow")
 _FORMAT_ALIASES = {"json": "json", "jsonl": "json", "ndjson": "json", "csv": "csv",

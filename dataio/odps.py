@@ -34,7 +34,7 @@ from dataio.rebatch import drop_rows, rebatch, take_rows
 from dataio.retry import RetryPolicy, with_retries
 from dataio.sharding import Shard
 from dataio.shuffle import shuffle_rows
-from trainer.errors import ConfigError, DataError
+from lingjie.errors import ConfigError, DataError
 
 
 @dataclass(frozen=True)
@@ -190,7 +190,7 @@ class PyOdpsTableReader(TableReader):
 
     def _call(self, fn, what: str):
         from dataio.files import remote_error
-        from trainer.errors import LingjieError
+        from lingjie.errors import LingjieError
 
         try:
             return with_retries(fn, what=f"{what} {self._where}", endpoint=self._endpoint,

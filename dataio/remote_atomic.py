@@ -79,7 +79,7 @@ def atomic_upload(local_file: str | os.PathLike, url: str | os.PathLike,
                      policy=policy, file=shown)
     except Exception as exc:
         from dataio.files import remote_error
-        from trainer.errors import LingjieError
+        from lingjie.errors import LingjieError
 
         if isinstance(exc, LingjieError):
             raise

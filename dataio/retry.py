@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from dataio.credentials import redact, redact_url
-from trainer.errors import ConfigError, DataError
+from lingjie.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

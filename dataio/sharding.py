@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from dataio.readers.base import RecordStream
-from trainer.errors import ConfigError
+from lingjie.errors import ConfigError
 
 
 @dataclass(frozen=True)

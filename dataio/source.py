@@ -26,7 +26,7 @@ from dataio.rebatch import drop_rows, rebatch, take_rows
 from dataio.retry import RetryPolicy
 from dataio.sharding import Shard, owned_chunks
 from dataio.shuffle import shuffle_rows
-from trainer.errors import ConfigError, DataError
+from lingjie.errors import ConfigError, DataError
 
 _ON_ERROR = ("raise", "skip")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from dataio.filesystems import scheme_of
-from trainer.errors import ConfigError
+from lingjie.errors import ConfigError
 
 
 def is_stream(path: str | list[str]) -> bool:

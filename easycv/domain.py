@@ -16,7 +16,7 @@ from typing import Any
 
 from dataio.atomic import atomic_write_bytes, atomic_write_json
 from easycv.schema import CVRunSpec, validate_root
-from trainer.errors import ConfigError
+from lingjie.errors import ConfigError
 from trainer.run_dir import RunDir, resolve_checkpoint
 
 log = logging.getLogger("lingjie")
@@ -87,7 +87,7 @@ def _metrics(spec: CVRunSpec, num_classes: int) -> Any:
 
 def _extra_meta(spec: CVRunSpec, classes: list[str]) -> dict[str, Any]:
     """What makes a checkpoint self-contained: the config, class names, channels, input size."""
-    from trainer.schema.build import to_plain
+    from lingjie.schema import to_plain
 
     d = spec.root.data
     return {"config": json.loads(json.dumps(to_plain(spec.root))), "classes": list(classes),
@@ -210,7 +210,7 @@ def restore(ckpt: Path, current: CVRunSpec) -> Restored:
     from easycv.engine import CVEngine
     from easycv.models import build_model
     from trainer.checkpoint_io import read_checkpoint
-    from trainer.errors import DataError
+    from lingjie.errors import DataError
 
     state = read_checkpoint(ckpt)
     meta = state["meta"]

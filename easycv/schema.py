@@ -1,7 +1,7 @@
 """The typed schema of an easycv experiment (``domain: cv``): data, augmentation, models.
 
 Stdlib only (no torch, no PIL), so a typo in an image experiment is reported in milliseconds
-with the same did-you-mean messages as everywhere else (:func:`trainer.schema.build.build`).
+with the same did-you-mean messages as everywhere else (:func:`lingjie.schema.build`).
 The trainer/hardware/logger/paths groups are the shared ones; ``data`` and ``model`` are
 easycv's own. Augmentations are a YAML list, each item picked by ``name``::
 
@@ -15,8 +15,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from trainer.errors import ConfigError
-from trainer.schema.build import build, chosen_model, close_names
+from lingjie.errors import ConfigError
+from lingjie.schema import build, chosen_model, close_names
 from trainer.schema.spec import F, HardwareSpec, LoggerSpec, PathsSpec, TrainerSpec
 
 # ----------------------------------------------------------------------------- transforms

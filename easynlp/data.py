@@ -23,7 +23,7 @@ import pyarrow as pa
 
 from easynlp.schema import NLPDataSpec
 from easynlp.tokenizer import TextTokenizer
-from trainer.errors import DataError
+from lingjie.errors import DataError
 
 IGNORE = -100  # label of positions that carry no target (padding, non-first sub-tokens)
 NO_WORD = -2  # word_starts padding; -1 marks a word that truncation cut off (easynlp.models.NO_WORD)

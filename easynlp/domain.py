@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from easynlp.schema import MODELS, NLPRootSpec, NLPRunSpec, TaskInfo
-from trainer.errors import ConfigError
-from trainer.schema.build import build, chosen_model, close_names
+from lingjie.errors import ConfigError
+from lingjie.schema import build, chosen_model, close_names
 
 
 def build_model_spec(raw: dict[str, Any]) -> Any:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from trainer.errors import ConfigError, DataError
+from lingjie.errors import ConfigError, DataError
 
 NO_WORD = -2  # word_starts padding (no word); -1: a word that truncation cut off
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from dataio.atomic import atomic_write_bytes, atomic_write_json
 from easynlp.schema import NLPDataSpec, NLPRunSpec
-from trainer.errors import ConfigError, DataError
+from lingjie.errors import ConfigError, DataError
 from trainer.run_dir import RunDir, resolve_checkpoint
 
 log = logging.getLogger("lingjie.nlp")
@@ -230,7 +230,7 @@ def make_engine(model: Any, trainer: Any, device: str, total_steps: int, dist: A
 
 
 def _plain(spec: NLPRunSpec) -> dict[str, Any]:
-    from trainer.schema.build import to_plain
+    from lingjie.schema import to_plain
 
     model = to_plain(spec.model)
     model.pop("tasks", None)

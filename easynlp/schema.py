@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from trainer.errors import ConfigError
+from lingjie.errors import ConfigError
 from trainer.schema.spec import F, HardwareSpec, LoggerSpec, PathsSpec, TrainerSpec
 
 SCHEMA_TYPES = {"str": "string", "string": "string", "int": "int64", "bigint": "int64",

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.errors import ConfigError, DataError
+from lingjie.errors import ConfigError, DataError
 
 PAD, UNK, CLS, SEP, MASK = "[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"
 SPECIALS = [PAD, UNK, CLS, SEP, MASK]

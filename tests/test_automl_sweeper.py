@@ -236,7 +236,7 @@ def test_a_wrong_sweeper_knob_is_one_clear_error(tmp_path):
 
 def test_run_objective_and_seed_knobs_are_checked():
     from automl.sweeper import Sweep, SweepSettings, run_objective
-    from trainer.errors import ConfigError
+    from lingjie.errors import ConfigError
 
     metrics = {"history": [{"eval/auc": 0.6}, {"eval/auc": 0.7}, {"eval/auc": 0.8}],
                "final": {"eval/auc": 0.8}, "parameters": 1234}
@@ -288,7 +288,7 @@ def test_best_by_lower_bound_prefers_a_consistent_win_and_reports_the_gain_over_
 
     from automl.sweeper import Sweep, SweepSettings
     from automl.sweeper_outputs import _best_trials, seed_stats, vs_default
-    from trainer.errors import ConfigError
+    from lingjie.errors import ConfigError
 
     study = optuna.create_study(direction="maximize")
     dist = {"lr": FloatDistribution(0.0, 1.0)}

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import compose, run_cli
-from trainer.errors import ConfigError
+from lingjie.errors import ConfigError
 from trainer.schema.validate import validate
 
 EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "configs" / "experiment").glob("*.yaml"))
@@ -73,7 +73,7 @@ def test_validation_is_light_and_fast() -> None:
 
     code = ("import sys, time; t=time.time();"
             "from trainer.schema.validate import validate;"
-            "from trainer.errors import ConfigError\n"
+            "from lingjie.errors import ConfigError\n"
             "try:\n validate({'data': {'batch_sise': 3}})\nexcept ConfigError as e: print(e)\n"
             "print('torch' in sys.modules, 'pyarrow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -9,7 +9,7 @@ import pytest
 from dataio.credentials import (Secret, kafka_security_options, redact, redact_options,
                                 redact_url, remember_secret, resolve_odps, resolve_oss)
 from dataio.retry import RetryPolicy, is_transient, with_retries
-from trainer.errors import ConfigError, DataError
+from lingjie.errors import ConfigError, DataError
 
 OSS_VARS = ("OSS_ENDPOINT", "OSS_ACCESS_KEY_ID", "OSS_ACCESS_KEY_SECRET", "OSS_SESSION_TOKEN",
             "ALIBABA_CLOUD_ACCESS_KEY_ID", "ALIBABA_CLOUD_ACCESS_KEY_SECRET",

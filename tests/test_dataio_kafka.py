@@ -16,7 +16,7 @@ import pyarrow as pa
 import pytest
 
 from tests.emulators.fixtures import kafka_broker  # noqa: F401  (fixture)
-from trainer.errors import ConfigError, DataError
+from lingjie.errors import ConfigError, DataError
 
 FAST = {"max_wait_s": 0.2, "idle_timeout_s": 1.5}  # generous: CI machines are shared
 

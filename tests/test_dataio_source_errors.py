@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from dataio.source import Source
-from trainer.errors import DataError
+from lingjie.errors import DataError
 
 
 def read_all(src: Source, batch_size: int = 4, **kw) -> pa.Table:

@@ -14,7 +14,7 @@ import pytest
 
 from dataio.files import detect_format
 from dataio.source import Source
-from trainer.errors import ConfigError, DataError
+from lingjie.errors import ConfigError, DataError
 
 
 @pytest.fixture

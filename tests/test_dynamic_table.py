@@ -219,7 +219,7 @@ def test_export_prunes_by_count() -> None:
 ])
 def test_config_errors_name_the_key_and_the_fix(override: list[str], path: str, words: str) -> None:
     from tests.conftest import compose
-    from trainer.errors import ConfigError
+    from lingjie.errors import ConfigError
     from trainer.schema.validate import validate
 
     cfg = compose(["+experiment=movielens_deepfm_dynamic", "data.train_path=x.parquet"])

@@ -14,7 +14,7 @@ from easycv.data.records import read_records
 from easycv.data.transforms import Pipeline, Sample
 from easycv.schema import build_transforms, validate_root
 from tests.conftest import compose
-from trainer.errors import ConfigError, DataError
+from lingjie.errors import ConfigError, DataError
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import ROOT, compose, run_cli
-from trainer.errors import DataError
+from lingjie.errors import DataError
 
 TINY = ["hardware.threads=1", "trainer.progress_bar=false", "logger.tensorboard=false"]
 

@@ -15,7 +15,7 @@ from easynlp.models import ServingModule, build_model, load_pretrained_weights
 from easynlp.schema import NLPDataSpec
 from easynlp.tokenizer import TextTokenizer
 from tests.conftest import compose
-from trainer.errors import ConfigError, DataError
+from lingjie.errors import ConfigError, DataError
 
 torch.set_num_threads(1)
 

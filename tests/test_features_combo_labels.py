@@ -7,7 +7,7 @@ import pytest
 
 from easyrec.features.hashing import hash_to_buckets
 from easyrec.features.pipeline import FeaturePipeline
-from trainer.errors import ConfigError, DataError
+from lingjie.errors import ConfigError, DataError
 
 
 def test_combo_hash_of_joined_string_forms():

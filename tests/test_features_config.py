@@ -13,7 +13,7 @@ from easyrec.features.config import (
     SequenceFeatureConfig, TagFeatureConfig, VocabConfig, feature_config_from_dict,
     mapping_spec,
 )
-from trainer.errors import ConfigError
+from lingjie.errors import ConfigError
 
 ALL = [*FEATURE_TYPES.values(), VocabConfig, LabelConfig]
 

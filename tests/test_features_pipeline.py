@@ -12,7 +12,7 @@ import pytest
 from easyrec.features.batch import Batch
 from easyrec.features.config import IdFeatureConfig, RawFeatureConfig, VocabConfig
 from easyrec.features.pipeline import FeaturePipeline
-from trainer.errors import ConfigError, DataError
+from lingjie.errors import ConfigError, DataError
 
 FEATURES = {
     "user_id": {"type": "id", "embedding_dim": 8},

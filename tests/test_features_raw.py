@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 
 from easyrec.features.pipeline import FeaturePipeline
-from trainer.errors import DataError
+from lingjie.errors import DataError
 
 X = [1.0, 2.0, None, 4.0, 5.0]  # mean 3, population std sqrt(2.5), min 1, max 5
 

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 
 from easyrec.features.pipeline import FeaturePipeline
-from trainer.errors import ConfigError
+from lingjie.errors import ConfigError
 
 
 def test_truncation_padding_lengths_own_vocab():

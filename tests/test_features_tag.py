@@ -6,7 +6,7 @@ import pyarrow as pa
 import pytest
 
 from easyrec.features.pipeline import FeaturePipeline
-from trainer.errors import DataError
+from lingjie.errors import DataError
 
 
 def fit_transform(cfg, train, test=None):

@@ -279,7 +279,7 @@ def test_submit_applies_both_manifests_with_the_kubernetes_client(tmp_path: Path
         assert _ApiServer.objects[f"apis/kubeflow.org/v1/namespaces/team-a/pytorchjobs/{name}"] == job
 
         # the same job again: the ConfigMap is replaced, the existing job is one clear error
-        from trainer.errors import LingjieError
+        from lingjie.errors import LingjieError
         from trainer.launch.k8s import submit
 
         with pytest.raises(LingjieError, match=f"409 .*a PyTorchJob named '{name}' already exists.*kubectl apply"):

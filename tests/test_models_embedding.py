@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from easyrec.features.info import FeatureInfo
 from easyrec.models.torch.embedding import EmbeddingCollection, WideLinear, pool_sequence
 from easyrec.models.torch.example_inputs import random_inputs
-from trainer.errors import ConfigError
+from lingjie.errors import ConfigError
 
 FEATURES = {
     "a": FeatureInfo("a", "sparse", 8, num_embeddings=11),

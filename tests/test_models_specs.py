@@ -13,7 +13,7 @@ from easyrec.features.info import FeatureInfo
 from easyrec.models import specs
 from easyrec.models.specs import (MODEL_REGISTRY, ModelEntry, build_model, get_model_entry)
 from tests.test_models_helpers import FEATURES, make_config
-from trainer.errors import ConfigError
+from lingjie.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -12,7 +12,7 @@ from easyrec.models.tf.embedding import (EmbeddingCollection, WideLinear, block_
 from easyrec.models.tf.example_inputs import random_inputs
 from easyrec.models.tf.group import FeatureGroup
 from tests.test_models_tf_helpers import tf
-from trainer.errors import ConfigError
+from lingjie.errors import ConfigError
 
 FEATURES = {
     "a": FeatureInfo("a", "sparse", 8, num_embeddings=11),

@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from trainer.errors import LingjieError
+from lingjie.errors import LingjieError
 
 log = logging.getLogger("lingjie")
 

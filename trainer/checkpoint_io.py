@@ -7,7 +7,7 @@ import pickle
 from pathlib import Path
 from typing import Any
 
-from trainer.errors import DataError
+from lingjie.errors import DataError
 
 TF_SUFFIX = ".tfckpt"
 META_FILE = "meta.pkl"

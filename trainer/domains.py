@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from trainer.errors import ConfigError
+from lingjie.errors import ConfigError
 
 DOMAINS: dict[str, str] = {
     "rec": "",  # easyrec: handled by trainer.job / trainer.schema.validate themselves

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from dataio.atomic import atomic_write_bytes, atomic_write_json
-from trainer.errors import ConfigError
+from lingjie.errors import ConfigError
 from trainer.run_dir import RunDir, resolve_checkpoint, resolve_resume_dir
 from trainer.schema.validate import RunSpec, validate
 
@@ -521,7 +521,7 @@ def _export(spec: RunSpec, engine: Any, pipeline: Any, run: RunDir) -> Path:
 
 
 def _plain(spec: RunSpec) -> dict[str, Any]:
-    from trainer.schema.build import to_plain
+    from lingjie.schema import to_plain
 
     return {"root": to_plain(spec.root), "features": to_plain(spec.features), "labels": to_plain(spec.labels),
             "model": to_plain(spec.model)}

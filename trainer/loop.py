@@ -18,7 +18,7 @@ import numpy as np
 
 from trainer.distributed import DistContext
 from trainer.engine import Engine
-from trainer.errors import ConfigError
+from lingjie.errors import ConfigError
 from trainer.loader import BatchLoader
 from trainer.metric_report import TaskMetrics
 from trainer.progress import progress

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from trainer.errors import ConfigError
+from lingjie.errors import ConfigError
 from trainer.progress import progress
 from trainer.run_dir import RunDir
 

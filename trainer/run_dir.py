@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from trainer.errors import ConfigError
+from lingjie.errors import ConfigError
 
 
 class RunDir:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from trainer.errors import DataError
+from lingjie.errors import DataError
 
 
 def to_record_batch(rows: Any) -> pa.Table:

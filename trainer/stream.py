@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from dataio.atomic import atomic_write_bytes, atomic_write_json
-from trainer.errors import ConfigError, DataError
+from lingjie.errors import ConfigError, DataError
 from trainer.run_dir import RunDir
 from trainer.schema.validate import RunSpec
 

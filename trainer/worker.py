@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from omegaconf import OmegaConf
 
-    from trainer.errors import LingjieError
+    from lingjie.errors import LingjieError
     from trainer.job import run_job
 
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")

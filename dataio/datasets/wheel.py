@@ -17,7 +17,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainer.errors import DataError
+from lingjie.errors import DataError
 
 
 @dataclass(frozen=True)

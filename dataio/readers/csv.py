@@ -14,7 +14,7 @@ import pyarrow.csv as pacsv
 from dataio.columns import missing_columns_error
 from dataio.files import DataFile
 from dataio.readers.base import BadRowHandler, ReadOptions, RecordStream, RowRangeFilter
-from trainer.errors import DataError
+from lingjie.errors import DataError
 
 
 def _delimiter(file: DataFile, opts: ReadOptions) -> str:

@@ -17,7 +17,7 @@ import pyarrow.json as pajson
 
 from dataio.files import DataFile
 from dataio.readers.base import BadRowHandler, ReadOptions, RecordStream, RowRangeFilter
-from trainer.errors import DataError
+from lingjie.errors import DataError
 
 _ROW_IN_MESSAGE = re.compile(r"in row (\d+)")
 

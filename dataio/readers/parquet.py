@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 from dataio.columns import require_columns
 from dataio.files import DataFile
 from dataio.readers.base import BadRowHandler, ReadOptions, RecordStream, RowRangeFilter
-from trainer.errors import DataError
+from lingjie.errors import DataError
 
 
 def _open(file: DataFile, handle) -> pq.ParquetFile | None:

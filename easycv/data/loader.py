@@ -21,7 +21,7 @@ import torch
 from dataio.filesystems import filesystem_for
 from easycv.data.records import Records
 from easycv.data.transforms import Pipeline, Sample
-from trainer.errors import DataError
+from lingjie.errors import DataError
 
 log = logging.getLogger("lingjie.easycv")
 _END = object()

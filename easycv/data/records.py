@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from dataio.filesystems import filesystem_for
-from trainer.errors import ConfigError, DataError
+from lingjie.errors import ConfigError, DataError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm")
 

@@ -12,8 +12,8 @@ import difflib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from trainer.errors import ConfigError
-from trainer.schema.build import check_bounds
+from lingjie.errors import ConfigError
+from lingjie.schema import check_bounds
 
 TIER_ORDER = ("device", "host", "disk")
 BLOOM_MAX_COUNT = 255  # the counting Bloom filter's counters are saturating uint8

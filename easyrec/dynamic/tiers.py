@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from trainer.errors import ConfigError
+from lingjie.errors import ConfigError
 
 
 class Tier:

@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from trainer.errors import DataError
+from lingjie.errors import DataError
 
 
 def get_column(batch: pa.RecordBatch | pa.Table, name: str) -> pa.Array:

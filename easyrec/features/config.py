@@ -4,7 +4,7 @@ The trainer's generic validator turns the YAML mapping ``features.<name>: {type:
 into these dataclasses (``FEATURE_TYPES`` maps the ``type`` key to the class) and reads
 ``field(metadata=...)`` for ranges (``ge``/``gt``/``le``) and docs (``help``). Rules that
 involve several fields live in each class's ``check(path)``, which raises
-:class:`~trainer.errors.ConfigError` at ``<path>.<field>`` (``path`` is the dotted config
+:class:`~lingjie.errors.ConfigError` at ``<path>.<field>`` (``path`` is the dotted config
 path of the node, e.g. ``features.user_id``). Rules that involve several features (shared
 tables, ``share`` targets) are checked by :class:`~easyrec.features.pipeline.FeaturePipeline`.
 
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from easyrec.dynamic.config import DynamicConfig, dynamic_config_from_dict
-from trainer.errors import ConfigError
-from trainer.schema.build import check_bounds
+from lingjie.errors import ConfigError
+from lingjie.schema import check_bounds
 
 MAPPING_FIELDS = ("hash_buckets", "vocab", "num_buckets", "dynamic")
 

@@ -10,7 +10,7 @@ from easyrec.features.columns import get_column, is_list
 from easyrec.features.config import IdFeatureConfig
 from easyrec.features.id_mapping import IdMapping
 from easyrec.features.info import FeatureInfo
-from trainer.errors import DataError
+from lingjie.errors import DataError
 
 
 class IdFeature(Feature):

@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from easyrec.features.columns import as_string_array, dictionary_codes
 from easyrec.features.hashing import hash_to_buckets
 from easyrec.features.vocab import VocabCounter
-from trainer.errors import DataError
+from lingjie.errors import DataError
 
 
 class IdMapping:

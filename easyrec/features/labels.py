@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 
 from easyrec.features.columns import get_column
 from easyrec.features.config import LabelConfig
-from trainer.errors import DataError
+from lingjie.errors import DataError
 
 
 def label_column(name: str, config: LabelConfig) -> str:

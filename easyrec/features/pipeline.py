@@ -33,7 +33,7 @@ from easyrec.features.raw_feature import RawFeature
 from easyrec.features.sequence_feature import SequenceFeature
 from easyrec.features.state import FORMAT, VERSION, check_header, read_json, write_json
 from easyrec.features.tag_feature import TagFeature
-from trainer.errors import ConfigError, DataError
+from lingjie.errors import ConfigError, DataError
 
 _MAPPED = (IdFeatureConfig, TagFeatureConfig, SequenceFeatureConfig)  # use an id mapping
 _SHAREABLE = (IdFeatureConfig, TagFeatureConfig)  # valid targets of ``share``

@@ -14,7 +14,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from dataio.atomic import atomic_write_bytes
-from trainer.errors import DataError
+from lingjie.errors import DataError
 
 FORMAT = "lingjie.feature_pipeline"
 VERSION = 1

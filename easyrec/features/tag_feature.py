@@ -20,7 +20,7 @@ from easyrec.features.columns import ListParts, get_column, list_parts
 from easyrec.features.config import TagFeatureConfig
 from easyrec.features.id_mapping import IdMapping
 from easyrec.features.info import FeatureInfo
-from trainer.errors import DataError
+from lingjie.errors import DataError
 
 
 class TagFeature(Feature):

@@ -21,7 +21,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from trainer.errors import ConfigError
+from lingjie.errors import ConfigError
 
 if TYPE_CHECKING:  # only for annotations; info.py is light anyway
     from easyrec.features.info import FeatureInfo

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from easyrec.features.info import FeatureInfo
-from trainer.errors import ConfigError
+from lingjie.errors import ConfigError
 
 
 def table_of(info: FeatureInfo) -> str:

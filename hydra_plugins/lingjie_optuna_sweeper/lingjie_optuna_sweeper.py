@@ -98,7 +98,7 @@ class LingjieOptunaSweeper(Sweeper):
         if len(settings.direction) == 1 and len(settings.optimize_metric) > 1:
             settings.direction = settings.direction * len(settings.optimize_metric)
         hydra_overrides = [str(o) for o in cfg.hydra.overrides.get("hydra", [])]
-        from trainer.errors import LingjieError
+        from lingjie.errors import LingjieError
 
         try:  # a wrong sweeper knob or search space: one line naming it, as the trainer CLI does
             sweep = Sweep(settings, list(arguments), Path.cwd(), hydra_overrides)

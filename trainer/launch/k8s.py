@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from dataio.atomic import atomic_write_bytes
-from trainer.errors import ConfigError, LingjieError
+from lingjie.errors import ConfigError, LingjieError
 from trainer.run_dir import RunDir
 
 log = logging.getLogger("lingjie.launch")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import socket
 
-from trainer.errors import ConfigError
+from lingjie.errors import ConfigError
 
 
 def free_port() -> int:

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
-from trainer.errors import ConfigError, LingjieError
+from lingjie.errors import ConfigError, LingjieError
 from trainer.launch.ports import free_port
 
 log = logging.getLogger("lingjie.launch")

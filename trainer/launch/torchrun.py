@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from trainer.errors import ConfigError, LingjieError
+from lingjie.errors import ConfigError, LingjieError
 from trainer.launch.ports import check_port_free, free_port
 
 log = logging.getLogger("lingjie.launch")

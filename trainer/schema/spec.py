@@ -9,12 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-
-def F(default: Any = None, help: str = "", **meta: Any) -> Any:  # noqa: N802 - short field maker
-    """A dataclass field with a default, a help text and optional ge/gt/le ranges."""
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **meta})
-    return field(default=default, metadata={"help": help, **meta})
+from lingjie.schema import F
 
 
 @dataclass

@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from trainer.errors import ConfigError
-from trainer.schema.build import build, close_names
+from lingjie.errors import ConfigError
+from lingjie.schema import build, close_names
 from trainer.schema.spec import RootSpec
 
 

@@ -259,7 +259,7 @@ def _attach_dynamic(model: torch.nn.Module, spec: TrainerSpec | None, optimizers
     if spec is None or not dynamic_modules(model):
         return None
     if scaler is not None:
-        from trainer.errors import ConfigError
+        from lingjie.errors import ConfigError
 
         raise ConfigError("hardware.precision", "dynamic embedding tables take no fp16 loss scaling; "
                           "use hardware.precision=bf16 or fp32")

@@ -20,7 +20,7 @@ def make_optimizer(params: Iterable[torch.nn.Parameter], spec: OptimizerPart,
     if not params:
         return None
     if sparse_grad and spec.weight_decay:
-        from trainer.errors import ConfigError
+        from lingjie.errors import ConfigError
 
         raise ConfigError("trainer.optimizer.sparse.weight_decay",
                           "torch optimizers take no weight decay with sparse gradients (model.sparse_grad=true): "

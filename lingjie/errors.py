@@ -3,7 +3,7 @@
 Every error a user can cause (a bad YAML key, a missing column, a corrupt file) is raised as
 a subclass of :class:`LingjieError`. The CLI catches these and prints one clear message
 naming the thing and the fix, instead of a traceback from deep inside a framework.
-This module imports nothing heavy so every layer (dataio, easyrec, trainer) may use it.
+It imports nothing but the standard library, so every layer may use it.
 """
 from __future__ import annotations
 

@@ -8,14 +8,22 @@ type checks, ``field(metadata={"ge": 0, "le": 1, "help": ...})`` the ranges and 
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import field
 import difflib
 import types
 import typing
 from typing import Any, Literal, Union, get_args, get_origin
 
-from trainer.errors import ConfigError
+from lingjie.errors import ConfigError
 
 _HINTS_CACHE: dict[type, dict[str, Any]] = {}
+
+
+def F(default: Any = None, help: str = "", **meta: Any) -> Any:  # noqa: N802 - short field maker
+    """A dataclass field with a default, a help text and optional ge/gt/le ranges."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **meta})
+    return field(default=default, metadata={"help": help, **meta})
 
 
 def close_names(name: str, options: typing.Iterable[str], n: int = 3) -> list[str]:
