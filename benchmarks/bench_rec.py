@@ -178,7 +178,7 @@ def pipeline_rate(state: str, path: str, batch_size: int, workers: int, worker_t
     """Rows/s of Parquet -> Batch through the train BatchLoader (shuffled, as in training)."""
     from dataio.source import Source
     from easyrec.features.pipeline import FeaturePipeline
-    from trainer.loader import BatchLoader
+    from easyrec.loader import BatchLoader
 
     pipeline = FeaturePipeline.load(state)
     src = Source(path, columns=pipeline.required_columns(with_labels=True))

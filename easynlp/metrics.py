@@ -120,7 +120,7 @@ def entity_scores(gold: list[list[str]], pred: list[list[str]]) -> dict[str, flo
 
 
 def binary_auc(labels: np.ndarray, score: np.ndarray) -> float:
-    from easyrec import metrics as M
+    from trainer import metrics as M
 
     return M.auc(labels.astype(np.float32), score.astype(np.float32))
 

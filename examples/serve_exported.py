@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from trainer.serving import ExportedModel
+from easyrec.serving import ExportedModel
 
 
 def main(export_dir: str) -> None:

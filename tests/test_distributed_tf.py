@@ -64,9 +64,9 @@ from tests.conftest import compose
 from tests.movielens_like import movielens_like
 from trainer.distributed import DistContext
 from trainer.job import make_pipeline
-from trainer.restore import make_engine
+from easyrec.restore import make_engine
 from trainer.schema.validate import validate
-from trainer.tf_backend import multiworker
+from easyrec.tf_backend import multiworker
 
 spec = validate(compose(["+experiment=movielens_deepfm", "trainer.backend=tf", "trainer.optimizer.dense.name=sgd",
                          "trainer.optimizer.sparse.name=sgd", "trainer.optimizer.dense.lr=0.5",

@@ -54,7 +54,7 @@ def _setup(spec: Any, n: int = 2400) -> tuple[Any, list[Any]]:
 
 
 def _engine(spec: Any, pipeline: Any, seed: int = 0) -> Any:
-    from trainer.restore import make_engine
+    from easyrec.restore import make_engine
 
     torch.manual_seed(seed)
     return make_engine("torch", spec.model, pipeline, spec.root.trainer, "cpu", total_steps=100)
@@ -113,7 +113,7 @@ def _dynamic(engine: Any) -> list[Any]:
 
 @pytest.mark.parametrize("fmt", ["torchscript", "torch_export"])
 def test_export_carries_the_table_and_unknown_ids_read_the_default(tmp_path: Path, fmt: str) -> None:
-    from trainer.serving import ExportedModel
+    from easyrec.serving import ExportedModel
 
     spec = _spec(tmp_path, zip_code={"export_min_count": 1})
     pipeline, batches = _setup(spec, 1200)
@@ -155,7 +155,7 @@ def test_export_min_count_prunes_the_serving_table(tmp_path: Path) -> None:
 
 def test_short_training_with_dynamic_on_and_off_both_learn(tmp_path: Path) -> None:
     from trainer.loop import evaluate
-    from trainer.loader import BatchLoader
+    from easyrec.loader import BatchLoader
 
     results = {}
     for dynamic in (True, False):

@@ -13,7 +13,7 @@ from easycv.models.ops import batched_nms, greedy_nms
 from easycv.schema import ClassifierSpec, EmaSpec, NormalizeT, YoloxSpec, build_model_spec
 from trainer.schema.spec import TrainerSpec
 from trainer.torch_backend.engine import to_host
-from trainer.torch_backend.export import load_program
+from trainer.torch_backend.programs import load_program
 
 
 

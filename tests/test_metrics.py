@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from sklearn.metrics import log_loss, roc_auc_score
 
-from easyrec import metrics
+from trainer import metrics
 
 
 def test_auc_matches_sklearn_with_ties() -> None:

@@ -11,7 +11,7 @@ from easyrec.features.info import FeatureInfo
 from easyrec.models.tf.embedding import FusedEmbeddingBag
 from easyrec.models.tf.sparse_adam import SparseAdam
 from tests.test_models_tf_helpers import tf
-from trainer.tf_backend.optim import FusedAdam
+from easyrec.tf_backend.optim import FusedAdam
 
 
 def _infos(single: bool) -> list[FeatureInfo]:

@@ -62,14 +62,14 @@ def test_export_round_trip_in_fresh_process(trained: Path, tmp_path: Path, data_
     test_file = data_dir / "movielens-100k" / "test.parquet"
     rows = pq.read_table(test_file).slice(0, 500)
     # reference: the checkpoint itself, restored in this process
-    from trainer.restore import restore
+    from easyrec.restore import restore
     from trainer.run_dir import RunDir
 
     restored = restore(RunDir(trained).latest_checkpoint())
     want = restored.engine.predict(restored.pipeline.transform(rows, with_labels=False))["like"]
     script = (
         "import sys, numpy as np, pyarrow.parquet as pq\n"
-        "from trainer.serving import ExportedModel\n"
+        "from easyrec.serving import ExportedModel\n"
         f"m = ExportedModel({str(out / 'export')!r})\n"
         f"rows = pq.read_table({str(test_file)!r}).slice(0, 500).to_pylist()\n"
         "np.save(sys.argv[1], m.predict(rows)['like'])\n"
@@ -95,7 +95,7 @@ def test_tf_savedmodel_round_trip_in_fresh_process(trained_tf: Path, tmp_path: P
     rows exactly like the checkpoint restored here."""
     test_file = data_dir / "movielens-100k" / "test.parquet"
     rows = pq.read_table(test_file).slice(0, 300)
-    from trainer.restore import restore
+    from easyrec.restore import restore
     from trainer.run_dir import RunDir
 
     restored = restore(RunDir(trained_tf).latest_checkpoint())

@@ -39,7 +39,7 @@ def _batches(spec):
 
 def _losses(backend: str, spec, pipeline, batches, clock: bool = False, seen: list | None = None,
             pack: bool = True) -> list[float]:
-    from trainer.restore import make_engine
+    from easyrec.restore import make_engine
     from trainer.timing import StageClock
 
     if backend == "torch":
@@ -84,7 +84,7 @@ def test_torch_switch_keeps_the_loss_curve(tmp_path: Path, switch: str) -> None:
 
 def test_torch_stage_split_is_recorded_and_changes_nothing(tmp_path: Path) -> None:
     """The embedding probe's hooks exist only during a sampled step and leave the math alone."""
-    from trainer.restore import make_engine
+    from easyrec.restore import make_engine
     from trainer.timing import StageClock
 
     spec = _spec(tmp_path, [])
@@ -139,7 +139,7 @@ def _epoch_arrays(loader, epoch: int) -> list[dict[str, np.ndarray]]:
 @pytest.mark.parametrize("workers,kind", [(2, "thread"), (2, "process")])
 def test_loader_workers_hand_out_the_same_batches(tmp_path: Path, workers: int, kind: str) -> None:
     from dataio.source import Source
-    from trainer.loader import BatchLoader
+    from easyrec.loader import BatchLoader
 
     spec = _spec(tmp_path, [])
     pipeline, _ = _batches(spec)
@@ -180,7 +180,7 @@ def test_memory_cache_epochs_are_full_seeded_reshuffles(tmp_path: Path) -> None:
     order per epoch, the same order on a fresh loader (so a resumed run sees the same batches),
     and skip_batches resumes inside the epoch; unshuffled it is the stream's own batches."""
     from dataio.source import Source
-    from trainer.loader import BatchLoader
+    from easyrec.loader import BatchLoader
 
     spec = _spec(tmp_path, [])
     pipeline, _ = _batches(spec)
@@ -226,15 +226,15 @@ def test_tf_batches_staged_by_the_loader_give_the_same_step(tmp_path: Path, kw: 
     (``loader.row_stager = engine.row_stager``, in-memory cache): batches carry labels and
     row indices only, the step gathers its inputs (multi-value bags and weights included)
     from the engine's copy of the cache — the same losses again."""
-    from trainer.tf_backend.engine import RowIndices
+    from easyrec.tf_backend.engine import RowIndices
 
     kw = dict(kw)
     rows = kw.pop("rows", 0)
     import tensorflow as tf
 
     from dataio.source import Source
-    from trainer.loader import BatchLoader
-    from trainer.restore import make_engine
+    from easyrec.loader import BatchLoader
+    from easyrec.restore import make_engine
 
     spec = _spec(tmp_path, ["trainer.backend=tf"])
     pipeline, _ = _batches(spec)
@@ -266,7 +266,7 @@ def test_tf_fast_step_call_gives_the_public_call(tmp_path: Path) -> None:
     and the same values over a few steps."""
     import tensorflow as tf
 
-    from trainer.restore import make_engine
+    from easyrec.restore import make_engine
 
     spec = _spec(tmp_path, ["trainer.backend=tf"])
     pipeline, batches = _batches(spec)

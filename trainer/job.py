@@ -47,7 +47,7 @@ def run_job(cfg: dict[str, Any], config_yaml: str) -> Path:
     if mode == "train":
         return _train(spec, run, config_yaml)
     if mode == "stream":
-        from trainer.stream import run_stream
+        from easyrec.stream import run_stream
 
         return run_stream(spec, run, config_yaml)
     run.create()
@@ -56,7 +56,7 @@ def run_job(cfg: dict[str, Any], config_yaml: str) -> Path:
     ckpt_path = resolve_checkpoint(ref, root.paths.output_root, root.experiment_name)
     log.info("%s with checkpoint %s", mode, ckpt_path)
     _setup_threads(spec)
-    from trainer.restore import restore
+    from easyrec.restore import restore
 
     restored = restore(ckpt_path)
     if mode == "evaluate":
@@ -70,7 +70,7 @@ def run_job(cfg: dict[str, Any], config_yaml: str) -> Path:
                                         "bad_rows": loader.source.stats.get("bad_rows", 0), "final": metrics})
         log.info("evaluation: %s", format_metrics(metrics))
     elif mode == "predict":
-        from trainer.predict import predict_to_file
+        from easyrec.predict import predict_to_file
 
         out = predict_to_file(spec, restored, run)
         log.info("predictions written to %s", out)
@@ -253,7 +253,7 @@ def _source(spec: RunSpec, path: str, pipeline: Any, with_labels: bool, extra_co
 
 
 def _loader(spec: RunSpec, pipeline: Any, path: str, train: bool, with_labels: bool = True, dist: Any = None):
-    from trainer.loader import BatchLoader
+    from easyrec.loader import BatchLoader
 
     data = spec.root.data
     rank, world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
@@ -368,9 +368,9 @@ def _train(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
 
     from easyrec.features.pipeline import FeaturePipeline
     from trainer.checkpoint_io import checkpoint_backend, read_meta
-    from trainer.loader import BatchLoader
+    from easyrec.loader import BatchLoader
     from trainer.loop import TrainLoop, format_metrics
-    from trainer.restore import make_engine
+    from easyrec.restore import make_engine
 
     ckpt_path = run.latest_checkpoint() if resumed else None
     if ckpt_path is not None and checkpoint_backend(ckpt_path) != backend:
@@ -422,7 +422,7 @@ def _train(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
              list(spec.task_types))
     train_loader.stage, train_loader.row_stager = engine.stager(), engine.row_stager
     if dist.kind == "tf" and dist.distributed:  # every worker runs the same steps (collectives)
-        from trainer.tf_backend.multiworker import EqualStepsLoader
+        from easyrec.tf_backend.multiworker import EqualStepsLoader
 
         train_loader = EqualStepsLoader(train_loader, engine)
     writer = None

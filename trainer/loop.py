@@ -12,14 +12,14 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from trainer.callbacks import Callback
 from trainer.distributed import DistContext
 from trainer.engine import Engine
 from lingjie.errors import ConfigError
-from trainer.loader import BatchLoader
 from trainer.metric_report import TaskMetrics
 from trainer.progress import progress
 from trainer.run_dir import RunDir
@@ -48,7 +48,7 @@ class Progress:
     stopped_early: bool = False
 
 
-def evaluate(engine: Engine, loader: BatchLoader, task_types: dict[str, str], limit_batches: int | None = None,
+def evaluate(engine: Engine, loader: Any, task_types: dict[str, str], limit_batches: int | None = None,
              recall_k: list[int] | None = None, desc: str = "eval", show_progress: bool = True,
              total: int | None = None, dist: DistContext | None = None,
              metrics: TaskMetrics | None = None) -> dict[str, float]:
@@ -94,9 +94,9 @@ def evaluate(engine: Engine, loader: BatchLoader, task_types: dict[str, str], li
 class TrainLoop:
     """Trains one engine; rank 0 writes checkpoints and logs into the run directory."""
 
-    def __init__(self, engine: Engine, spec: TrainerSpec, train_loader: BatchLoader,
-                 eval_loader: BatchLoader | None, task_types: dict[str, str], run: RunDir,
-                 steps_per_epoch: int | None, extra_meta: dict[str, Any], writer: Any = None,
+    def __init__(self, engine: Engine, spec: TrainerSpec, train_loader: Any,
+                 eval_loader: Any, task_types: dict[str, str], run: RunDir,
+                 steps_per_epoch: int | None, extra_meta: dict[str, Any], callbacks: list[Callback] | None = None,
                  recall_k: list[int] | None = None, eval_steps: int | None = None,
                  dist: DistContext | None = None, metrics: TaskMetrics | None = None) -> None:
         self.engine = engine
@@ -107,16 +107,15 @@ class TrainLoop:
         self.eval_loader = eval_loader
         self.task_types = task_types
         self.run = run
-        self.writer = writer
+        # rank 0 runs every callback; other ranks those marked all_ranks (trainer.callbacks)
+        self.callbacks = [cb for cb in callbacks or [] if self.dist.is_main or cb.all_ranks]
+        self.summary: dict[str, Any] = {}  # keys callbacks add to metrics.json (e.g. "pruned")
         self.extra_meta = extra_meta  # config + feature state: makes checkpoints self-contained
         self.recall_k = recall_k
         self.steps_per_epoch = steps_per_epoch
         self.eval_steps = eval_steps
         self.progress = Progress()
         self.train_collector = self._new_collector()
-        self.on_epoch_end: Callable[[], None] | None = None  # e.g. writes metrics.json
-        self.on_step_end: Callable[[], bool] | None = None  # True ends the epoch (automl: trial pruned mid-epoch)
-        self.on_checkpoint: Callable[[Path], None] | None = None  # e.g. mirrors it to oss://
         # stage timing of this process's steps (trainer.timing): the critical-path report
         self.clock: StageClock | None = None
         self._steps = 0
@@ -152,9 +151,15 @@ class TrainLoop:
         path = self.engine.save(self.run, name, self.meta())
         if name.startswith("step-"):
             prune_step_checkpoints(self.run, self.spec.checkpoint.keep_last)
-        if self.on_checkpoint is not None:
-            self.on_checkpoint(path)
+        self._notify("on_checkpoint", path)
         return path
+
+    def _notify(self, hook: str, *args: Any) -> bool:
+        """Call ``hook`` of every callback in order; True when any asked to end the epoch."""
+        stop = False
+        for cb in self.callbacks:
+            stop = bool(getattr(cb, hook)(self, *args)) or stop
+        return stop
 
     def resume_from(self, path: Path) -> None:
         self.load_meta(self.engine.restore(path))
@@ -164,13 +169,16 @@ class TrainLoop:
         """Train until epochs / max_steps / early stopping; returns the last epoch's metrics."""
         p = self.progress
         self._start_timing()
-        while p.epoch < self.spec.epochs and not p.stopped_early and not self._max_steps_reached():
-            self._train_epoch()
-            self.critical_path = self.timing_report()
-            metrics = self._end_epoch()
-            self._log_epoch(metrics)
-            if self.on_epoch_end is not None and self.dist.is_main:
-                self.on_epoch_end()
+        self._notify("on_fit_start")
+        try:
+            while p.epoch < self.spec.epochs and not p.stopped_early and not self._max_steps_reached():
+                self._train_epoch()
+                self.critical_path = self.timing_report()
+                metrics = self._end_epoch()
+                self._log_epoch(metrics)
+                self._notify("on_epoch_end", metrics)
+        finally:
+            self._notify("on_fit_end")
         if self.critical_path is not None and self.dist.is_main:
             log.info("%s", format_report(self.critical_path))
         return p.history[-1] if p.history else {}
@@ -186,7 +194,7 @@ class TrainLoop:
         self._wait_at_start = stats.wait_s if stats is not None else 0.0
 
     def _loader_stats(self) -> Any:
-        """The train loader's timing counters (trainer.loader's LoaderStats), if it keeps them;
+        """The train loader's timing counters (e.g. easyrec.loader's LoaderStats), if it keeps them;
         a domain's loader may keep other counters under ``stats`` (e.g. token counts)."""
         stats = getattr(self.train_loader, "stats", None)
         return stats if hasattr(stats, "wait_s") and hasattr(stats, "as_dict") else None
@@ -255,15 +263,10 @@ class TrainLoop:
             t0 = now
             if p.global_step % spec.log_every_n_steps == 0:
                 bar.set_postfix(loss=f"{p.epoch_loss_sum / max(1, p.epoch_loss_count):.4f}")
-                if self.writer is not None:
-                    self.writer.add_scalar("train/loss", loss, p.global_step)
-                    self.writer.add_scalar("train/lr", self.engine.current_lr(), p.global_step)
             every = spec.checkpoint.every_n_steps
             if every and p.global_step % every == 0:
                 self.checkpoint(f"step-{p.global_step:08d}")
-            if self._max_steps_reached():
-                break
-            if self.on_step_end is not None and self.on_step_end():
+            if self._notify("on_train_step", loss) or self._max_steps_reached():
                 break
 
     def _end_epoch(self) -> dict[str, float]:
@@ -297,9 +300,7 @@ class TrainLoop:
         self.train_collector = self._new_collector()
         self.checkpoint(f"epoch-{p.epoch:04d}")
         if improved and self.dist.is_main:
-            best = self.engine.save(self.run, "best", self.meta())
-            if self.on_checkpoint is not None:
-                self.on_checkpoint(best)
+            self._notify("on_checkpoint", self.engine.save(self.run, "best", self.meta()))
         return metrics
 
     def _early_stopping(self, metrics: dict[str, float]) -> bool:
@@ -330,11 +331,6 @@ class TrainLoop:
         if not self.dist.is_main:
             return
         log.info("epoch %d: %s", int(metrics["epoch"]), format_metrics(metrics))
-        if self.writer is not None:
-            for k, v in metrics.items():
-                if "/" in k and isinstance(v, float) and not math.isnan(v):
-                    self.writer.add_scalar(k, v, self.progress.global_step)
-            self.writer.flush()
 
 
 def format_metrics(metrics: dict[str, Any]) -> str:

@@ -10,7 +10,7 @@ from typing import Sequence
 
 import numpy as np
 
-from easyrec import metrics as M
+from trainer import metrics as M
 
 
 class PredictionCollector:

@@ -8,7 +8,7 @@ work the loader's worker managed to overlap with the step.
 
 Who measures what:
 
-* the loader's worker thread (``trainer.loader``): ``read`` (source -> Arrow record batches)
+* the loader's worker thread (``easyrec.loader``): ``read`` (source -> Arrow record batches)
   and ``transform`` (FeaturePipeline.transform + slicing), per batch; the consumer side of its
   queue measures ``wait``: the time the train step stood idle for want of a batch;
 * the engine, inside ``train_step``: ``h2d``, ``embedding`` (lookup forward + backward),

@@ -1,9 +1,9 @@
 """Permutation importance on eval: shuffle one feature's input column(s), measure the AUC drop.
 
-The model is restored from a checkpoint of the real trainer (``trainer.restore.restore``),
+The model is restored from a checkpoint of the real trainer (``easyrec.restore.restore``),
 the eval table is read once, and for each feature its input column(s) are permuted (one
 fixed permutation per repeat, all columns of a combo together), transformed by the
-checkpoint's own fitted pipeline and scored with ``engine.predict`` + ``easyrec.metrics.auc``.
+checkpoint's own fitted pipeline and scored with ``engine.predict`` + ``trainer.metrics.auc``.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def input_columns(config: Any, name: str) -> list[str]:
 
 
 def _auc(engine: Any, pipeline: Any, table: Any, task: str, label: str, batch_rows: int) -> float:
-    from easyrec.metrics import auc
+    from trainer.metrics import auc
 
     batch = pipeline.transform(table, with_labels=True)
     preds = [engine.predict(batch.slice(i, i + batch_rows))[task] for i in range(0, batch.size, batch_rows)]
@@ -37,7 +37,7 @@ def permutation_importance(checkpoint: Path, eval_path: str, features: list[str]
     """(base AUC, feature -> mean AUC drop when its columns are permuted)."""
     import pyarrow.parquet as pq
 
-    from trainer.restore import restore
+    from easyrec.restore import restore
 
     t0 = time.perf_counter()
     r = restore(Path(checkpoint))

@@ -242,7 +242,7 @@ class TorchEngine(Engine):
 
     def export(self, pipeline: Any, example: Batch, out_dir: Path, fmt: str, task_types: dict[str, str],
                extra_meta: dict[str, Any]) -> Path:
-        from trainer.torch_backend.export import export_model
+        from easyrec.torch_export import export_model
 
         model = self.model.cpu().eval()
         try:

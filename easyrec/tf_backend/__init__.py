@@ -3,5 +3,5 @@
 import logging as _logging
 
 # absl logs every tf.function argument rename at WARNING during SavedModel export; the renames
-# are expected (see trainer.serving) and handled.
+# are expected (see easyrec.serving) and handled.
 _logging.getLogger("absl").setLevel(_logging.ERROR)

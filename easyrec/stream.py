@@ -34,7 +34,7 @@ def run_stream(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
     from trainer import job
     from trainer.checkpoint_io import read_meta
     from trainer.loop import prune_step_checkpoints
-    from trainer.restore import make_engine
+    from easyrec.restore import make_engine
 
     root = spec.root
     st = root.trainer.stream

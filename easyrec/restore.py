@@ -41,8 +41,8 @@ def make_engine(backend: str, model_cfg: Any, pipeline: Any, spec: Any, device: 
     if backend == "tf":
         import tensorflow as tf
 
-        from trainer.tf_backend import multiworker
-        from trainer.tf_backend.engine import TFEngine
+        from easyrec.tf_backend import multiworker
+        from easyrec.tf_backend.engine import TFEngine
 
         # hardware.precision=bf16: MLPs / cross / attention compute in bfloat16 (tables, losses
         # and variables stay float32); the policy must be set while the model is built

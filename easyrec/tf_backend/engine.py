@@ -56,14 +56,14 @@ class TFEngine(Engine):
                  features: dict[str, FeatureInfo] | None = None, dist: Any = None) -> None:
         from easyrec.models.tf.base import input_signature
 
-        from trainer.tf_backend import multiworker
+        from easyrec.tf_backend import multiworker
 
         self.model = model
         self.features = features or model.features
         self.retrieval = bool(getattr(model, "retrieval", False))
         self.grad_clip_norm = spec.grad_clip_norm if spec else None
         # MultiWorkerMirroredStrategy (a TF worker of a multi-worker job): the caller builds the
-        # model and this engine inside strategy.scope() (trainer.restore.make_engine)
+        # model and this engine inside strategy.scope() (easyrec.restore.make_engine)
         self.strategy = multiworker.current() if dist is not None and getattr(dist, "kind", "") == "tf" else None
         self.is_chief = dist is None or dist.is_main
         self.local_has_next = True  # multi-worker: set by EqualStepsLoader before each step
@@ -75,7 +75,7 @@ class TFEngine(Engine):
         self.optimizers: dict[str, Any] = {}
         self.l2 = {"sparse": 0.0, "dense": 0.0}
         if spec is not None:
-            from trainer.tf_backend.optim import coupled_l2, make_optimizer
+            from easyrec.tf_backend.optim import coupled_l2, make_optimizer
 
             # model.sparse_grad=true: the tables' adam is SparseAdam (lazy), as on torch
             sparse_grad = bool(getattr(getattr(model, "cfg", None), "sparse_grad", False))
@@ -88,7 +88,7 @@ class TFEngine(Engine):
             if self.strategy is not None:
                 for opt in self.optimizers.values():
                     multiworker.skip_keras_all_reduce(opt)
-            from trainer.tf_backend.fast import apply_fast_paths
+            from easyrec.tf_backend.fast import apply_fast_paths
 
             apply_fast_paths(model, dedup_ids=getattr(spec, "dedup_ids", False),
                              compile_dense=getattr(spec, "compile", False))
@@ -132,7 +132,7 @@ class TFEngine(Engine):
     def check_replicas_in_sync(self) -> None:
         """Multi-worker: every worker must hold the same weights (same mean gradients, same
         updates); a cheap fingerprint (sum of each variable) is compared across the workers."""
-        from trainer.tf_backend import multiworker
+        from easyrec.tf_backend import multiworker
 
         mine = np.array([float(tf.reduce_sum(tf.cast(tf.convert_to_tensor(v), tf.float64)))
                          for v in self.model.variables], np.float64)
@@ -233,7 +233,7 @@ class TFEngine(Engine):
         flat = cache.to_flat()
         if [k for k in self._flat_keys if k not in flat] or [k for k in self._labels if k not in cache.labels]:
             return None
-        from trainer.tf_backend.cached_rows import CachedRows
+        from easyrec.tf_backend.cached_rows import CachedRows
 
         self._cached_rows = CachedRows(cache, single, self._flat_keys, self._labels)
         self._train_rows = None

@@ -13,10 +13,10 @@ from typing import Any
 
 import torch
 
-from easyrec.features.batch import Batch
 from dataio.atomic import atomic_write_bytes, atomic_write_json
+from easyrec.features.batch import Batch
 
-PROGRAM_FILES = {"torchscript": "model.torchscript.pt", "torch_export": "model.pt2"}
+from trainer.torch_backend.programs import PROGRAM_FILES
 
 
 def export_model(model: torch.nn.Module, pipeline: Any, example: Batch, out_dir: Path, fmt: str,
@@ -48,12 +48,3 @@ def export_model(model: torch.nn.Module, pipeline: Any, example: Batch, out_dir:
             "input_columns": pipeline.required_columns(with_labels=False), **(extra_meta or {})}
     atomic_write_json(out_dir / "meta.json", meta)
     return out_dir
-
-
-def load_program(out_dir: Path) -> tuple[Any, dict[str, Any]]:
-    """The exported callable (dict of tensors -> dict of predictions) and its meta."""
-    meta = json.loads((out_dir / "meta.json").read_text())
-    path = out_dir / meta["program"]
-    if meta["format"] == "torchscript":
-        return torch.jit.load(str(path), map_location="cpu"), meta
-    return torch.export.load(str(path)).module(), meta

@@ -1,4 +1,4 @@
-"""Recommendation metrics on numpy arrays (backend-neutral, vectorised).
+"""Metrics on numpy arrays shared by every domain (backend-neutral, vectorised).
 
 AUC is the rank statistic (Mann-Whitney U) with ties given half credit, the same value as
 sklearn's roc_auc_score. GAUC (per-group AUC weighted by group size, groups with a single

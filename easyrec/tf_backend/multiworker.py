@@ -73,7 +73,7 @@ def skip_keras_all_reduce(optimizer: Any) -> None:
     them over the replicas once more in replica context (``_all_reduce_sum_gradients``)."""
     if not callable(getattr(optimizer, "_all_reduce_sum_gradients", None)):
         raise RuntimeError(f"{type(optimizer).__name__} has no _all_reduce_sum_gradients: this Keras version's "
-                           "optimizer reduces gradients differently; check trainer.tf_backend.multiworker")
+                           "optimizer reduces gradients differently; check easyrec.tf_backend.multiworker")
     optimizer._all_reduce_sum_gradients = lambda grads_and_vars: list(grads_and_vars)
 
 

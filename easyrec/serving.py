@@ -1,6 +1,6 @@
 """Score raw rows with an exported model: the same feature code as training, then the program.
 
-    from trainer.serving import ExportedModel
+    from easyrec.serving import ExportedModel
     model = ExportedModel("outputs/movielens_deepfm/<run>/export")
     scores = model.predict(pyarrow_table_or_pandas_frame_or_list_of_dicts)   # {"like": array}
 """
@@ -54,7 +54,7 @@ class ExportedModel:
         else:
             import torch
 
-            from trainer.torch_backend.export import load_program
+            from trainer.torch_backend.programs import load_program
             from trainer.torch_backend.tensors import as_tensor
 
             program, _ = load_program(self.dir)
