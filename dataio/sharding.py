@@ -85,3 +85,14 @@ def owned_chunks(records: RecordStream, read_rows: int, owns: Callable[[int], bo
         return total
     finally:
         records.close()
+
+
+def shard_limit(limit: int | None, chunk_rows: int, rank: int, world: int) -> int | None:
+    """This rank's part of a global row limit: the rows of the first ``limit`` rows that lie in
+    the chunks it owns (chunk k belongs to rank k % world), so the ranks together read exactly
+    the rows one process would (exact for one file; the chunking restarts per file)."""
+    if not limit or world == 1:
+        return limit
+    full, rest = divmod(limit, chunk_rows)
+    owned_full = len(range(rank, full, world))
+    return owned_full * chunk_rows + (rest if full % world == rank else 0)

@@ -198,7 +198,7 @@ def make_encoder(spec: NLPRunSpec, state: TextState) -> Any:
 def make_loader(spec: NLPRunSpec, encoder: Any, path: str, train: bool, with_labels: bool = True,
                 dist: Any = None, padding: str | None = None, extra_columns: list[str] | None = None) -> Any:
     from easynlp.data import TextLoader
-    from trainer.job import shard_limit
+    from dataio.sharding import shard_limit
 
     data = spec.root.data
     rank, world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
