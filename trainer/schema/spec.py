@@ -168,6 +168,8 @@ class TrainerSpec:
     timing: TimingSpec = F(None, "stage timing and the critical-path report")
     dedup_ids: bool = F(False, "deduplicate ids before each fused lookup (torch.unique + inverse; tf.unique)")
     compile: bool = F(False, "compile the dense part: torch.compile of the table-free modules; TF: XLA (jit_compile) of the MLPs")
+    callbacks: list[dict[str, Any]] = F([], "extra train-loop callbacks: mappings with _target_ (a "
+                                        "trainer.callbacks.Callback subclass) and its arguments")
 
     def __post_init__(self) -> None:
         self.loader = self.loader or LoaderSpec()
