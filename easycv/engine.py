@@ -15,7 +15,7 @@ import torch
 from dataio.atomic import atomic_write_bytes, atomic_write_json
 from trainer.distributed import DistContext
 from trainer.schema.spec import TrainerSpec
-from trainer.torch_backend.engine import TorchEngine, _float, to_host
+from trainer.torch_backend.engine import TorchEngine, as_float, to_host
 
 PROGRAM_FILES = {"torchscript": "model.torchscript.pt", "torch_export": "model.pt2"}
 
@@ -88,7 +88,7 @@ class CVEngine(TorchEngine):
     def eval_step(self, batch: Any, recall_k: list[int]) -> tuple[float, dict[str, Any], dict[int, float]]:
         model = self.eval_model.eval()
         with torch.no_grad(), self._autocast():
-            outputs = {k: _float(v) for k, v in model(self.inputs(batch)).items()}
+            outputs = {k: as_float(v) for k, v in model(self.inputs(batch)).items()}
             loss = float(model.loss(outputs, self.labels(batch)))
             preds = to_host(model.predict(outputs))
         return loss, preds, {}
@@ -96,7 +96,7 @@ class CVEngine(TorchEngine):
     def predict(self, batch: Any) -> dict[str, Any]:
         model = self.eval_model.eval()
         with torch.no_grad(), self._autocast():
-            outputs = {k: _float(v) for k, v in model(self.inputs(batch)).items()}
+            outputs = {k: as_float(v) for k, v in model(self.inputs(batch)).items()}
             return to_host(model.predict(outputs))
 
     def checkpoint_state(self) -> dict[str, Any]:

@@ -14,7 +14,7 @@ from trainer.run_dir import RunDir
 
 def predict_to_file(spec: Any, restored: Any, run: RunDir) -> Path:
     """Score ``trainer.predict.input_path`` (default: data.eval_path) batch by batch."""
-    from dataio.source import Source
+    from easyrec.data import make_source
 
     root = spec.root
     ps = root.trainer.predict
@@ -22,21 +22,9 @@ def predict_to_file(spec: Any, restored: Any, run: RunDir) -> Path:
     if not path:
         raise ConfigError("trainer.predict.input_path", "nothing to score: set trainer.predict.input_path=FILE")
     out = Path(ps.output_path) if ps.output_path else run.root / f"predictions.{ps.format}"
-    pipeline, engine = restored.pipeline, restored.engine
-    columns = list(dict.fromkeys(pipeline.required_columns(with_labels=False) + list(ps.passthrough)))
+    pipeline, engine = restored.state, restored.engine
     data = root.data
-    if str(path).startswith("odps://"):
-        from dataio.sources import open_source
-
-        src = open_source(path, columns=columns, on_error=data.on_error, read_rows=data.read_rows,
-                          storage_options=data.storage_options or None)
-    else:
-        src = Source(path, format=data.format, columns=columns, on_error=data.on_error,
-                     csv_delimiter=data.csv.delimiter, csv_header=data.csv.header,
-                     csv_column_names=data.csv.column_names, read_rows=data.read_rows,
-                     storage_options=data.storage_options or None)
-    if hasattr(src, "check_columns"):
-        src.check_columns(columns)
+    src = make_source(spec, path, pipeline, with_labels=False, extra_columns=list(ps.passthrough))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     writer = None

@@ -5,24 +5,18 @@ alone is enough; its backend decides which engine loads it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from trainer.checkpoint_io import checkpoint_backend, read_meta
 from trainer.engine import Engine
-
-
-@dataclass
-class Restored:
-    engine: Engine
-    pipeline: Any
-    meta: dict[str, Any]
+from trainer.lifecycle import Restored
 
 
 def restore(path: Path) -> Restored:
+    """Engine (no optimizers) and fitted feature pipeline (``state``) of a rec checkpoint."""
     from easyrec.features.pipeline import FeaturePipeline
-    from trainer.schema.validate import build_model as build_model_config
+    from easyrec.schema import build_model_config
 
     meta = read_meta(path)
     backend = checkpoint_backend(Path(path))
@@ -30,7 +24,7 @@ def restore(path: Path) -> Restored:
     model_cfg = build_model_config(meta["config"]["model"], backend)
     engine = make_engine(backend, model_cfg, pipeline, spec=None, device="cpu")
     engine.restore(Path(path))
-    return Restored(engine=engine, pipeline=pipeline, meta=meta)
+    return Restored(engine=engine, state=pipeline, spec=None, meta=meta)
 
 
 def make_engine(backend: str, model_cfg: Any, pipeline: Any, spec: Any, device: str = "cpu",
@@ -58,6 +52,6 @@ def make_engine(backend: str, model_cfg: Any, pipeline: Any, spec: Any, device: 
     model = build_model(model_cfg, pipeline.feature_infos(), backend=backend)
     import torch
 
-    from trainer.torch_backend.engine import TorchEngine
+    from easyrec.torch_engine import RecTorchEngine
 
-    return TorchEngine(model, spec, torch.device(device), total_steps=total_steps, dist=dist, precision=precision)
+    return RecTorchEngine(model, spec, torch.device(device), total_steps=total_steps, dist=dist, precision=precision)

@@ -21,9 +21,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from dataio.atomic import atomic_write_bytes, atomic_write_json
+from easyrec.data import make_pipeline
 from lingjie.errors import ConfigError, DataError
 from trainer.run_dir import RunDir
-from trainer.schema.validate import RunSpec
+from easyrec.schema import RunSpec
 
 log = logging.getLogger("lingjie.stream")
 
@@ -31,10 +32,12 @@ log = logging.getLogger("lingjie.stream")
 def run_stream(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
     from dataio.kafka_source import KafkaSource, offsets_from_json, offsets_to_json
     from easyrec.features.pipeline import FeaturePipeline
-    from trainer import job
-    from trainer.checkpoint_io import read_meta
-    from trainer.loop import prune_step_checkpoints
+    from easyrec.recipe import RecRecipe
     from easyrec.restore import make_engine
+    from trainer.checkpoint_io import read_meta
+    from trainer.lifecycle import Restored
+    from trainer.loop import prune_step_checkpoints
+    from trainer.process import device, resolve_run, seed_everything, setup_threads, write_config
 
     root = spec.root
     st = root.trainer.stream
@@ -42,15 +45,15 @@ def run_stream(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
     if not (data.train_path or "").startswith("kafka://"):
         raise ConfigError("data.train_path", "trainer.mode=stream reads a kafka:// URL, e.g. "
                           "'kafka://127.0.0.1:9092/topic?group=lingjie&offset=earliest'")
-    run, resumed = job._resolve_run(spec, run)
-    run.create()
-    atomic_write_bytes(run.config, config_yaml.encode())
-    job._setup_threads(spec)
-    job._seed_everything(root.seed, root.trainer.backend)
+    run, resumed = resolve_run(spec, run)
+    write_config(run, config_yaml)
+    setup_threads(spec)
+    seed_everything(root.seed, root.trainer.backend)
+    recipe = RecRecipe(spec)
 
     ckpt = run.latest_checkpoint() if resumed else None
     meta = read_meta(ckpt) if ckpt else None
-    pipeline = job.make_pipeline(spec)
+    pipeline = make_pipeline(spec)
     if meta is not None:
         pipeline = FeaturePipeline.from_state_dict(meta["feature_state"])
     source = KafkaSource(data.train_path, format=st.format, columns=pipeline.required_columns(with_labels=True),
@@ -77,10 +80,11 @@ def run_stream(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
             stream = itertools.chain(warm, stream)
         pipeline.save(str(run.feature_state))
         engine = make_engine(root.trainer.backend, spec.model, pipeline, root.trainer,
-                             job._device(spec), root.trainer.max_steps or 1_000_000, None, root.hardware.precision)
+                             device(spec), root.trainer.max_steps or 1_000_000, None, root.hardware.precision)
         if ckpt is not None:
             engine.restore(ckpt)
-        extra = {"config": json.loads(json.dumps(job._plain(spec))), "feature_state": pipeline.state_dict()}
+        recipe.pipeline = pipeline
+        extra = recipe.checkpoint_meta()
         last_ckpt_time = time.monotonic()
         started = time.monotonic()
         offsets = dict(start_positions)
@@ -97,7 +101,7 @@ def run_stream(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
             last_ckpt_time = time.monotonic()
             k = st.export_every_checkpoints
             if not final and k and counters["checkpoints"] % k == 0:
-                job._export_stream(spec, engine, pipeline, run)
+                recipe.export(Restored(engine, pipeline, spec), run, _example(pipeline))
             _write_metrics(run, spec, counters, time.monotonic() - started, source.stats, final=False)
 
         with open(run.root / "stream_trained.jsonl", "a", buffering=1) as trained_log:
@@ -124,7 +128,7 @@ def run_stream(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
                     break
         checkpoint(final=True)
         if root.trainer.export.enabled:
-            job._export_stream(spec, engine, pipeline, run)
+            recipe.export(Restored(engine, pipeline, spec), run, _example(pipeline))
         _write_metrics(run, spec, counters, time.monotonic() - started, source.stats, final=True)
         atomic_write_bytes(run.done_marker, b"")
         log.info("stream: %d records in %d steps, %d checkpoints", counters["records"], counters["steps"],
@@ -133,6 +137,14 @@ def run_stream(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
         signal.signal(signal.SIGTERM, previous)
         source.close()
     return run.root
+
+
+def _example(pipeline: Any) -> Any:
+    """Two rows of nulls for every input column: enough for tracing an export."""
+    import pyarrow as pa
+
+    rows = [{c: None for c in pipeline.required_columns(with_labels=False)} for _ in range(2)]
+    return pipeline.transform(pa.Table.from_pylist(rows), with_labels=False)
 
 
 def _warm_up(stream: Iterator, fit_rows: int) -> tuple[list, Iterator]:

@@ -19,7 +19,7 @@ def test_gates_scale_feature_contributions_through_hooks():
     from automl.selection.gates import attach_gates
     from easyrec.features.pipeline import FeaturePipeline
     from easyrec.models.specs import build_model
-    from trainer.schema.validate import build_model as model_config
+    from easyrec.schema import build_model_config as model_config
     import pyarrow as pa
 
     table = pa.table({"u": [1, 2, 3, 1], "x": [0.5, 1.0, 2.0, 3.0], "y": [1, 0, 1, 0]})

@@ -66,7 +66,7 @@ def test_export_round_trip_in_fresh_process(trained: Path, tmp_path: Path, data_
     from trainer.run_dir import RunDir
 
     restored = restore(RunDir(trained).latest_checkpoint())
-    want = restored.engine.predict(restored.pipeline.transform(rows, with_labels=False))["like"]
+    want = restored.engine.predict(restored.state.transform(rows, with_labels=False))["like"]
     script = (
         "import sys, numpy as np, pyarrow.parquet as pq\n"
         "from easyrec.serving import ExportedModel\n"
@@ -99,7 +99,7 @@ def test_tf_savedmodel_round_trip_in_fresh_process(trained_tf: Path, tmp_path: P
     from trainer.run_dir import RunDir
 
     restored = restore(RunDir(trained_tf).latest_checkpoint())
-    want = restored.engine.predict(restored.pipeline.transform(rows, with_labels=False))["like"]
+    want = restored.engine.predict(restored.state.transform(rows, with_labels=False))["like"]
     script = (
         "import sys, re, json, numpy as np, pyarrow.parquet as pq, tensorflow as tf\n"
         "from easyrec.features.pipeline import FeaturePipeline\n"

@@ -54,6 +54,9 @@ class Callback:
     def on_fit_end(self, loop: "TrainLoop") -> None:
         """When the fit ends, normally or by an exception (close files here)."""
 
+    def on_run_end(self, loop: "TrainLoop") -> None:
+        """After the run's final metrics.json, export and DONE marker are written."""
+
 
 class MetricsFile(Callback):
     """Writes ``metrics.json`` after every epoch through the domain's ``body(final)`` function."""

@@ -154,6 +154,10 @@ class TrainLoop:
         self._notify("on_checkpoint", path)
         return path
 
+    def notify_run_end(self) -> None:
+        """Tell the callbacks the run is complete (its export and DONE marker are written)."""
+        self._notify("on_run_end")
+
     def _notify(self, hook: str, *args: Any) -> bool:
         """Call ``hook`` of every callback in order; True when any asked to end the epoch."""
         stop = False

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from dataio.remote_atomic import atomic_upload
+from trainer.callbacks import Callback
 from trainer.run_dir import RunDir
 
 log = logging.getLogger("lingjie.remote")
@@ -46,6 +48,29 @@ class RemoteMirror:
     def push_run_files(self) -> None:
         for f in (self.run.config, self.run.metrics, self.run.feature_state):
             self.push(f)
+
+
+class MirrorCallback(Callback):
+    """paths.remote_dir: the run's files, every checkpoint and metrics.json after each epoch,
+    and at the end the export and the DONE marker, mirrored as they are written (rank 0)."""
+
+    def __init__(self, remote_root: str, run: RunDir, storage_options: dict | None = None) -> None:
+        self.mirror = RemoteMirror(remote_root, run, storage_options)
+
+    def on_fit_start(self, loop: Any) -> None:
+        self.mirror.push_run_files()
+        log.info("mirroring the run to %s", self.mirror.base)
+
+    def on_checkpoint(self, loop: Any, path: Path) -> None:
+        self.mirror.push_checkpoint(path)
+
+    def on_epoch_end(self, loop: Any, metrics: dict[str, float]) -> None:
+        self.mirror.push(self.mirror.run.metrics)
+
+    def on_run_end(self, loop: Any) -> None:
+        run = self.mirror.run
+        for path in (run.metrics, run.export, run.done_marker):
+            self.mirror.push(path)
 
 
 def pull_run(remote_run: str, local: RunDir, storage_options: dict | None = None) -> None:

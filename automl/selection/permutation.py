@@ -45,12 +45,12 @@ def permutation_importance(checkpoint: Path, eval_path: str, features: list[str]
     table = pq.read_table(eval_path)
     if limit_rows:
         table = table.slice(0, limit_rows)
-    table = table.select(r.pipeline.required_columns(with_labels=True))
-    base = _auc(r.engine, r.pipeline, table, task["name"], task["label"], batch_rows)
+    table = table.select(r.state.required_columns(with_labels=True))
+    base = _auc(r.engine, r.state, table, task["name"], task["label"], batch_rows)
     rng = np.random.default_rng(seed)
     drops: dict[str, float] = {}
     for name in features:
-        cols = input_columns(r.pipeline.configs[name], name)
+        cols = input_columns(r.state.configs[name], name)
         vals = []
         for _ in range(repeats):
             perm = rng.permutation(table.num_rows)
@@ -58,7 +58,7 @@ def permutation_importance(checkpoint: Path, eval_path: str, features: list[str]
             for c in cols:
                 i = shuffled.column_names.index(c)
                 shuffled = shuffled.set_column(i, c, shuffled.column(c).take(perm))
-            vals.append(base - _auc(r.engine, r.pipeline, shuffled, task["name"], task["label"], batch_rows))
+            vals.append(base - _auc(r.engine, r.state, shuffled, task["name"], task["label"], batch_rows))
         drops[name] = float(np.mean(vals))
     log.info("permutation importance of %d features in %.1fs (base AUC %.4f)", len(features),
              time.perf_counter() - t0, base)

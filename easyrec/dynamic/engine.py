@@ -1,6 +1,6 @@
 """The engine's hook for dynamic tables: apply row gradients, count, admit, evict, rebalance.
 
-Called by ``trainer.torch_backend.engine.TorchEngine.train_step`` right after the optimizers
+Called by ``easyrec.torch_engine.RecTorchEngine.after_optimizers`` right after the optimizers
 stepped (so a row sees the learning rate of its step, from the same schedule as the other
 embedding tables: the lr of the optimizer that owns the tables' default vectors).
 

@@ -10,7 +10,6 @@ import numpy as np
 import torch
 
 from dataio.atomic import atomic_write_bytes
-from easyrec.features.batch import Batch
 from trainer.distributed import DistContext
 from trainer.engine import Engine
 from trainer.run_dir import RunDir
@@ -23,7 +22,7 @@ from trainer.torch_backend.tensors import to_inputs, to_labels
 FORMAT_VERSION = 2
 
 
-def _float(v: Any) -> Any:
+def as_float(v: Any) -> Any:
     """fp32 view of a model output (autocast may give bf16/fp16); non-tensors pass through."""
     return v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v
 
@@ -74,7 +73,6 @@ class TorchEngine(Engine):
             self.schedulers = [make_scheduler(o, spec.scheduler, total_steps) for o in self.optimizers]
             apply_fast_paths(self.model, dedup_ids=getattr(spec, "dedup_ids", False),
                              compile_dense=getattr(spec, "compile", False))
-        self.dynamic = _attach_dynamic(model, spec, self.optimizers, self.dist, self.scaler)
         self._embedding_modules = embedding_modules(self.model)  # charged to the 'embedding' stage
 
     @property
@@ -91,7 +89,15 @@ class TorchEngine(Engine):
             return contextlib.nullcontext()
         from torch.distributed.algorithms.join import Join
 
-        return Join([self.forward_module, *([self.dynamic] if self.dynamic is not None else [])])
+        return Join([self.forward_module, *self.joinables()])
+
+    def joinables(self) -> list[Any]:
+        """More objects whose collectives must join when ranks run out of batches unevenly."""
+        return []
+
+    def after_optimizers(self) -> None:
+        """Runs right after the optimizers stepped, before the loss scaler and schedulers update
+        (e.g. row-wise updates of a domain's dynamic tables)."""
 
     def timing_sample_every(self, configured: int | None) -> int:
         # on a GPU each stage boundary is a synchronisation: split only every 20th step
@@ -100,7 +106,7 @@ class TorchEngine(Engine):
     def timing_sync(self) -> Any:
         return torch.cuda.synchronize if self.device.type == "cuda" else None
 
-    def train_step(self, batch: Batch) -> tuple[float, dict[str, np.ndarray]]:
+    def train_step(self, batch: Any) -> tuple[float, dict[str, np.ndarray]]:
         clock = self.stage_clock
         laps = clock.begin() if clock is not None else NO_LAPS
         probe = EmbeddingProbe(self._embedding_modules, laps) if isinstance(laps, Laps) else None
@@ -121,13 +127,13 @@ class TorchEngine(Engine):
             clock.end(laps)
         return loss_value, preds
 
-    def _forward_backward(self, batch: Batch, laps: Any) -> tuple[Any, dict]:
+    def _forward_backward(self, batch: Any, laps: Any) -> tuple[Any, dict]:
         self.forward_module.train()
         inputs, labels = self.inputs(batch), self.labels(batch)
         laps.lap("h2d")
         with self._autocast():
             outputs = self.forward_module(inputs)
-            outputs = {k: _float(v) for k, v in outputs.items()}
+            outputs = {k: as_float(v) for k, v in outputs.items()}
             loss = self.model.loss(outputs, labels)
         laps.lap("dense")
         for o in self.optimizers:
@@ -150,40 +156,35 @@ class TorchEngine(Engine):
                 self.scaler.step(o)
             else:
                 o.step()
-        if self.dynamic is not None:  # dynamic tables: row-wise updates, admission, eviction
-            self.dynamic.step()
+        self.after_optimizers()
         if self.scaler is not None:
             self.scaler.update()
         for s in self.schedulers:
             s.step()
 
-    def eval_step(self, batch: Batch, recall_k: list[int]) -> tuple[float, dict[str, np.ndarray], dict[int, float]]:
+    def eval_step(self, batch: Any, recall_k: list[int]) -> tuple[float, dict[str, np.ndarray], dict[int, float]]:
         self.model.eval()
         with torch.no_grad(), self._autocast():
-            outputs = {k: _float(v) for k, v in self.model(self.inputs(batch)).items()}
+            outputs = {k: as_float(v) for k, v in self.model(self.inputs(batch)).items()}
             labels = self.labels(batch)
             loss = float(self.model.loss(outputs, labels))
             preds = to_host(self.model.predict(outputs))
-            hits: dict[int, float] = {}
-            if self.retrieval and recall_k:
-                from easyrec.models.torch.retrieval import in_batch_recall_at_k
-
-                first = self.model.task_labels[0] if hasattr(self.model, "task_labels") else next(iter(labels))
-                pos = labels[first] > 0.5
-                if int(pos.sum()) > 1:
-                    for k in recall_k:
-                        hits[k] = in_batch_recall_at_k(outputs["user_emb"][pos], outputs["item_emb"][pos], k)
+            hits = self.in_batch_recall(outputs, labels, recall_k) if self.retrieval and recall_k else {}
         return loss, preds, hits
 
-    def predict(self, batch: Batch) -> dict[str, np.ndarray]:
+    def in_batch_recall(self, outputs: dict[str, Any], labels: dict[str, Any], recall_k: list[int]) -> dict[int, float]:
+        """Retrieval models: recall@k of each positive among the batch's items (none here)."""
+        return {}
+
+    def predict(self, batch: Any) -> dict[str, np.ndarray]:
         self.model.eval()
         with torch.no_grad():
             outputs = self.model(self.inputs(batch))
             return to_host(self.model.predict(outputs))
 
     def inputs(self, batch: Any) -> Any:
-        """Model inputs on the device: a batch may convert itself (``to_torch``), else the
-        recommendation Batch's flat dict of arrays."""
+        """Model inputs on the device: a batch may convert itself (``to_torch``), else its flat
+        dict of arrays (``to_flat()``) becomes tensors."""
         if hasattr(batch, "to_torch"):
             return batch.to_torch(self.device)
         return to_inputs(batch, self.device)
@@ -239,30 +240,3 @@ class TorchEngine(Engine):
         from trainer.checkpoint_io import read_checkpoint
 
         self.model.load_state_dict(read_checkpoint(path)["model"])
-
-    def export(self, pipeline: Any, example: Batch, out_dir: Path, fmt: str, task_types: dict[str, str],
-               extra_meta: dict[str, Any]) -> Path:
-        from easyrec.torch_export import export_model
-
-        model = self.model.cpu().eval()
-        try:
-            return export_model(model, pipeline, example, out_dir, fmt, task_types, extra_meta)
-        finally:
-            self.model.to(self.device)
-
-
-def _attach_dynamic(model: torch.nn.Module, spec: TrainerSpec | None, optimizers: list, dist: DistContext,
-                    scaler: Any) -> Any:
-    """The step hook of the model's dynamic embedding tables (easyrec.dynamic), or None."""
-    from easyrec.dynamic.module import dynamic_modules
-
-    if spec is None or not dynamic_modules(model):
-        return None
-    if scaler is not None:
-        from lingjie.errors import ConfigError
-
-        raise ConfigError("hardware.precision", "dynamic embedding tables take no fp16 loss scaling; "
-                          "use hardware.precision=bf16 or fp32")
-    from easyrec.dynamic.engine import DynamicTables
-
-    return DynamicTables.attach(model, spec.optimizer.sparse, optimizers, dist.world_size)

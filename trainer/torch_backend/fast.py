@@ -25,12 +25,10 @@ log = logging.getLogger("lingjie.torch")
 
 
 def embedding_modules(model: nn.Module) -> list[nn.Module]:
-    """The model's embedding collections (none for models without tables, e.g. vision)."""
-    try:
-        from easyrec.models.torch.embedding import EmbeddingCollection
-    except ImportError:  # pragma: no cover - easyrec is part of this repository
-        return []
-    return [m for m in model.modules() if isinstance(m, EmbeddingCollection)]
+    """The model's embedding tables' modules, as the model lists them (``embedding_modules()``;
+    none for models without tables, e.g. vision and text)."""
+    listed = getattr(model, "embedding_modules", None)
+    return list(listed()) if callable(listed) else []
 
 
 def _holds_table(module: nn.Module, tables: set[int]) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from easyrec.features.batch import Batch
+from typing import Any
 
 
 def as_tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -15,10 +15,10 @@ def as_tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
     return t.to(device, non_blocking=True) if device.type != "cpu" else t
 
 
-def to_inputs(batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:
-    """The model-input dict (see easyrec.features.batch) as tensors."""
+def to_inputs(batch: Any, device: torch.device) -> dict[str, torch.Tensor]:
+    """The batch's flat model-input dict (``to_flat()``) as tensors."""
     return {k: as_tensor(v, device) for k, v in batch.to_flat().items()}
 
 
-def to_labels(batch: Batch, device: torch.device) -> dict[str, torch.Tensor]:
+def to_labels(batch: Any, device: torch.device) -> dict[str, torch.Tensor]:
     return {k: as_tensor(v.astype(np.float32, copy=False), device) for k, v in batch.labels.items()}

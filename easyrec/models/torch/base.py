@@ -66,6 +66,10 @@ class RecModel(nn.Module):
                 out[name] = torch.sigmoid(outputs[name])
         return out
 
+    def embedding_modules(self) -> List[nn.Module]:
+        """The model's embedding collections (the torch engine times them as the 'embedding' stage)."""
+        return [m for m in self.modules() if isinstance(m, EmbeddingCollection)]
+
     def sparse_parameters(self) -> List[nn.Parameter]:
         """Embedding-table weights (of every EmbeddingCollection in the model)."""
         seen: set = set()

@@ -1,0 +1,31 @@
+"""``domain: rec`` (the default): the recommendation domain's seam for trainer.domains.
+
+``validate`` imports only the schema (easyrec.schema), so a typo fails in well under a second;
+``recipe`` gives the lifecycle its part (easyrec.recipe); ``stream`` is rec's extra mode
+(online training from Kafka, easyrec.stream).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from easyrec.schema import RunSpec, validate
+from trainer.run_dir import RunDir
+
+__all__ = ["EXTRA_MODES", "recipe", "validate"]
+
+
+def recipe(spec: RunSpec) -> Any:
+    """The lifecycle recipe of a validated rec spec."""
+    from easyrec.recipe import RecRecipe
+
+    return RecRecipe(spec)
+
+
+def _stream(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
+    from easyrec.stream import run_stream
+
+    return run_stream(spec, run, config_yaml)
+
+
+EXTRA_MODES = {"stream": _stream}

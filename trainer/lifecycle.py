@@ -1,0 +1,281 @@
+"""The one training lifecycle: what every domain's train / evaluate / predict / export run does.
+
+A domain implements :class:`Recipe` — fit its state (feature pipeline, tokenizer, classes),
+build loaders and an engine, say what a checkpoint carries, bring its metrics, export, and
+rebuild a model from a checkpoint — and :func:`train` / :func:`run_checkpoint_mode` run it:
+
+    run directory + config -> device, threads, seeds, process group -> data (rank 0) -> barrier
+    -> state (fitted on rank 0 and shared, or restored from the checkpoint being resumed)
+    -> loaders -> engine -> TrainLoop with callbacks (metrics.json, TensorBoard, remote mirror,
+    the user's and the environment's) -> resume -> fit -> final metrics -> best checkpoint
+    -> export -> DONE -> barrier -> shutdown
+
+so resume, metrics.json, pruning, mirroring and export work the same for every domain.
+"""
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dataio.atomic import atomic_write_bytes, atomic_write_json
+from lingjie.errors import ConfigError
+from trainer.callbacks import Callback, MetricsFile, TensorBoard, instantiate_callbacks
+from trainer.engine import Engine
+from trainer.metric_report import TaskMetrics
+from trainer.process import setup_threads, start_training_process, write_config
+from trainer.run_dir import RunDir, resolve_checkpoint
+
+log = logging.getLogger("lingjie")
+
+
+@dataclass
+class Loaders:
+    """The train and eval loaders of one rank and how many batches each has (None: unknown)."""
+
+    train: Any
+    eval: Any = None
+    steps_per_epoch: int | None = None
+    eval_steps: int | None = None
+
+
+@dataclass
+class Restored:
+    """A model rebuilt from a checkpoint (or the model just trained): its engine, the domain's
+    fitted state (feature pipeline, tokenizer + labels, classes) and the training-time spec
+    with this run's paths."""
+
+    engine: Engine
+    state: Any
+    spec: Any
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class Recipe(ABC):
+    """A domain's part of the lifecycle. ``spec.root`` holds the shared groups (trainer,
+    hardware, logger, paths, data); ``spec.model.name`` names the model."""
+
+    domain: str = ""
+
+    def __init__(self, spec: Any) -> None:
+        self.spec = spec
+
+    @property
+    def backend(self) -> str:
+        return self.spec.root.trainer.backend
+
+    # ----- training
+    def prepare_data(self) -> None:
+        """Rank 0, before the barrier: prepare bundled data (and anything else to download once)."""
+        from trainer.process import ensure_data
+
+        ensure_data(self.spec)
+
+    def check_resume(self, checkpoint: Path) -> None:
+        """Raise a ConfigError when ``checkpoint`` cannot be resumed with this config."""
+
+    @abstractmethod
+    def fit_state(self, meta: dict[str, Any] | None, dist: Any, run: RunDir) -> None:
+        """Fit the domain's state on rank 0 and share it with every rank, or restore it from
+        ``meta`` (the checkpoint being resumed); rank 0 may save it into ``run``."""
+
+    @abstractmethod
+    def loaders(self, dist: Any) -> Loaders:
+        """This rank's loaders over the train and eval splits."""
+
+    @abstractmethod
+    def build_engine(self, device: str, total_steps: int, dist: Any, loaders: Loaders) -> Engine:
+        """A fresh model on its engine (optimizers, schedulers, precision) for training."""
+
+    @abstractmethod
+    def checkpoint_meta(self) -> dict[str, Any]:
+        """What makes a checkpoint self-contained: the config and the fitted state (JSON-able)."""
+
+    def task_metrics(self) -> TaskMetrics:
+        """How predictions become metrics (default: binary / regression tasks)."""
+        return TaskMetrics(self.spec.task_types)
+
+    def recall_k(self) -> list[int] | None:
+        """In-batch recall@k cut-offs of retrieval models (None: not a retrieval model)."""
+        return None
+
+    def bad_rows(self, loaders: Loaders) -> dict[str, int]:
+        """Rows skipped (data.on_error=skip) per split, for metrics.json."""
+        def count(loader: Any) -> int:
+            return loader.source.stats.get("bad_rows", 0) if loader is not None else 0
+        return {"train": count(loaders.train), "eval": count(loaders.eval)}
+
+    def metrics_extra(self, loop: Any, loaders: Loaders, final: bool) -> dict[str, Any]:
+        """Domain keys added to metrics.json (e.g. token counts, bad files)."""
+        return {}
+
+    def after_fit(self, loop: Any, loaders: Loaders, dist: Any) -> None:
+        """Every rank, right after the fit (e.g. close worker pools, sum counters over ranks)."""
+
+    def load_best(self, engine: Engine, path: Path) -> None:
+        """Load the best checkpoint's weights before the export."""
+        engine.restore(path)
+
+    @abstractmethod
+    def trained(self, engine: Engine) -> Restored:
+        """The model just trained, as :meth:`restore` would rebuild it (for the export)."""
+
+    # ----- from a checkpoint
+    @abstractmethod
+    def restore(self, checkpoint: Path) -> Restored:
+        """Engine (no optimizers), fitted state and the training-time spec from a checkpoint;
+        data paths, batching and output paths come from this run's config."""
+
+    @abstractmethod
+    def evaluate(self, restored: Restored, path: str) -> tuple[dict[str, float], dict[str, Any]]:
+        """Metrics over ``path`` and what metrics.json adds (e.g. ``{"bad_rows": n}``)."""
+
+    @abstractmethod
+    def predict(self, restored: Restored, run: RunDir) -> Path:
+        """Write the predictions of trainer.predict.input_path; returns the file."""
+
+    @abstractmethod
+    def export(self, restored: Restored, run: RunDir) -> Path:
+        """Write a self-contained serving export into ``run.export``; returns it."""
+
+
+def run_metrics(loop: Any, root: Any, model: str, backend: str, engine: Any, world_size: int,
+                bad_rows: dict[str, int], final: bool, **extra: Any) -> dict[str, Any]:
+    """The metrics.json body every domain writes: the run's identity, the loop's progress and
+    history, bad rows, what callbacks added (``loop.summary``) and the domain's ``extra``."""
+    p = loop.progress
+    out = {
+        "experiment": root.experiment_name,
+        "model": model,
+        "backend": backend,
+        "world_size": world_size,
+        "parameters": engine.num_parameters,
+        "steps": p.global_step,
+        "epochs_completed": p.epoch,
+        "stopped_early": p.stopped_early,
+        "train_samples_per_sec": p.train_samples / p.train_time if p.train_time else 0.0,
+        "bad_rows": bad_rows,
+        "history": p.history,
+        "final": p.history[-1] if p.history else {},
+        "best": {"metric": root.trainer.early_stopping.metric, "value": p.best},
+        "finished": final,
+        **extra,
+    }
+    if getattr(loop, "critical_path", None) is not None:
+        out["critical_path"] = loop.critical_path
+    out.update(getattr(loop, "summary", {}))
+    return out
+
+
+def _callbacks(recipe: Recipe, run: RunDir, body: Any) -> list[Callback]:
+    """metrics.json, TensorBoard and the remote mirror, then the user's and the environment's."""
+    root = recipe.spec.root
+    callbacks: list[Callback] = [MetricsFile(run.metrics, body)]
+    if root.logger.tensorboard:
+        callbacks.append(TensorBoard(run.tensorboard))
+    if root.paths.remote_dir:
+        from trainer.remote_mirror import MirrorCallback
+
+        callbacks.append(MirrorCallback(root.paths.remote_dir, run, root.data.storage_options or None))
+    return callbacks + instantiate_callbacks(root.trainer.callbacks)
+
+
+def _state_and_loaders(recipe: Recipe, run: RunDir, dist: Any, resumed: bool) -> tuple[Path | None, Loaders]:
+    """The checkpoint to resume (if any), the fitted or restored state, and the loaders."""
+    from trainer.checkpoint_io import read_meta
+
+    if dist.is_main:
+        recipe.prepare_data()
+    dist.barrier()
+    ckpt = run.latest_checkpoint() if resumed else None
+    if ckpt is not None:
+        recipe.check_resume(ckpt)
+    recipe.fit_state(read_meta(ckpt) if ckpt is not None else None, dist, run)
+    return ckpt, recipe.loaders(dist)
+
+
+def _make_loop(recipe: Recipe, run: RunDir, dist: Any, device: str, loaders: Loaders) -> Any:
+    """The engine and the TrainLoop around it, with every callback attached."""
+    from trainer.loop import TrainLoop
+
+    root, spec = recipe.spec.root, recipe.spec
+    total_steps = root.trainer.max_steps or (loaders.steps_per_epoch or 1000) * root.trainer.epochs
+    engine = recipe.build_engine(device, total_steps, dist, loaders)
+    log.info("model %s on %s: %s parameters, tasks %s", spec.model.name, recipe.backend,
+             f"{engine.num_parameters:,}", list(spec.task_types))
+    loop: Any = None
+
+    def body(final: bool) -> dict[str, Any]:
+        return run_metrics(loop, root, spec.model.name, recipe.backend, engine, dist.world_size,
+                           recipe.bad_rows(loaders), final, **recipe.metrics_extra(loop, loaders, final))
+
+    loop = TrainLoop(engine, root.trainer, loaders.train, loaders.eval, spec.task_types, run,
+                     loaders.steps_per_epoch, recipe.checkpoint_meta(), _callbacks(recipe, run, body),
+                     recipe.recall_k(), loaders.eval_steps, dist, recipe.task_metrics())
+    return loop
+
+
+def train(recipe: Recipe, run: RunDir, config_yaml: str, resumed: bool) -> Path:
+    """trainer.mode=train for any domain: see the module docstring; returns the run directory."""
+    from trainer.loop import format_metrics
+
+    dist, device = start_training_process(recipe.spec, run, config_yaml)
+    ckpt, loaders = _state_and_loaders(recipe, run, dist, resumed)
+    loop = _make_loop(recipe, run, dist, device, loaders)
+    if ckpt is not None:
+        loop.resume_from(ckpt)
+        log.info("resumed from %s (epoch %d, step %d)", ckpt.name, loop.progress.epoch + 1,
+                 loop.progress.global_step)
+    try:
+        loop.fit()
+    finally:
+        recipe.after_fit(loop, loaders, dist)
+    if dist.is_main:
+        for cb in loop.callbacks:
+            if isinstance(cb, MetricsFile):
+                cb.write(True)
+    dist.barrier()
+    if dist.is_main:
+        if recipe.spec.root.trainer.export.enabled:
+            best = sorted(run.checkpoints.glob("best.*"))
+            if best:
+                recipe.load_best(loop.engine, best[0])
+            recipe.export(recipe.trained(loop.engine), run)
+        atomic_write_bytes(run.done_marker, b"")
+        loop.notify_run_end()
+        final = loop.progress.history[-1] if loop.progress.history else {}
+        log.info("final: %s", format_metrics(final))
+    dist.barrier()
+    dist.shutdown()
+    return run.root
+
+
+def run_checkpoint_mode(recipe: Recipe, run: RunDir, config_yaml: str) -> Path:
+    """trainer.mode evaluate | predict | export: rebuild the model from a checkpoint and use it."""
+    from trainer.loop import format_metrics
+
+    root = recipe.spec.root
+    mode = root.trainer.mode
+    write_config(run, config_yaml)
+    setup_threads(recipe.spec)
+    ckpt = resolve_checkpoint(getattr(root.trainer, mode).checkpoint, root.paths.output_root, root.experiment_name)
+    log.info("%s with checkpoint %s", mode, ckpt)
+    restored = recipe.restore(ckpt)
+    if mode == "evaluate":
+        path = root.trainer.evaluate.data_path or root.data.eval_path
+        if not path:
+            raise ConfigError("trainer.evaluate.data_path", "nothing to evaluate: set it or data.eval_path")
+        metrics, extra = recipe.evaluate(restored, path)
+        body = {"mode": "evaluate", **({"domain": recipe.domain} if recipe.domain != "rec" else {}),
+                "checkpoint": str(ckpt), "data": path, **extra, "final": metrics}
+        atomic_write_json(run.metrics, body)
+        log.info("evaluation: %s", format_metrics(metrics))
+    elif mode == "predict":
+        log.info("predictions written to %s", recipe.predict(restored, run))
+    elif mode == "export":
+        log.info("exported %s", recipe.export(restored, run))
+    else:
+        raise ConfigError("trainer.mode", f"{mode} is not a mode of domain {recipe.domain!r}")
+    return run.root
