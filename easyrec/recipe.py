@@ -96,7 +96,7 @@ class RecRecipe(Recipe):
                              root.hardware.precision)
         loaders.train.stage, loaders.train.row_stager = engine.stager(), engine.row_stager
         if dist.kind == "tf" and dist.distributed:  # every worker runs the same steps (collectives)
-            from easyrec.tf_backend.multiworker import EqualStepsLoader
+            from trainer.tf_strategy import EqualStepsLoader
 
             loaders.train = EqualStepsLoader(loaders.train, engine)
         return engine

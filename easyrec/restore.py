@@ -35,7 +35,7 @@ def make_engine(backend: str, model_cfg: Any, pipeline: Any, spec: Any, device: 
     if backend == "tf":
         import tensorflow as tf
 
-        from easyrec.tf_backend import multiworker
+        from trainer import tf_strategy as multiworker
         from easyrec.tf_backend.engine import TFEngine
 
         # hardware.precision=bf16: MLPs / cross / attention compute in bfloat16 (tables, losses

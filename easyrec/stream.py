@@ -30,113 +30,149 @@ log = logging.getLogger("lingjie.stream")
 
 
 def run_stream(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
-    from dataio.kafka_source import KafkaSource, offsets_from_json, offsets_to_json
-    from easyrec.features.pipeline import FeaturePipeline
-    from easyrec.recipe import RecRecipe
-    from easyrec.restore import make_engine
-    from trainer.checkpoint_io import read_meta
-    from trainer.lifecycle import Restored
-    from trainer.loop import prune_step_checkpoints
-    from trainer.process import device, resolve_run, seed_everything, setup_threads, write_config
+    """trainer.mode=stream: train from the kafka:// topic until max_steps, idle or SIGTERM."""
+    from trainer.process import resolve_run, seed_everything, setup_threads, write_config
 
-    root = spec.root
-    st = root.trainer.stream
-    data = root.data
-    if not (data.train_path or "").startswith("kafka://"):
+    if not (spec.root.data.train_path or "").startswith("kafka://"):
         raise ConfigError("data.train_path", "trainer.mode=stream reads a kafka:// URL, e.g. "
                           "'kafka://127.0.0.1:9092/topic?group=lingjie&offset=earliest'")
     run, resumed = resolve_run(spec, run)
     write_config(run, config_yaml)
     setup_threads(spec)
-    seed_everything(root.seed, root.trainer.backend)
-    recipe = RecRecipe(spec)
-
-    ckpt = run.latest_checkpoint() if resumed else None
-    meta = read_meta(ckpt) if ckpt else None
-    pipeline = make_pipeline(spec)
-    if meta is not None:
-        pipeline = FeaturePipeline.from_state_dict(meta["feature_state"])
-    source = KafkaSource(data.train_path, format=st.format, columns=pipeline.required_columns(with_labels=True),
-                         schema=st.schema, on_error=data.on_error,
-                         dead_letter_path=run.root / "dead_letter.jsonl" if st.dead_letter else None,
-                         consumer_options=data.storage_options or None)
-    counters = {"records": 0, "steps": 0, "checkpoints": 0, "loss_sum": 0.0, "loss_n": 0}
-    if meta is not None:
-        source.seek(offsets_from_json(meta["stream"]["offsets"]))
-        counters.update({k: meta["stream"][k] for k in ("records", "steps", "checkpoints")})
-        log.info("resumed from %s at offsets %s", ckpt.name, meta["stream"]["offsets"])
-    start_positions = source.positions()  # before anything is consumed (the warm-up reads ahead)
+    seed_everything(spec.root.seed, spec.root.trainer.backend)
+    job = StreamRun(spec, run, run.latest_checkpoint() if resumed else None)
     stop = {"flag": False}
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
     try:
-        stream: Iterator = source.iter_batches(data.batch_size, st.max_wait_s, idle_timeout_s=st.idle_timeout_s)
-        if meta is None:
+        job.train(job.start(), stop)
+        job.finish()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        job.source.close()
+    return run.root
+
+
+class StreamRun:
+    """One stream run: the Kafka source, the pipeline and engine, counters and offsets."""
+
+    def __init__(self, spec: RunSpec, run: RunDir, ckpt: Path | None) -> None:
+        from dataio.kafka_source import KafkaSource, offsets_from_json
+        from easyrec.features.pipeline import FeaturePipeline
+        from easyrec.recipe import RecRecipe
+        from trainer.checkpoint_io import read_meta
+
+        self.spec, self.run, self.ckpt = spec, run, ckpt
+        self.recipe = RecRecipe(spec)
+        self.meta = read_meta(ckpt) if ckpt else None
+        data, st = spec.root.data, spec.root.trainer.stream
+        self.pipeline = make_pipeline(spec)
+        if self.meta is not None:
+            self.pipeline = FeaturePipeline.from_state_dict(self.meta["feature_state"])
+        self.source = KafkaSource(data.train_path, format=st.format,
+                                  columns=self.pipeline.required_columns(with_labels=True), schema=st.schema,
+                                  on_error=data.on_error,
+                                  dead_letter_path=run.root / "dead_letter.jsonl" if st.dead_letter else None,
+                                  consumer_options=data.storage_options or None)
+        self.counters = {"records": 0, "steps": 0, "checkpoints": 0, "loss_sum": 0.0, "loss_n": 0}
+        if self.meta is not None:
+            self.source.seek(offsets_from_json(self.meta["stream"]["offsets"]))
+            self.counters.update({k: self.meta["stream"][k] for k in ("records", "steps", "checkpoints")})
+            log.info("resumed from %s at offsets %s", ckpt.name, self.meta["stream"]["offsets"])
+        self.offsets = dict(self.source.positions())  # before anything is consumed (the warm-up reads ahead)
+        self.engine: Any = None
+        self.started = self.last_ckpt_time = time.monotonic()
+
+    def start(self) -> Iterator:
+        """The record stream, after fitting the feature state on its first rows (a fresh run)
+        and building the engine (restored from the checkpoint when resuming)."""
+        from easyrec.restore import make_engine
+        from trainer.process import device
+
+        root, st = self.spec.root, self.spec.root.trainer.stream
+        stream: Iterator = self.source.iter_batches(root.data.batch_size, st.max_wait_s,
+                                                    idle_timeout_s=st.idle_timeout_s)
+        if self.meta is None:
             warm, stream = _warm_up(stream, st.fit_rows)
             if not warm:
                 raise DataError("the topic delivered no records before the idle timeout; nothing to fit on",
-                                file=source.url.shown())
-            pipeline.fit([rb for rb, _ in warm])
+                                file=self.source.url.shown())
+            self.pipeline.fit([rb for rb, _ in warm])
             log.info("fitted feature state on the first %d streamed rows", sum(rb.num_rows for rb, _ in warm))
             stream = itertools.chain(warm, stream)
-        pipeline.save(str(run.feature_state))
-        engine = make_engine(root.trainer.backend, spec.model, pipeline, root.trainer,
-                             device(spec), root.trainer.max_steps or 1_000_000, None, root.hardware.precision)
-        if ckpt is not None:
-            engine.restore(ckpt)
-        recipe.pipeline = pipeline
-        extra = recipe.checkpoint_meta()
-        last_ckpt_time = time.monotonic()
-        started = time.monotonic()
-        offsets = dict(start_positions)
+        self.pipeline.save(str(self.run.feature_state))
+        self.engine = make_engine(root.trainer.backend, self.spec.model, self.pipeline, root.trainer,
+                                  device(self.spec), root.trainer.max_steps or 1_000_000, None,
+                                  root.hardware.precision)
+        if self.ckpt is not None:
+            self.engine.restore(self.ckpt)
+        self.recipe.pipeline = self.pipeline
+        self.extra = self.recipe.checkpoint_meta()
+        self.started = self.last_ckpt_time = time.monotonic()
+        return stream
 
-        def checkpoint(final: bool = False) -> None:
-            nonlocal last_ckpt_time
-            counters["checkpoints"] += 1
-            stream_meta = {"offsets": offsets_to_json(offsets), **{k: counters[k] for k in
-                                                                   ("records", "steps", "checkpoints")}}
-            engine.save(run, f"step-{counters['steps']:08d}", {"stream": stream_meta, **extra})
-            prune_step_checkpoints(run, root.trainer.checkpoint.keep_last)
-            if source.group:  # the checkpoint is durable: now the group may move on
-                source.commit(offsets)
-            last_ckpt_time = time.monotonic()
-            k = st.export_every_checkpoints
-            if not final and k and counters["checkpoints"] % k == 0:
-                recipe.export(Restored(engine, pipeline, spec), run, _example(pipeline))
-            _write_metrics(run, spec, counters, time.monotonic() - started, source.stats, final=False)
-
-        with open(run.root / "stream_trained.jsonl", "a", buffering=1) as trained_log:
+    def train(self, stream: Iterator, stop: dict[str, bool]) -> None:
+        """Train on every batch; log its offset ranges; checkpoint on schedule; stop on
+        max_steps or SIGTERM."""
+        root, st, c = self.spec.root, self.spec.root.trainer.stream, self.counters
+        with open(self.run.root / "stream_trained.jsonl", "a", buffering=1) as trained_log:
             for rb, after in stream:
-                batch = pipeline.transform(rb, with_labels=True)
-                loss, _ = engine.train_step(batch)
-                counters["steps"] += 1
-                counters["records"] += rb.num_rows
-                counters["loss_sum"] += loss * rb.num_rows
-                counters["loss_n"] += rb.num_rows
-                ranges = {f"{t}:{p}": [offsets.get((t, p), after[(t, p)]), after[(t, p)]]
-                          for (t, p) in after if after[(t, p)] != offsets.get((t, p))}
-                trained_log.write(json.dumps({"step": counters["steps"], "rows": rb.num_rows, "ranges": ranges}) + "\n")
-                offsets = dict(after)
-                due_steps = st.checkpoint_every_steps and counters["steps"] % st.checkpoint_every_steps == 0
-                due_time = st.checkpoint_every_seconds and time.monotonic() - last_ckpt_time >= st.checkpoint_every_seconds
+                loss, _ = self.engine.train_step(self.pipeline.transform(rb, with_labels=True))
+                c["steps"] += 1
+                c["records"] += rb.num_rows
+                c["loss_sum"] += loss * rb.num_rows
+                c["loss_n"] += rb.num_rows
+                ranges = {f"{t}:{p}": [self.offsets.get((t, p), after[(t, p)]), after[(t, p)]]
+                          for (t, p) in after if after[(t, p)] != self.offsets.get((t, p))}
+                trained_log.write(json.dumps({"step": c["steps"], "rows": rb.num_rows, "ranges": ranges}) + "\n")
+                self.offsets = dict(after)
+                due_steps = st.checkpoint_every_steps and c["steps"] % st.checkpoint_every_steps == 0
+                due_time = st.checkpoint_every_seconds and \
+                    time.monotonic() - self.last_ckpt_time >= st.checkpoint_every_seconds
                 if due_steps or due_time:
-                    checkpoint()
-                if root.trainer.max_steps and counters["steps"] >= root.trainer.max_steps:
+                    self.checkpoint()
+                if root.trainer.max_steps and c["steps"] >= root.trainer.max_steps:
                     log.info("max_steps reached")
                     break
                 if stop["flag"]:
                     log.info("SIGTERM: checkpointing and stopping")
                     break
-        checkpoint(final=True)
-        if root.trainer.export.enabled:
-            recipe.export(Restored(engine, pipeline, spec), run, _example(pipeline))
-        _write_metrics(run, spec, counters, time.monotonic() - started, source.stats, final=True)
-        atomic_write_bytes(run.done_marker, b"")
-        log.info("stream: %d records in %d steps, %d checkpoints", counters["records"], counters["steps"],
-                 counters["checkpoints"])
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        source.close()
-    return run.root
+
+    def checkpoint(self, final: bool = False) -> None:
+        """Save (offsets inside), then commit the offsets to the group: at-least-once."""
+        from dataio.kafka_source import offsets_to_json
+        from trainer.loop import prune_step_checkpoints
+
+        c, st = self.counters, self.spec.root.trainer.stream
+        c["checkpoints"] += 1
+        stream_meta = {"offsets": offsets_to_json(self.offsets), **{k: c[k] for k in ("records", "steps", "checkpoints")}}
+        self.engine.save(self.run, f"step-{c['steps']:08d}", {"stream": stream_meta, **self.extra})
+        prune_step_checkpoints(self.run, self.spec.root.trainer.checkpoint.keep_last)
+        if self.source.group:  # the checkpoint is durable: now the group may move on
+            self.source.commit(self.offsets)
+        self.last_ckpt_time = time.monotonic()
+        k = st.export_every_checkpoints
+        if not final and k and c["checkpoints"] % k == 0:
+            self.export()
+        self.write_metrics(final=False)
+
+    def export(self) -> Path:
+        from trainer.lifecycle import Restored
+
+        return self.recipe.export(Restored(self.engine, self.pipeline, self.spec), self.run, _example(self.pipeline))
+
+    def finish(self) -> None:
+        """The final checkpoint, export, metrics.json and DONE marker."""
+        self.checkpoint(final=True)
+        if self.spec.root.trainer.export.enabled:
+            self.export()
+        self.write_metrics(final=True)
+        atomic_write_bytes(self.run.done_marker, b"")
+        c = self.counters
+        log.info("stream: %d records in %d steps, %d checkpoints", c["records"], c["steps"], c["checkpoints"])
+
+    def write_metrics(self, final: bool) -> None:
+        _write_metrics(self.run, self.spec, self.counters, time.monotonic() - self.started, self.source.stats,
+                       final=final)
 
 
 def _example(pipeline: Any) -> Any:

@@ -66,7 +66,7 @@ from trainer.distributed import DistContext
 from trainer.job import make_pipeline
 from easyrec.restore import make_engine
 from trainer.schema.validate import validate
-from easyrec.tf_backend import multiworker
+from trainer import tf_strategy as multiworker
 
 spec = validate(compose(["+experiment=movielens_deepfm", "trainer.backend=tf", "trainer.optimizer.dense.name=sgd",
                          "trainer.optimizer.sparse.name=sgd", "trainer.optimizer.dense.lr=0.5",

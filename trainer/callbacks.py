@@ -21,13 +21,12 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
 from lingjie.errors import ConfigError
 
-if TYPE_CHECKING:  # pragma: no cover - types only
-    from trainer.loop import TrainLoop
-
+# Hooks receive the running trainer.loop.TrainLoop (typed Any here: the loop imports this module)
+TrainLoop = Any
 ENV = "LINGJIE_CALLBACKS"
 
 
@@ -37,24 +36,24 @@ class Callback:
 
     all_ranks: bool = False
 
-    def on_fit_start(self, loop: "TrainLoop") -> None:
+    def on_fit_start(self, loop: TrainLoop) -> None:
         """Before the first step (after a resume has restored the loop's state)."""
 
-    def on_train_step(self, loop: "TrainLoop", loss: float) -> bool:
+    def on_train_step(self, loop: TrainLoop, loss: float) -> bool:
         """After every train step (``loop.progress.global_step`` already counts it). True ends
         the epoch now (e.g. a pruned trial); set ``loop.progress.stopped_early`` to end the fit."""
         return False
 
-    def on_epoch_end(self, loop: "TrainLoop", metrics: dict[str, float]) -> None:
+    def on_epoch_end(self, loop: TrainLoop, metrics: dict[str, float]) -> None:
         """After an epoch's evaluation and checkpoint; ``metrics`` is its history row."""
 
-    def on_checkpoint(self, loop: "TrainLoop", path: Path) -> None:
+    def on_checkpoint(self, loop: TrainLoop, path: Path) -> None:
         """After a checkpoint (step, epoch or best) is durably written."""
 
-    def on_fit_end(self, loop: "TrainLoop") -> None:
+    def on_fit_end(self, loop: TrainLoop) -> None:
         """When the fit ends, normally or by an exception (close files here)."""
 
-    def on_run_end(self, loop: "TrainLoop") -> None:
+    def on_run_end(self, loop: TrainLoop) -> None:
         """After the run's final metrics.json, export and DONE marker are written."""
 
 
@@ -70,7 +69,7 @@ class MetricsFile(Callback):
 
         atomic_write_json(self.path, self.body(final))
 
-    def on_epoch_end(self, loop: "TrainLoop", metrics: dict[str, float]) -> None:
+    def on_epoch_end(self, loop: TrainLoop, metrics: dict[str, float]) -> None:
         self.write(False)
 
 
@@ -81,19 +80,19 @@ class TensorBoard(Callback):
         self.log_dir = Path(log_dir)
         self.writer: Any = None
 
-    def on_fit_start(self, loop: "TrainLoop") -> None:
+    def on_fit_start(self, loop: TrainLoop) -> None:
         from trainer.tensorboard import EventWriter
 
         self.writer = EventWriter(self.log_dir)
 
-    def on_train_step(self, loop: "TrainLoop", loss: float) -> bool:
+    def on_train_step(self, loop: TrainLoop, loss: float) -> bool:
         step = loop.progress.global_step
         if self.writer is not None and step % loop.spec.log_every_n_steps == 0:
             self.writer.add_scalar("train/loss", loss, step)
             self.writer.add_scalar("train/lr", loop.engine.current_lr(), step)
         return False
 
-    def on_epoch_end(self, loop: "TrainLoop", metrics: dict[str, float]) -> None:
+    def on_epoch_end(self, loop: TrainLoop, metrics: dict[str, float]) -> None:
         if self.writer is None:
             return
         for k, v in metrics.items():
@@ -101,7 +100,7 @@ class TensorBoard(Callback):
                 self.writer.add_scalar(k, v, loop.progress.global_step)
         self.writer.flush()
 
-    def on_fit_end(self, loop: "TrainLoop") -> None:
+    def on_fit_end(self, loop: TrainLoop) -> None:
         if self.writer is not None:
             self.writer.close()
             self.writer = None

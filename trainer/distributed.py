@@ -75,7 +75,7 @@ class DistContext:
     def init_tf(self) -> None:
         """Create the MultiWorkerMirroredStrategy; must precede every other TF op of the process."""
         if self.kind == "tf":
-            from easyrec.tf_backend import multiworker
+            from trainer import tf_strategy as multiworker
 
             multiworker.strategy()
 
@@ -85,7 +85,7 @@ class DistContext:
         if self.kind == "tf":
             import pickle
 
-            from easyrec.tf_backend import multiworker
+            from trainer import tf_strategy as multiworker
 
             parts = multiworker.all_gather_bytes(pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL))
             return [pickle.loads(p) for p in parts]
@@ -106,7 +106,7 @@ class DistContext:
 
             dist.barrier()
         elif self.kind == "tf" and self.distributed:
-            from easyrec.tf_backend import multiworker
+            from trainer import tf_strategy as multiworker
 
             multiworker.barrier()
 

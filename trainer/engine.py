@@ -2,7 +2,7 @@
 
 The loop (trainer/loop.py) owns epochs, progress, metrics, early stopping, the checkpoint
 schedule and the data position; an Engine owns the model, optimizers and the framework's
-checkpoint format. Batches cross the seam as backend-neutral numpy ``Batch`` objects and
+checkpoint format. Anyes cross the seam as backend-neutral numpy batch objects (a domain's own type) and
 predictions come back as numpy arrays, so metrics are computed once, the same way, for both.
 """
 from __future__ import annotations
@@ -14,7 +14,6 @@ from typing import Any, Callable
 
 import numpy as np
 
-from easyrec.features.batch import Batch
 from trainer.run_dir import RunDir
 
 
@@ -36,14 +35,14 @@ class Engine(ABC):
         """What makes the device's queued work visible to a host clock (None: nothing to do)."""
         return None
 
-    def stager(self) -> Callable[[Batch], Any] | None:
+    def stager(self) -> Callable[[Any], Any] | None:
         """What the train loader may run on each batch in its background thread, ahead of
         ``train_step`` (the result arrives as ``batch.staged``): work that would otherwise sit
         on the step's critical path, e.g. turning numpy arrays into framework tensors. None:
         nothing to stage."""
         return None
 
-    def row_stager(self, cache: Batch, single: frozenset[str]) -> Callable[[np.ndarray], Any] | None:
+    def row_stager(self, cache: Any, single: frozenset[str]) -> Callable[[np.ndarray], Any] | None:
         """``data.cache=memory``: given the cached rows (``single``: their one-id-per-row
         features), a function from a batch's row indices to its staged form, when the engine
         can gather a batch's inputs from a copy of the cache it holds itself (the loader then
@@ -55,15 +54,15 @@ class Engine(ABC):
         return contextlib.nullcontext()
 
     @abstractmethod
-    def train_step(self, batch: Batch) -> tuple[float, dict[str, np.ndarray]]:
+    def train_step(self, batch: Any) -> tuple[float, dict[str, np.ndarray]]:
         """One optimisation step; returns the loss and the batch's predictions per task."""
 
     @abstractmethod
-    def eval_step(self, batch: Batch, recall_k: list[int]) -> tuple[float, dict[str, np.ndarray], dict[int, float]]:
+    def eval_step(self, batch: Any, recall_k: list[int]) -> tuple[float, dict[str, np.ndarray], dict[int, float]]:
         """Loss, predictions per task, and in-batch recall@k (retrieval models) without training."""
 
     @abstractmethod
-    def predict(self, batch: Batch) -> dict[str, np.ndarray]:
+    def predict(self, batch: Any) -> dict[str, np.ndarray]:
         """Predictions per task (probabilities for binary tasks) of a batch without labels."""
 
     @abstractmethod
@@ -77,11 +76,6 @@ class Engine(ABC):
     @abstractmethod
     def restore(self, path: Path) -> dict[str, Any]:
         """Load a checkpoint written by :meth:`save`; returns its ``meta``."""
-
-    @abstractmethod
-    def export(self, pipeline: Any, example: Batch, out_dir: Path, fmt: str, task_types: dict[str, str],
-               extra_meta: dict[str, Any]) -> Path:
-        """Write a self-contained serving export into ``out_dir``."""
 
     @property
     @abstractmethod

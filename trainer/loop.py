@@ -16,10 +16,10 @@ from typing import Any
 
 import numpy as np
 
+from lingjie.errors import ConfigError
 from trainer.callbacks import Callback
 from trainer.distributed import DistContext
 from trainer.engine import Engine
-from lingjie.errors import ConfigError
 from trainer.metric_report import TaskMetrics
 from trainer.progress import progress
 from trainer.run_dir import RunDir

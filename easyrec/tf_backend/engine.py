@@ -56,7 +56,7 @@ class TFEngine(Engine):
                  features: dict[str, FeatureInfo] | None = None, dist: Any = None) -> None:
         from easyrec.models.tf.base import input_signature
 
-        from easyrec.tf_backend import multiworker
+        from trainer import tf_strategy as multiworker
 
         self.model = model
         self.features = features or model.features
@@ -132,7 +132,7 @@ class TFEngine(Engine):
     def check_replicas_in_sync(self) -> None:
         """Multi-worker: every worker must hold the same weights (same mean gradients, same
         updates); a cheap fingerprint (sum of each variable) is compared across the workers."""
-        from easyrec.tf_backend import multiworker
+        from trainer import tf_strategy as multiworker
 
         mine = np.array([float(tf.reduce_sum(tf.cast(tf.convert_to_tensor(v), tf.float64)))
                          for v in self.model.variables], np.float64)

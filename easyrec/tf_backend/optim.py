@@ -64,9 +64,9 @@ class FusedAdam(tf.keras.optimizers.Adam):
         return self._apply_one(gradient, variable, learning_rate, {})
 
     def _apply_one(self, gradient, variable, learning_rate, scalars: dict):  # noqa: ANN001, ANN202
-        from easyrec.models.tf.sparse_adam import _tf_variable
+        from easyrec.models.tf.sparse_adam import tf_variable
 
-        var = _tf_variable(variable)
+        var = tf_variable(variable)
         if (self.amsgrad or not isinstance(var, tf.Variable) or not hasattr(var, "handle")
                 or tf.distribute.has_strategy()):
             return super().update_step(gradient, variable, learning_rate)
@@ -77,8 +77,8 @@ class FusedAdam(tf.keras.optimizers.Adam):
 
             gradient = densify(gradient, int(var.shape[0]))
         index = self._get_variable_index(variable)
-        m = _tf_variable(self._momentums[index])
-        v = _tf_variable(self._velocities[index])
+        m = tf_variable(self._momentums[index])
+        v = tf_variable(self._velocities[index])
         dtype = var.dtype
         if dtype not in scalars:
             step = tf.cast(self.iterations + 1, dtype)

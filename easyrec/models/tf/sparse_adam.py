@@ -19,7 +19,7 @@ from typing import Any, Tuple
 import tensorflow as tf
 
 
-def _tf_variable(v: Any) -> tf.Variable:
+def tf_variable(v: Any) -> tf.Variable:
     """The backing ``tf.Variable`` of a keras variable (a tf.Variable is returned as is).
 
     Gathers and scatters must hit the resource variable itself (``ResourceGather``): a
@@ -90,9 +90,9 @@ class SparseAdam(tf.keras.optimizers.Adam):
             super().update_step(gradient, variable, learning_rate)
             return
         index = self._get_variable_index(variable)
-        var = _tf_variable(variable)
-        m = _tf_variable(self._momentums[index])
-        v = _tf_variable(self._velocities[index])
+        var = tf_variable(variable)
+        m = tf_variable(self._momentums[index])
+        v = tf_variable(self._velocities[index])
         dtype = var.dtype
         rows, grad = coalesce(gradient)
         grad = tf.cast(grad, dtype)

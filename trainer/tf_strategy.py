@@ -2,7 +2,7 @@
 
 * :func:`strategy` creates the process's one ``MultiWorkerMirroredStrategy`` from TF_CONFIG.
   TF requires it before any other TF op of the process (it configures the eager context for
-  collectives), so ``trainer.job._train`` calls it (through ``DistContext.init_tf``) first.
+  collectives), so ``trainer.process.start_training_process`` calls it (through ``DistContext.init_tf``) first.
 * :func:`all_gather_bytes` / :func:`barrier`: the loop's object collectives, on the strategy's
   own collective ops (a pickled object travels as an int32 tensor).
 * :class:`EqualStepsLoader`: collective ops hang when workers run different numbers of
@@ -73,7 +73,7 @@ def skip_keras_all_reduce(optimizer: Any) -> None:
     them over the replicas once more in replica context (``_all_reduce_sum_gradients``)."""
     if not callable(getattr(optimizer, "_all_reduce_sum_gradients", None)):
         raise RuntimeError(f"{type(optimizer).__name__} has no _all_reduce_sum_gradients: this Keras version's "
-                           "optimizer reduces gradients differently; check easyrec.tf_backend.multiworker")
+                           "optimizer reduces gradients differently; check trainer.tf_strategy")
     optimizer._all_reduce_sum_gradients = lambda grads_and_vars: list(grads_and_vars)
 
 
