@@ -103,6 +103,85 @@ def test_plugin_is_discovered_and_reporter_is_inert_without_a_trial(monkeypatch)
     assert attach_trial_reporter(object()) is None
 
 
+def _sweep(tmp_path: Path, **settings: Any) -> Any:
+    """A Sweep over lr {0.5, 0.1} optimizing eval/loss (minimize) with a median pruner that may prune
+    from a trial's first report; its study is a journal file under ``tmp_path / "sweep"``."""
+    from automl.sweeper import Sweep, SweepSettings
+
+    defaults: dict[str, Any] = {"optimize_metric": ["eval/loss"], "direction": ["minimize"],
+                                "params": {"lr": [0.5, 0.1]}, "enqueue_default": False,
+                                "pruner_args": {"n_startup_trials": 1, "n_warmup_steps": 0}}
+    s = SweepSettings(sweep_dir=tmp_path / "sweep", study_name="s", **{**defaults, **settings})
+    return Sweep(s, [], tmp_path)
+
+
+def test_trial_environment_adds_pruning_to_existing_callbacks(tmp_path, monkeypatch):
+    from automl.reporting import ENV
+    from lingjie.errors import ConfigError
+
+    mine = {"_target_": "my_package.MyCallback", "every": 3}
+    monkeypatch.setenv("LINGJIE_CALLBACKS", json.dumps([mine]))
+    monkeypatch.setenv("LINGJIE_WORKER", "1")
+    sweep = _sweep(tmp_path)
+    trial = sweep.open_study().ask(sweep.space)
+    env = sweep.trial_env(trial)
+    assert json.loads(env["LINGJIE_CALLBACKS"]) == [mine, {"_target_": "automl.reporting.OptunaPruning"}]
+    info = json.loads(env[ENV])
+    assert info["study_name"] == "s" and info["number"] == trial.number and info["metric"] == "eval/loss"
+    assert "LINGJIE_WORKER" not in env
+    later_seed = sweep.trial_env(trial, report=False)  # no reports, no pruning; the user's callbacks stay
+    assert ENV not in later_seed and json.loads(later_seed["LINGJIE_CALLBACKS"]) == [mine]
+    monkeypatch.setenv("LINGJIE_CALLBACKS", "{oops")
+    with pytest.raises(ConfigError, match="LINGJIE_CALLBACKS"):  # once, before any trial runs
+        _sweep(tmp_path)
+
+
+STUB_TRAINER = """import json, os, sys
+from pathlib import Path
+
+args = dict(a.split("=", 1) for a in sys.argv[1:])
+run = Path(args["hydra.run.dir"])
+(run / "env.json").write_text(json.dumps({k: os.environ.get(k) for k in ("LINGJIE_OPTUNA_TRIAL", "LINGJIE_CALLBACKS")}))
+if args["lr"] == "fail":
+    print("error: lr=fail is not a number")
+    sys.exit(3)
+loss = float(args["lr"]) + int(args.get("seed", 0)) / 100
+metrics = {"final": {"eval/loss": loss}, "history": [{"eval/loss": loss}], "epochs_completed": 1, "steps": 4}
+if "LINGJIE_OPTUNA_TRIAL" in os.environ:
+    metrics["pruned"] = float(args["lr"]) > 0.3
+(run / "metrics.json").write_text(json.dumps(metrics))
+"""
+
+
+def test_a_trial_trains_once_per_seed_is_pruned_on_its_first_run_or_fails_with_the_error(tmp_path):
+    """The sweeper's process handling, with a stub `trainer` package (cwd comes first on sys.path
+    for `python -m`): it scores lr (+ seed / 100) and prunes lr > 0.3 when it reports."""
+    pkg = tmp_path / "trainer"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "__main__.py").write_text(STUB_TRAINER)
+    sweep = _sweep(tmp_path, params={"lr": [0.5, 0.1, "fail"]}, seeds=[1, 2], trial_overrides=[])
+    study = sweep.open_study()
+    for lr in (0.1, 0.5, "fail"):
+        study.enqueue_trial({"lr": lr})
+        sweep._run_trial(study, study.ask(sweep.space))
+    done, pruned, failed = study.trials
+    trial_dir = tmp_path / "sweep"
+    assert done.state.name == "COMPLETE" and done.value == pytest.approx(0.115)  # mean of 0.11, 0.12
+    assert done.user_attrs["seed_values"] == {"1": pytest.approx(0.11), "2": pytest.approx(0.12)}
+    assert done.user_attrs["epochs"] == 2 and done.user_attrs["steps"] == 8
+    assert done.user_attrs["overrides"] == ["lr=0.1", "seed=1"]
+    first = json.loads((trial_dir / "0" / "env.json").read_text())
+    second = json.loads((trial_dir / "0" / "seed_2" / "env.json").read_text())
+    assert json.loads(first["LINGJIE_OPTUNA_TRIAL"])["trial_id"] == done._trial_id
+    assert json.loads(first["LINGJIE_CALLBACKS"]) == [{"_target_": "automl.reporting.OptunaPruning"}]
+    assert second == {"LINGJIE_OPTUNA_TRIAL": None, "LINGJIE_CALLBACKS": os.environ.get("LINGJIE_CALLBACKS")}
+    assert pruned.state.name == "PRUNED" and pruned.user_attrs["epochs"] == 1
+    assert not (trial_dir / "1" / "seed_2").exists()  # a pruned trial never starts its other seeds
+    assert failed.state.name == "FAIL" and "seconds" in failed.user_attrs
+    assert failed.user_attrs["error"] == "exit status 3 (seed 1): error: lr=fail is not a number"
+
+
 @pytest.mark.slow
 def test_sweep_prunes_resumes_records_failures_and_best_config_reruns(tmp_path, data_dir):
     args = ["-m", "+experiment=movielens_deepfm", "hparams_search=t", _search_path(tmp_path), *SHRINK,
