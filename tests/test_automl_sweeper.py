@@ -92,15 +92,20 @@ def test_search_space_spellings():
         distribution("a", "3")
 
 
-def test_plugin_is_discovered_and_reporter_is_inert_without_a_trial(monkeypatch):
+def test_plugin_is_discovered_and_pruning_needs_a_trial(monkeypatch):
     from hydra.core.plugins import Plugins
     from hydra.plugins.sweeper import Sweeper
 
-    from automl.reporting import ENV, attach_trial_reporter
+    from automl.reporting import ENV, OptunaPruning
+    from lingjie.errors import ConfigError
 
     assert "LingjieOptunaSweeper" in [p.__name__ for p in Plugins.instance().discover(Sweeper)]
     monkeypatch.delenv(ENV, raising=False)
-    assert attach_trial_reporter(object()) is None
+    with pytest.raises(ConfigError, match="LINGJIE_OPTUNA_TRIAL.*not set"):
+        OptunaPruning()
+    monkeypatch.setenv(ENV, "{not json")
+    with pytest.raises(ConfigError, match="LINGJIE_OPTUNA_TRIAL.*not a JSON object"):
+        OptunaPruning()
 
 
 def _sweep(tmp_path: Path, **settings: Any) -> Any:
@@ -113,6 +118,110 @@ def _sweep(tmp_path: Path, **settings: Any) -> Any:
                                 "pruner_args": {"n_startup_trials": 1, "n_warmup_steps": 0}}
     s = SweepSettings(sweep_dir=tmp_path / "sweep", study_name="s", **{**defaults, **settings})
     return Sweep(s, [], tmp_path)
+
+
+def _trial_process_env(tmp_path: Path, monkeypatch: Any, **settings: Any) -> tuple[Any, Any]:
+    """The study of a real sweep with one complete trial (eval/loss 0.1 at every step 1..12) and
+    a new trial; this process gets the environment the sweeper gives that trial's first run."""
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import create_trial
+
+    from automl.reporting import ENV
+    from trainer.callbacks import ENV as CALLBACKS_ENV
+
+    sweep = _sweep(tmp_path, **settings)
+    study = sweep.open_study()
+    study.add_trial(create_trial(value=0.1, params={"lr": 0.5}, distributions={"lr": CategoricalDistribution([0.5, 0.1])},
+                                 intermediate_values={k: 0.1 for k in range(1, 13)}))
+    trial = study.ask(sweep.space)
+    env = sweep.trial_env(trial)
+    monkeypatch.setenv(ENV, env[ENV])
+    monkeypatch.setenv(CALLBACKS_ENV, env[CALLBACKS_ENV])
+    return study, trial
+
+
+def _flat_loop(tmp_path: Path, epochs: int, steps_per_epoch: int = 4) -> Any:
+    """A real TrainLoop whose engine learns nothing (loss 1.0 on every train and eval batch), with
+    the callbacks trainer builds from $LINGJIE_CALLBACKS."""
+    import numpy as np
+
+    from easyrec.features.batch import Batch
+    from trainer.callbacks import instantiate_callbacks
+    from trainer.engine import Engine
+    from trainer.loop import TrainLoop
+    from trainer.run_dir import RunDir
+    from trainer.schema.spec import TimingSpec, TrainerSpec
+
+    class FlatEngine(Engine):
+        backend = "torch"
+
+        def train_step(self, batch: Batch) -> tuple[float, dict[str, np.ndarray]]:
+            return 1.0, {}
+
+        def eval_step(self, batch: Batch, recall_k: list[int]) -> tuple[float, dict, dict]:
+            return 1.0, {}, {}
+
+        def predict(self, batch: Batch) -> dict[str, np.ndarray]:
+            return {}
+
+        def current_lr(self) -> float:
+            return 0.0
+
+        def save(self, run: RunDir, name: str, meta: dict[str, Any]) -> Path:
+            return run.checkpoints / name  # nothing to keep: the test reads the loop, not checkpoints
+
+        def restore(self, path: Path) -> dict[str, Any]:
+            raise NotImplementedError
+
+        def export(self, *args: Any) -> Path:
+            raise NotImplementedError
+
+        def num_parameters(self) -> int:
+            return 0
+
+    class Batches:  # a loader of ``n`` label-free batches of 8 rows per epoch
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        def epoch(self, epoch: int, skip_batches: int = 0) -> Any:
+            return ((i, Batch(size=8)) for i in range(skip_batches, self.n))
+
+    run = RunDir(tmp_path / "run")
+    run.create()
+    spec = TrainerSpec(epochs=epochs, progress_bar=False, timing=TimingSpec(enabled=False))
+    return TrainLoop(FlatEngine(), spec, Batches(steps_per_epoch), Batches(1), {}, run, steps_per_epoch, {},
+                     callbacks=instantiate_callbacks([]))
+
+
+def test_pruning_callback_stops_a_bad_trial_after_its_first_epoch(tmp_path, monkeypatch):
+    from automl.reporting import OptunaPruning
+
+    study, trial = _trial_process_env(tmp_path, monkeypatch)
+    loop = _flat_loop(tmp_path, epochs=3)
+    assert [type(cb) for cb in loop.callbacks] == [OptunaPruning]
+    loop.fit()
+    assert loop.progress.stopped_early and len(loop.progress.history) == 1 and loop.progress.global_step == 4
+    assert loop.summary == {"pruned": True}
+    assert study.trials[trial.number].intermediate_values == {1: 1.0}  # reported at step = epoch
+
+
+def test_pruning_callback_reports_every_n_steps_and_stops_inside_an_epoch(tmp_path, monkeypatch):
+    study, trial = _trial_process_env(tmp_path, monkeypatch, report_every_n_steps=2)
+    loop = _flat_loop(tmp_path, epochs=3)
+    loop.fit()
+    # a mid-epoch evaluation at global step 2 pruned the trial; fit() closed epoch 1 there
+    assert loop.progress.stopped_early and loop.progress.global_step == 2 and len(loop.progress.history) == 1
+    assert loop.summary == {"pruned": True}
+    assert study.trials[trial.number].intermediate_values == {2: 1.0}
+
+
+def test_the_last_report_of_a_run_never_prunes(tmp_path, monkeypatch):
+    study, trial = _trial_process_env(tmp_path, monkeypatch)
+    loop = _flat_loop(tmp_path, epochs=1)
+    loop.fit()
+    assert not loop.progress.stopped_early and loop.progress.global_step == 4
+    assert loop.summary == {"pruned": False}  # a sweep trial's metrics.json always says
+    assert study.trials[trial.number].intermediate_values == {1: 1.0}
 
 
 def test_trial_environment_adds_pruning_to_existing_callbacks(tmp_path, monkeypatch):
