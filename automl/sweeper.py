@@ -2,11 +2,12 @@
 
 Every trial — with n_jobs=1 too — runs as its own process, `python -m trainer <overrides>
 <sampled params> <trial_overrides> hydra.run.dir=<sweep_dir>/<trial number>`, with
-$LINGJIE_OPTUNA_TRIAL naming the study and trial in the shared storage (see automl/reporting.py:
-per-epoch reports and pruning from inside the process). One code path for one and many workers,
-and a crashing or leaking trial cannot take the sweep down. n_jobs threads here each drive one
-trial process at a time; they ask and tell through the same storage, so several machines may
-also run the same command against one RDB URL.
+$LINGJIE_OPTUNA_TRIAL naming the study and trial in the shared storage and $LINGJIE_CALLBACKS
+adding automl.reporting.OptunaPruning to the train loop (per-epoch reports and pruning from
+inside the process; trainer builds the callback without importing automl). One code path for
+one and many workers, and a crashing or leaking trial cannot take the sweep down. n_jobs threads
+here each drive one trial process at a time; they ask and tell through the same storage, so
+several machines may also run the same command against one RDB URL.
 
 The objective is read from the trial's metrics.json: final[metric] (or a top-level key such as
 `parameters`). Two knobs make it less noisy, because a single run's last-epoch score carries seed
@@ -14,8 +15,9 @@ and epoch-to-epoch noise as large as the differences a sweep looks for (benchmar
 `seeds: [a, b, ...]` trains every trial once per seed (`<seed_key>=a`, ...) and scores the mean;
 `average_last_epochs: K` scores each run by the mean of its last K per-epoch evaluations.
 Pruning acts on the first seed's run only (every trial's first run has the same seed, so the
-pruner compares like with like); a pruned trial never starts its other seeds. The study lives in the storage (a journal file in the sweep directory unless
-`storage` is an RDB URL): rerunning the command resumes it, `n_trials` is the total.
+pruner compares like with like); a pruned trial never starts its other seeds. The study lives in
+the storage (a journal file in the sweep directory unless `storage` is an RDB URL): rerunning the
+command resumes it, `n_trials` is the total.
 """
 from __future__ import annotations
 
@@ -35,9 +37,11 @@ from automl.reporting import ENV
 from automl.study import is_rdb_url, make_pruner, make_sampler, make_storage
 from automl.sweeper_space import distribution, override_value, split_arguments, targets
 from lingjie.errors import ConfigError
+from trainer.callbacks import ENV as CALLBACKS_ENV
 
 log = logging.getLogger("lingjie.automl")
 JOURNAL = "optuna_journal.log"
+PRUNING_CALLBACK = {"_target_": "automl.reporting.OptunaPruning"}  # built by trainer from $LINGJIE_CALLBACKS
 
 
 @dataclass
@@ -77,6 +81,45 @@ def _as_list(v: Any) -> list[Any]:
     return list(v) if isinstance(v, (list, tuple)) else [v]
 
 
+class TrialFailed(Exception):
+    """A trial's training process failed (timeout, exit status, no objective): the message is the
+    error recorded on the trial; the sweep goes on."""
+
+
+@dataclass
+class TrialRuns:
+    """What a trial's training processes (one per seed) produced so far."""
+
+    per_seed: list[list[float]] = field(default_factory=list)  # each run's objectives
+    epochs: int = 0
+    steps: int = 0
+    pruned: bool = False
+
+    def mean(self) -> list[float]:
+        """The trial's objectives: each metric's mean over the seeds' runs."""
+        return [sum(v[j] for v in self.per_seed) / len(self.per_seed) for j in range(len(self.per_seed[0]))]
+
+
+def inherited_callbacks() -> list[Any]:
+    """The $LINGJIE_CALLBACKS entries of the sweep's own environment (kept in every trial); a
+    ConfigError when the variable is not a JSON list, so the sweep stops before any trial."""
+    raw = os.environ.get(CALLBACKS_ENV)
+    if not raw:
+        return []
+    try:
+        specs = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(CALLBACKS_ENV, f"not a JSON list of {{'_target_': ...}} mappings: {exc}") from None
+    if not isinstance(specs, list):
+        raise ConfigError(CALLBACKS_ENV, f"must be a JSON list of {{'_target_': ...}} mappings, got {raw!r}")
+    return specs
+
+
+def with_pruning(specs: list[Any]) -> list[Any]:
+    """``specs`` with automl's pruning callback appended (once)."""
+    return specs if PRUNING_CALLBACK in specs else [*specs, PRUNING_CALLBACK]
+
+
 class Sweep:
     def __init__(self, s: SweepSettings, arguments: list[str], cwd: Path, hydra_overrides: list[str] = ()) -> None:
         self.s = s
@@ -96,6 +139,7 @@ class Sweep:
                              f"{len(s.direction)} direction(s)")
         self.multi = len(s.optimize_metric) > 1
         self.lock = threading.Lock()
+        inherited_callbacks()  # a malformed $LINGJIE_CALLBACKS stops the sweep here, not every trial
         if s.report_every_n_steps is not None and int(s.report_every_n_steps) < 1:
             raise ConfigError("hydra.sweeper.report_every_n_steps", f"must be >= 1 (report every N train steps) "
                               f"or null (report per epoch), got {s.report_every_n_steps}")
@@ -229,88 +273,120 @@ class Sweep:
     def _run_trial(self, study: Any, trial: Any) -> None:
         """One trial: a training process per seed (one with the config's seed when `seeds` is null),
         run one after the other; the first reports to the pruner, the others only add their score."""
-        from optuna.trial import TrialState
-
         s = self.s
         trial_dir = (s.sweep_dir / str(trial.number)).resolve()
         trial_dir.mkdir(parents=True, exist_ok=True)
         params = self.trial_overrides(trial.params)
         seeds: list[int | None] = list(s.seeds) if s.seeds else [None]
-        seed_ov = [[f"{s.seed_key}={x}"] if x is not None else [] for x in seeds]
-        trial.set_user_attr("overrides", [*self.run_overrides, *params, *seed_ov[0]])
+        trial.set_user_attr("overrides", [*self.run_overrides, *params, *self._seed_overrides(seeds[0])])
         if s.tune_overrides:
             trial.set_user_attr("final_overrides", [*self.fixed, *params])
         trial.set_user_attr("run_dir", str(trial_dir))
-        env = {**os.environ, ENV: json.dumps({
-            "storage": str(Path(s.storage_url).resolve()) if not is_rdb_url(s.storage_url) else s.storage_url,
-            "study_name": s.study_name, "trial_id": trial._trial_id, "number": trial.number,
-            "metric": None if self.multi else s.optimize_metric[0], "direction": s.direction[0],
-            "pruner": s.pruner, "pruner_args": s.pruner_args, "max_epochs": s.max_epochs,
-            "report_every_n_steps": s.report_every_n_steps})}
-        env.pop("LINGJIE_WORKER", None)
-        plain_env = {k: v for k, v in env.items() if k != ENV}  # later seeds: no reports, no pruning
         print(f"[sweep] trial {trial.number} start: {' '.join(params)}"
               + (f" (seeds {', '.join(map(str, seeds))})" if s.seeds else ""), flush=True)
         t0 = time.perf_counter()
-        per_seed: list[list[float]] = []
-        epochs = steps = 0
-        pruned = False
-        for i, (seed, extra) in enumerate(zip(seeds, seed_ov)):
+        runs = TrialRuns()
+        try:
+            self._run_seeds(trial, trial_dir, params, seeds, runs)
+        except TrialFailed as exc:
+            trial.set_user_attr("seconds", round(time.perf_counter() - t0, 2))
+            self._tell_failed(study, trial, str(exc))
+            return
+        self._tell_result(study, trial, runs, seeds, time.perf_counter() - t0)
+
+    def _seed_overrides(self, seed: int | None) -> list[str]:
+        return [f"{self.s.seed_key}={seed}"] if seed is not None else []
+
+    def _run_seeds(self, trial: Any, trial_dir: Path, params: list[str], seeds: list[int | None],
+                   runs: TrialRuns) -> None:
+        """Train ``trial`` once per seed into ``runs``: the first run in ``trial_dir`` (it reports
+        and may be pruned, which skips the other seeds), the others in ``trial_dir/seed_<seed>``."""
+        for i, seed in enumerate(seeds):
             run_dir = trial_dir if i == 0 else trial_dir / f"seed_{seed}"
-            run_dir.mkdir(parents=True, exist_ok=True)
-            cmd = [sys.executable, "-m", "trainer", *self.run_overrides, *params, *extra, *s.trial_overrides,
-                   f"hydra.run.dir={run_dir}"]
-            with open(run_dir / "trial.log", "w") as out:
-                try:
-                    proc = subprocess.run(cmd, cwd=self.cwd, env=env if i == 0 else plain_env, stdout=out,
-                                          stderr=subprocess.STDOUT, timeout=s.trial_timeout_s)
-                    rc = proc.returncode
-                except subprocess.TimeoutExpired:
-                    rc = None
-            if rc != 0:
-                trial.set_user_attr("seconds", round(time.perf_counter() - t0, 2))
-                where = f" (seed {seed})" if seed is not None else ""
-                reason = (f"timed out after {s.trial_timeout_s}s{where}" if rc is None else
-                          f"exit status {rc}{where}: {_last_error(run_dir / 'trial.log')}")
-                self._tell_failed(study, trial, reason)
-                return
-            metrics = json.loads((run_dir / "metrics.json").read_text())
-            epochs += int(metrics.get("epochs_completed") or 0)
-            steps += int(metrics.get("steps") or 0)
-            values = []
-            for m in s.optimize_metric:
-                v = run_objective(metrics, m, s.average_last_epochs)
-                if v is None:
-                    available = sorted(k for k in metrics.get("final", {}) if "/" in k) + ["parameters"]
-                    trial.set_user_attr("seconds", round(time.perf_counter() - t0, 2))
-                    self._tell_failed(study, trial, f"optimize_metric '{m}' not in metrics.json (available: "
-                                                    f"{', '.join(available)})")
-                    return
-                values.append(v)
-            per_seed.append(values)
+            metrics = self._train(trial, run_dir, [*params, *self._seed_overrides(seed)], seed, report=i == 0)
+            runs.epochs += int(metrics.get("epochs_completed") or 0)
+            runs.steps += int(metrics.get("steps") or 0)
+            runs.per_seed.append(self._objectives(metrics))
             if metrics.get("pruned"):  # only the first run reports, so only it can be pruned
-                pruned = True
-                break
-        seconds = time.perf_counter() - t0
+                runs.pruned = True
+                return
+
+    def _train(self, trial: Any, run_dir: Path, overrides: list[str], seed: int | None,
+               report: bool) -> dict[str, Any]:
+        """One training process of ``trial`` in ``run_dir`` (output in trial.log); its metrics.json.
+        TrialFailed when it times out or exits non-zero."""
+        s = self.s
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "trainer", *self.run_overrides, *overrides, *s.trial_overrides,
+               f"hydra.run.dir={run_dir}"]
+        with open(run_dir / "trial.log", "w") as out:
+            try:
+                rc: int | None = subprocess.run(cmd, cwd=self.cwd, env=self.trial_env(trial, report), stdout=out,
+                                                stderr=subprocess.STDOUT, timeout=s.trial_timeout_s).returncode
+            except subprocess.TimeoutExpired:
+                rc = None
+        where = f" (seed {seed})" if seed is not None else ""
+        if rc is None:
+            raise TrialFailed(f"timed out after {s.trial_timeout_s}s{where}")
+        if rc != 0:
+            raise TrialFailed(f"exit status {rc}{where}: {_last_error(run_dir / 'trial.log')}")
+        return json.loads((run_dir / "metrics.json").read_text())
+
+    def _objectives(self, metrics: dict[str, Any]) -> list[float]:
+        """One run's score per optimize_metric; TrialFailed naming a metric metrics.json lacks."""
+        values = []
+        for m in self.s.optimize_metric:
+            v = run_objective(metrics, m, self.s.average_last_epochs)
+            if v is None:
+                available = sorted(k for k in metrics.get("final", {}) if "/" in k) + ["parameters"]
+                raise TrialFailed(f"optimize_metric '{m}' not in metrics.json (available: {', '.join(available)})")
+            values.append(v)
+        return values
+
+    def trial_env(self, trial: Any, report: bool = True) -> dict[str, str]:
+        """The environment of a training process of ``trial``: the sweep's own, less
+        LINGJIE_WORKER (a trial is a launcher, not a worker). With ``report`` (a trial's first run)
+        it names the trial in $LINGJIE_OPTUNA_TRIAL and appends OptunaPruning to $LINGJIE_CALLBACKS
+        (which trainer builds without importing automl); without, neither: later seeds of a trial
+        neither report nor prune."""
+        env = {k: v for k, v in os.environ.items() if k not in (ENV, "LINGJIE_WORKER")}
+        if report:
+            env[ENV] = json.dumps(self.trial_info(trial))
+            env[CALLBACKS_ENV] = json.dumps(with_pruning(inherited_callbacks()))
+        return env
+
+    def trial_info(self, trial: Any) -> dict[str, Any]:
+        """The $LINGJIE_OPTUNA_TRIAL object: where the trial's study lives and how it reports."""
+        s = self.s
+        return {"storage": str(Path(s.storage_url).resolve()) if not is_rdb_url(s.storage_url) else s.storage_url,
+                "study_name": s.study_name, "trial_id": trial._trial_id, "number": trial.number,
+                "metric": None if self.multi else s.optimize_metric[0], "direction": s.direction[0],
+                "pruner": s.pruner, "pruner_args": s.pruner_args, "max_epochs": s.max_epochs,
+                "report_every_n_steps": s.report_every_n_steps}
+
+    def _tell_result(self, study: Any, trial: Any, runs: TrialRuns, seeds: list[int | None], seconds: float) -> None:
+        """Record a trial whose runs all finished: pruned, or complete with the mean over seeds."""
+        from optuna.trial import TrialState
+
+        s = self.s
         trial.set_user_attr("seconds", round(seconds, 2))
-        trial.set_user_attr("epochs", epochs)
-        trial.set_user_attr("steps", steps)
-        values = [sum(v[j] for v in per_seed) / len(per_seed) for j in range(len(s.optimize_metric))]
-        if s.seeds and not pruned:
-            trial.set_user_attr("seed_values", {str(x): (v if self.multi else v[0]) for x, v in zip(seeds, per_seed)})
+        trial.set_user_attr("epochs", runs.epochs)
+        trial.set_user_attr("steps", runs.steps)
+        values = runs.mean()
+        if s.seeds and not runs.pruned:
+            trial.set_user_attr("seed_values", {str(x): (v if self.multi else v[0])
+                                                for x, v in zip(seeds, runs.per_seed)})
         with self.lock:
-            if pruned:
+            if runs.pruned:
                 study.tell(trial, state=TrialState.PRUNED)
-                state = "pruned"
             else:
                 study.tell(trial, values if self.multi else values[0])
-                state = "complete"
         spread = ""
-        if s.seeds and not pruned and len(per_seed) > 1:
-            spread = " (per seed: " + ", ".join(f"{v[0]:.5f}" for v in per_seed) + ")"
-        print(f"[sweep] trial {trial.number} {state} after {epochs} epoch(s) ({steps} steps), "
-              f"{seconds:.1f}s: " + ", ".join(f"{m}={v:.5f}" for m, v in zip(s.optimize_metric, values)) + spread,
-              flush=True)
+        if s.seeds and not runs.pruned and len(runs.per_seed) > 1:
+            spread = " (per seed: " + ", ".join(f"{v[0]:.5f}" for v in runs.per_seed) + ")"
+        print(f"[sweep] trial {trial.number} {'pruned' if runs.pruned else 'complete'} after {runs.epochs} epoch(s) "
+              f"({runs.steps} steps), {seconds:.1f}s: "
+              + ", ".join(f"{m}={v:.5f}" for m, v in zip(s.optimize_metric, values)) + spread, flush=True)
 
     def _tell_failed(self, study: Any, trial: Any, error: str) -> None:
         from optuna.trial import TrialState

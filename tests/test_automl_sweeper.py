@@ -92,15 +92,203 @@ def test_search_space_spellings():
         distribution("a", "3")
 
 
-def test_plugin_is_discovered_and_reporter_is_inert_without_a_trial(monkeypatch):
+def test_plugin_is_discovered_and_pruning_needs_a_trial(monkeypatch):
     from hydra.core.plugins import Plugins
     from hydra.plugins.sweeper import Sweeper
 
-    from automl.reporting import ENV, attach_trial_reporter
+    from automl.reporting import ENV, OptunaPruning
+    from lingjie.errors import ConfigError
 
     assert "LingjieOptunaSweeper" in [p.__name__ for p in Plugins.instance().discover(Sweeper)]
     monkeypatch.delenv(ENV, raising=False)
-    assert attach_trial_reporter(object()) is None
+    with pytest.raises(ConfigError, match="LINGJIE_OPTUNA_TRIAL.*not set"):
+        OptunaPruning()
+    monkeypatch.setenv(ENV, "{not json")
+    with pytest.raises(ConfigError, match="LINGJIE_OPTUNA_TRIAL.*not a JSON object"):
+        OptunaPruning()
+
+
+def _sweep(tmp_path: Path, **settings: Any) -> Any:
+    """A Sweep over lr {0.5, 0.1} optimizing eval/loss (minimize) with a median pruner that may prune
+    from a trial's first report; its study is a journal file under ``tmp_path / "sweep"``."""
+    from automl.sweeper import Sweep, SweepSettings
+
+    defaults: dict[str, Any] = {"optimize_metric": ["eval/loss"], "direction": ["minimize"],
+                                "params": {"lr": [0.5, 0.1]}, "enqueue_default": False,
+                                "pruner_args": {"n_startup_trials": 1, "n_warmup_steps": 0}}
+    s = SweepSettings(sweep_dir=tmp_path / "sweep", study_name="s", **{**defaults, **settings})
+    return Sweep(s, [], tmp_path)
+
+
+def _trial_process_env(tmp_path: Path, monkeypatch: Any, **settings: Any) -> tuple[Any, Any]:
+    """The study of a real sweep with one complete trial (eval/loss 0.1 at every step 1..12) and
+    a new trial; this process gets the environment the sweeper gives that trial's first run."""
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import create_trial
+
+    from automl.reporting import ENV
+    from trainer.callbacks import ENV as CALLBACKS_ENV
+
+    sweep = _sweep(tmp_path, **settings)
+    study = sweep.open_study()
+    study.add_trial(create_trial(value=0.1, params={"lr": 0.5}, distributions={"lr": CategoricalDistribution([0.5, 0.1])},
+                                 intermediate_values={k: 0.1 for k in range(1, 13)}))
+    trial = study.ask(sweep.space)
+    env = sweep.trial_env(trial)
+    monkeypatch.setenv(ENV, env[ENV])
+    monkeypatch.setenv(CALLBACKS_ENV, env[CALLBACKS_ENV])
+    return study, trial
+
+
+def _flat_loop(tmp_path: Path, epochs: int, steps_per_epoch: int = 4) -> Any:
+    """A real TrainLoop whose engine learns nothing (loss 1.0 on every train and eval batch), with
+    the callbacks trainer builds from $LINGJIE_CALLBACKS."""
+    import numpy as np
+
+    from easyrec.features.batch import Batch
+    from trainer.callbacks import instantiate_callbacks
+    from trainer.engine import Engine
+    from trainer.loop import TrainLoop
+    from trainer.run_dir import RunDir
+    from trainer.schema.spec import TimingSpec, TrainerSpec
+
+    class FlatEngine(Engine):
+        backend = "torch"
+
+        def train_step(self, batch: Batch) -> tuple[float, dict[str, np.ndarray]]:
+            return 1.0, {}
+
+        def eval_step(self, batch: Batch, recall_k: list[int]) -> tuple[float, dict, dict]:
+            return 1.0, {}, {}
+
+        def predict(self, batch: Batch) -> dict[str, np.ndarray]:
+            return {}
+
+        def current_lr(self) -> float:
+            return 0.0
+
+        def save(self, run: RunDir, name: str, meta: dict[str, Any]) -> Path:
+            return run.checkpoints / name  # nothing to keep: the test reads the loop, not checkpoints
+
+        def restore(self, path: Path) -> dict[str, Any]:
+            raise NotImplementedError
+
+        def export(self, *args: Any) -> Path:
+            raise NotImplementedError
+
+        def num_parameters(self) -> int:
+            return 0
+
+    class Batches:  # a loader of ``n`` label-free batches of 8 rows per epoch
+        def __init__(self, n: int) -> None:
+            self.n = n
+
+        def epoch(self, epoch: int, skip_batches: int = 0) -> Any:
+            return ((i, Batch(size=8)) for i in range(skip_batches, self.n))
+
+    run = RunDir(tmp_path / "run")
+    run.create()
+    spec = TrainerSpec(epochs=epochs, progress_bar=False, timing=TimingSpec(enabled=False))
+    return TrainLoop(FlatEngine(), spec, Batches(steps_per_epoch), Batches(1), {}, run, steps_per_epoch, {},
+                     callbacks=instantiate_callbacks([]))
+
+
+def test_pruning_callback_stops_a_bad_trial_after_its_first_epoch(tmp_path, monkeypatch):
+    from automl.reporting import OptunaPruning
+
+    study, trial = _trial_process_env(tmp_path, monkeypatch)
+    loop = _flat_loop(tmp_path, epochs=3)
+    assert [type(cb) for cb in loop.callbacks] == [OptunaPruning]
+    loop.fit()
+    assert loop.progress.stopped_early and len(loop.progress.history) == 1 and loop.progress.global_step == 4
+    assert loop.summary == {"pruned": True}
+    assert study.trials[trial.number].intermediate_values == {1: 1.0}  # reported at step = epoch
+
+
+def test_pruning_callback_reports_every_n_steps_and_stops_inside_an_epoch(tmp_path, monkeypatch):
+    study, trial = _trial_process_env(tmp_path, monkeypatch, report_every_n_steps=2)
+    loop = _flat_loop(tmp_path, epochs=3)
+    loop.fit()
+    # a mid-epoch evaluation at global step 2 pruned the trial; fit() closed epoch 1 there
+    assert loop.progress.stopped_early and loop.progress.global_step == 2 and len(loop.progress.history) == 1
+    assert loop.summary == {"pruned": True}
+    assert study.trials[trial.number].intermediate_values == {2: 1.0}
+
+
+def test_the_last_report_of_a_run_never_prunes(tmp_path, monkeypatch):
+    study, trial = _trial_process_env(tmp_path, monkeypatch)
+    loop = _flat_loop(tmp_path, epochs=1)
+    loop.fit()
+    assert not loop.progress.stopped_early and loop.progress.global_step == 4
+    assert loop.summary == {"pruned": False}  # a sweep trial's metrics.json always says
+    assert study.trials[trial.number].intermediate_values == {1: 1.0}
+
+
+def test_trial_environment_adds_pruning_to_existing_callbacks(tmp_path, monkeypatch):
+    from automl.reporting import ENV
+    from lingjie.errors import ConfigError
+
+    mine = {"_target_": "my_package.MyCallback", "every": 3}
+    monkeypatch.setenv("LINGJIE_CALLBACKS", json.dumps([mine]))
+    monkeypatch.setenv("LINGJIE_WORKER", "1")
+    sweep = _sweep(tmp_path)
+    trial = sweep.open_study().ask(sweep.space)
+    env = sweep.trial_env(trial)
+    assert json.loads(env["LINGJIE_CALLBACKS"]) == [mine, {"_target_": "automl.reporting.OptunaPruning"}]
+    info = json.loads(env[ENV])
+    assert info["study_name"] == "s" and info["number"] == trial.number and info["metric"] == "eval/loss"
+    assert "LINGJIE_WORKER" not in env
+    later_seed = sweep.trial_env(trial, report=False)  # no reports, no pruning; the user's callbacks stay
+    assert ENV not in later_seed and json.loads(later_seed["LINGJIE_CALLBACKS"]) == [mine]
+    monkeypatch.setenv("LINGJIE_CALLBACKS", "{oops")
+    with pytest.raises(ConfigError, match="LINGJIE_CALLBACKS"):  # once, before any trial runs
+        _sweep(tmp_path)
+
+
+STUB_TRAINER = """import json, os, sys
+from pathlib import Path
+
+args = dict(a.split("=", 1) for a in sys.argv[1:])
+run = Path(args["hydra.run.dir"])
+(run / "env.json").write_text(json.dumps({k: os.environ.get(k) for k in ("LINGJIE_OPTUNA_TRIAL", "LINGJIE_CALLBACKS")}))
+if args["lr"] == "fail":
+    print("error: lr=fail is not a number")
+    sys.exit(3)
+loss = float(args["lr"]) + int(args.get("seed", 0)) / 100
+metrics = {"final": {"eval/loss": loss}, "history": [{"eval/loss": loss}], "epochs_completed": 1, "steps": 4}
+if "LINGJIE_OPTUNA_TRIAL" in os.environ:
+    metrics["pruned"] = float(args["lr"]) > 0.3
+(run / "metrics.json").write_text(json.dumps(metrics))
+"""
+
+
+def test_a_trial_trains_once_per_seed_is_pruned_on_its_first_run_or_fails_with_the_error(tmp_path):
+    """The sweeper's process handling, with a stub `trainer` package (cwd comes first on sys.path
+    for `python -m`): it scores lr (+ seed / 100) and prunes lr > 0.3 when it reports."""
+    pkg = tmp_path / "trainer"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "__main__.py").write_text(STUB_TRAINER)
+    sweep = _sweep(tmp_path, params={"lr": [0.5, 0.1, "fail"]}, seeds=[1, 2], trial_overrides=[])
+    study = sweep.open_study()
+    for lr in (0.1, 0.5, "fail"):
+        study.enqueue_trial({"lr": lr})
+        sweep._run_trial(study, study.ask(sweep.space))
+    done, pruned, failed = study.trials
+    trial_dir = tmp_path / "sweep"
+    assert done.state.name == "COMPLETE" and done.value == pytest.approx(0.115)  # mean of 0.11, 0.12
+    assert done.user_attrs["seed_values"] == {"1": pytest.approx(0.11), "2": pytest.approx(0.12)}
+    assert done.user_attrs["epochs"] == 2 and done.user_attrs["steps"] == 8
+    assert done.user_attrs["overrides"] == ["lr=0.1", "seed=1"]
+    first = json.loads((trial_dir / "0" / "env.json").read_text())
+    second = json.loads((trial_dir / "0" / "seed_2" / "env.json").read_text())
+    assert json.loads(first["LINGJIE_OPTUNA_TRIAL"])["trial_id"] == done._trial_id
+    assert json.loads(first["LINGJIE_CALLBACKS"]) == [{"_target_": "automl.reporting.OptunaPruning"}]
+    assert second == {"LINGJIE_OPTUNA_TRIAL": None, "LINGJIE_CALLBACKS": os.environ.get("LINGJIE_CALLBACKS")}
+    assert pruned.state.name == "PRUNED" and pruned.user_attrs["epochs"] == 1
+    assert not (trial_dir / "1" / "seed_2").exists()  # a pruned trial never starts its other seeds
+    assert failed.state.name == "FAIL" and "seconds" in failed.user_attrs
+    assert failed.user_attrs["error"] == "exit status 3 (seed 1): error: lr=fail is not a number"
 
 
 @pytest.mark.slow

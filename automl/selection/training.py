@@ -40,18 +40,16 @@ def gate_ranking(cfg: dict[str, Any], names: list[str], epochs: int = 1, penalty
     import torch
 
     from automl.selection.gates import train_gates
+    from easyrec.data import fit_pipeline, make_loader, make_pipeline
     from easyrec.models.specs import build_model
-    from trainer.job import _ensure_data, _loader, _source, make_pipeline
+    from trainer.process import ensure_data
     from trainer.schema.validate import validate
 
     spec = validate(cfg)
-    _ensure_data(spec)
+    ensure_data(spec)
     torch.manual_seed(spec.root.seed)
-    pipeline = make_pipeline(spec)
-    data = spec.root.data
-    pipeline.fit(_source(spec, data.train_path, pipeline, with_labels=True)
-                 .iter_batches(data.read_rows, limit_rows=data.fit_rows or data.limit_train_rows))
-    loader = _loader(spec, pipeline, data.train_path, train=True)
+    pipeline = fit_pipeline(spec, make_pipeline(spec))
+    loader = make_loader(spec, pipeline, spec.root.data.train_path, train=True)
     model = build_model(spec.model, pipeline.feature_infos(), backend="torch")
     opt = spec.root.trainer.optimizer
     return train_gates(model, loader, names, epochs=epochs, penalty=penalty, dense_lr=opt.dense.lr,
