@@ -112,15 +112,15 @@ def make_source(data: NLPDataSpec, path: str, columns: list[str], read_rows: int
 def _tokenizer_texts(data: NLPDataSpec, src: Any, limit: int | None, token_task: bool, pair: bool,
                      label_values: set[str], counter: list[int]) -> Any:
     """Texts of the train split for tokenizer training; collects labels and counts rows on the way."""
-    from easynlp.data import _split_tokens
+    from easynlp.data import split_tokens
 
     for rb in src.iter_batches(4096, limit_rows=limit):
         counter[0] += rb.num_rows
         labels = rb.column(data.label_column)
         if token_task:
-            for tags in _split_tokens(labels):
+            for tags in split_tokens(labels):
                 label_values.update(tags)
-            for words in _split_tokens(rb.column(data.text_column)):
+            for words in split_tokens(rb.column(data.text_column)):
                 yield " ".join(words)
             continue
         label_values.update(v for v in labels.cast("string").to_pylist() if v is not None)
@@ -439,8 +439,8 @@ def predict_rows(r: Restored, path: str, extra_columns: list[str] | None = None,
     # pools as the loader cuts them; the kept rows of each pool (bad rows dropped) in order
     pools = loader.source.iter_batches(loader.pool_rows, limit_rows=spec.root.data.limit_eval_rows)
     for pool_no, rb in enumerate(pools):
-        enc = r.encoder.encode(rb, False, loader._on_bad)
-        for batch in loader._pool_batches(0, pool_no, enc):
+        enc = r.encoder.encode(rb, False, loader.on_bad)
+        for batch in loader.cut_pool(0, pool_no, enc):
             out = r.engine.predict(batch)[spec.task_name]
             raw.extend(list(out) if isinstance(out, list) else list(np.asarray(out)))
         kept.append(rb.take(pa.array(enc.rows)))
