@@ -96,7 +96,7 @@ class Encoded:
     rows: np.ndarray  # position of each kept row in the pool
 
 
-def _split_tokens(column: pa.Array) -> list[list[str]]:
+def split_tokens(column: pa.Array) -> list[list[str]]:
     """A token column: a list of strings, or a string split on whitespace."""
     if pa.types.is_list(column.type) or pa.types.is_large_list(column.type):
         return [[str(t) for t in (v or [])] for v in column.to_pylist()]
@@ -129,9 +129,9 @@ class TextEncoder:
         label_ids = None
         tags: list[np.ndarray] | None = None
         if self.kind == "token":
-            words = _split_tokens(rb.column(d.text_column))
+            words = split_tokens(rb.column(d.text_column))
             if with_labels:
-                tag_lists = _split_tokens(rb.column(d.label_column))
+                tag_lists = split_tokens(rb.column(d.label_column))
                 tags = []
                 for i, (w, t) in enumerate(zip(words, tag_lists)):
                     ids = [self.label_index.get(x, -1) for x in t]
@@ -220,14 +220,17 @@ class TextLoader:
         self.stats = {"real": 0, "padded": 0, "batches": 0}
         self.totals = {"real": 0, "padded": 0}  # over every pass of this loader
 
-    def _on_bad(self, row: int, reason: str) -> None:
+    def on_bad(self, row: int, reason: str) -> None:
+        """A bad row of the current pool: raise (data.on_error=raise) or count it in the source's stats."""
         if self.encoder.data.on_error == "raise":
             files = getattr(self.source, "files", [])
             where = files[0] if len(files) == 1 else f"{len(files)} files"
             raise DataError(f"{reason} (set data.on_error=skip to drop such rows)", file=where)
         self.source.stats["bad_rows"] = self.source.stats.get("bad_rows", 0) + 1
 
-    def _pool_batches(self, epoch: int, pool_no: int, enc: Encoded) -> Iterator[TextBatch]:
+    def cut_pool(self, epoch: int, pool_no: int, enc: Encoded) -> Iterator[TextBatch]:
+        """The padded batches of one encoded pool, in the order ``padding`` gives (bucket: by
+        length, batch order shuffled per epoch when training; longest / max_length: input order)."""
         n = len(enc.ids)
         if not n:
             return
@@ -253,8 +256,8 @@ class TextLoader:
             limit_rows=self.limit_rows)
         done = 0
         for pool_no, rb in enumerate(pools):
-            enc = self.encoder.encode(rb, self.with_labels, self._on_bad)
-            for batch in self._pool_batches(epoch, pool_no, enc):
+            enc = self.encoder.encode(rb, self.with_labels, self.on_bad)
+            for batch in self.cut_pool(epoch, pool_no, enc):
                 done += 1
                 if done <= skip_batches:
                     continue

@@ -66,7 +66,7 @@ def test_pretrained_vocab_txt_directory(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- sources, bad rows, bucketing
 def _source(data: NLPDataSpec, path: Path, cols: list[str]):
-    from easynlp.runner import make_source
+    from easynlp.inputs import make_source
 
     return make_source(data, str(path), cols)
 
