@@ -11,7 +11,6 @@ checkpoint alone (:mod:`easynlp.restore`).
 from __future__ import annotations
 
 import logging
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -112,10 +111,7 @@ class NLPRecipe(Recipe):
                 "train_tokens_per_sec": real / p.train_time if p.train_time else 0.0}
 
     def after_fit(self, loop: Any, loaders: Loaders, dist: Any) -> None:
-        """Sum the token counts over the ranks (a collective: skipped when the fit raised, as
-        the other ranks may never get here)."""
-        if sys.exc_info()[0] is not None:
-            return
+        """Sum the token counts over the ranks."""
         totals = [loaders.train.totals["real"], loaders.train.totals["padded"]]
         self._tokens["real"], self._tokens["padded"] = (int(v) for v in (dist.sum(totals) if dist.distributed
                                                                          else totals))

@@ -116,7 +116,7 @@ class RecRecipe(Recipe):
         return {"train": self._train_src.stats.get("bad_rows", 0),
                 "eval": loaders.eval.source.stats.get("bad_rows", 0) if loaders.eval else 0}
 
-    def after_fit(self, loop: Any, loaders: Loaders, dist: Any) -> None:
+    def close(self, loaders: Loaders) -> None:
         self._train_loader.close()
 
     def trained(self, engine: Engine) -> Restored:

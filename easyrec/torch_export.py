@@ -7,7 +7,6 @@ program maps that dict to predictions.
 from __future__ import annotations
 
 import io
-import json
 from pathlib import Path
 from typing import Any
 

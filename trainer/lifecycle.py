@@ -112,7 +112,11 @@ class Recipe(ABC):
         return {}
 
     def after_fit(self, loop: Any, loaders: Loaders, dist: Any) -> None:
-        """Every rank, right after the fit (e.g. close worker pools, sum counters over ranks)."""
+        """Every rank, after a fit that ended normally (collectives allowed: e.g. sum counters
+        over the ranks)."""
+
+    def close(self, loaders: Loaders) -> None:
+        """Every rank, after the fit, also when it raised (e.g. stop loader worker pools)."""
 
     def load_best(self, engine: Engine, path: Path) -> None:
         """Load the best checkpoint's weights before the export."""
@@ -231,7 +235,8 @@ def train(recipe: Recipe, run: RunDir, config_yaml: str, resumed: bool) -> Path:
     try:
         loop.fit()
     finally:
-        recipe.after_fit(loop, loaders, dist)
+        recipe.close(loaders)
+    recipe.after_fit(loop, loaders, dist)
     if dist.is_main:
         for cb in loop.callbacks:
             if isinstance(cb, MetricsFile):

@@ -6,7 +6,7 @@ dispatched on ``features.<name>.type`` and ``model.name``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from lingjie.schema import F
