@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from lingjie.errors import ConfigError
-from lingjie.schema import build, chosen_model, close_names
-from trainer.schema.spec import F, HardwareSpec, LoggerSpec, PathsSpec, TrainerSpec
+from lingjie.schema import F, build, chosen_model, close_names
+from trainer.schema.spec import RootSpec, build_root
 
 # ----------------------------------------------------------------------------- transforms
 
@@ -287,31 +287,10 @@ def build_model_spec(raw: dict[str, Any]) -> Any:
 
 
 @dataclass
-class CVRootSpec:
-    experiment_name: str = F("default", "name of the experiment (names the run directory)")
-    domain: Literal["rec", "cv", "nlp"] = F("cv", "which package runs it")
-    seed: int = F(42, "global seed (model init, shuffling, augmentation)", ge=0)
-    data: CVDataSpec = F(None, "data group (easycv)")
-    trainer: TrainerSpec = F(None, "trainer group")
-    hardware: HardwareSpec = F(None, "hardware group")
-    logger: LoggerSpec = F(None, "logger group")
-    paths: PathsSpec = F(None, "paths group")
-    features: dict[str, Any] = F({}, "unused by easycv (features=none)")
-    model: dict[str, Any] = F({}, "easycv model-zoo entry and its knobs")
-
-    def __post_init__(self) -> None:
-        self.data = self.data or CVDataSpec()
-        self.trainer = self.trainer or TrainerSpec()
-        self.hardware = self.hardware or HardwareSpec()
-        self.logger = self.logger or LoggerSpec()
-        self.paths = self.paths or PathsSpec()
-
-
-@dataclass
 class CVRunSpec:
     """The validated easycv config: the root groups, the typed model and the typed pipelines."""
 
-    root: CVRootSpec
+    root: RootSpec  # .data is a CVDataSpec
     model: Any  # ClassifierSpec | YoloxSpec
     train_transforms: list[Any]
     eval_transforms: list[Any]
@@ -327,9 +306,10 @@ class CVRunSpec:
 
 def validate_root(cfg: dict[str, Any]) -> CVRunSpec:
     """Check a plain config dict of ``domain: cv``; raise ConfigError naming the path and the fix."""
-    root = build(CVRootSpec, {k: v for k, v in cfg.items() if k not in ("hydra", "hparams_search")}, "")
+    root = build_root(cfg, CVDataSpec)
     if root.features:
-        raise ConfigError("features", "easycv experiments take no feature columns; use features=none")
+        raise ConfigError("features", "easycv experiments take no feature columns; remove the features: block "
+                          "(images are read through the data group)")
     model = build_model_spec(root.model)
     data, trainer = root.data, root.trainer
     if trainer.backend != "torch":

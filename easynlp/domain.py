@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from easynlp.schema import MODELS, NLPRootSpec, NLPRunSpec, TaskInfo
+from easynlp.schema import MODELS, NLPRunSpec, TaskInfo, build_nlp_root
 from lingjie.errors import ConfigError
 from lingjie.schema import build, chosen_model, close_names
 
@@ -24,7 +24,7 @@ def build_model_spec(raw: dict[str, Any]) -> Any:
 
 def validate(cfg: dict[str, Any]) -> NLPRunSpec:
     """Check a plain (resolved) ``domain: nlp`` config; ConfigError names the path and the fix."""
-    root = build(NLPRootSpec, {k: v for k, v in cfg.items() if k != "hydra"}, "")
+    root = build_nlp_root(cfg)
     if root.features:
         raise ConfigError("features", "text experiments take no feature columns; use features=none "
                           "(the text columns are data.text_column / data.text_pair_column / data.label_column)")

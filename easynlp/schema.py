@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lingjie.errors import ConfigError
-from trainer.schema.spec import F, HardwareSpec, LoggerSpec, PathsSpec, TrainerSpec
+from lingjie.schema import F
+from trainer.schema.spec import RootSpec, build_root
 
 SCHEMA_TYPES = {"str": "string", "string": "string", "int": "int64", "bigint": "int64",
                 "float": "float64", "double": "float64"}
@@ -162,32 +163,16 @@ class TransformerSpec(TextModelSpec):
 MODELS: dict[str, type] = {"textcnn": TextCNNSpec, "transformer": TransformerSpec}
 
 
-@dataclass
-class NLPRootSpec:
-    experiment_name: str = F("default", "name of the experiment (names the run directory)")
-    domain: Literal["rec", "cv", "nlp"] = F("nlp", "which package runs it")
-    seed: int = F(42, "global seed (model init, shuffling)", ge=0)
-    data: NLPDataSpec = F(None, "data group (text)")
-    trainer: TrainerSpec = F(None, "trainer group")
-    hardware: HardwareSpec = F(None, "hardware group")
-    logger: LoggerSpec = F(None, "logger group")
-    paths: PathsSpec = F(None, "paths group")
-    features: dict[str, Any] = F({}, "unused by nlp (features=none)")
-    model: dict[str, Any] = F({}, "model zoo entry (textcnn | transformer) and its knobs")
-
-    def __post_init__(self) -> None:
-        self.data = self.data or NLPDataSpec()
-        self.trainer = self.trainer or TrainerSpec()
-        self.hardware = self.hardware or HardwareSpec()
-        self.logger = self.logger or LoggerSpec()
-        self.paths = self.paths or PathsSpec()
+def build_nlp_root(cfg: dict[str, Any]) -> RootSpec:
+    """The typed root of a ``domain: nlp`` config: the shared groups plus an :class:`NLPDataSpec`."""
+    return build_root(cfg, NLPDataSpec)
 
 
 @dataclass
 class NLPRunSpec:
     """A validated NLP config: the root groups and the typed model."""
 
-    root: NLPRootSpec
+    root: RootSpec  # .data is an NLPDataSpec
     model: TextCNNSpec | TransformerSpec
 
     @property

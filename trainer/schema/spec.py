@@ -1,55 +1,16 @@
 """The typed schema of a composed Lingjie config (one dataclass per config group).
 
-Every knob has a default, so an experiment YAML holds only what differs. ``features`` and
-``model`` are validated by their own schemas (easyrec.features.config, easyrec.models.specs),
-dispatched on ``features.<name>.type`` and ``model.name``.
+Every knob has a default, so an experiment YAML holds only what differs. The groups every
+domain shares (trainer, hardware, logger, paths) live here; ``data`` is the domain's own
+dataclass (:func:`build_root`), and ``features`` / ``model`` are validated by the domain's
+schemas, dispatched on ``features.<name>.type`` and ``model.name``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from lingjie.schema import F
-
-
-@dataclass
-class LabelSpec:
-    column: str = F(None, "input column holding the label")
-    threshold: float | None = F(None, "label = float(column >= threshold); null: the raw value")
-
-
-@dataclass
-class CsvSpec:
-    delimiter: str = F(",", "field separator")
-    header: bool = F(True, "first line holds column names")
-    column_names: list[str] | None = F(None, "names when the file has no header")
-
-
-@dataclass
-class DataSpec:
-    dataset: str | None = F(None, "bundled dataset registry name, prepared on first use (movielens-100k, adult)")
-    train_path: str | None = F(None, "training data: file, directory, glob or fsspec URL")
-    eval_path: str | None = F(None, "evaluation data (the held-out split)")
-    format: Literal["auto", "parquet", "csv", "jsonl"] = F("auto", "file format; auto: by extension")
-    csv: CsvSpec = F(None, "CSV options")
-    labels: dict[str, LabelSpec] = F({}, "label name -> how to compute it from a column")
-    group_by: str | None = F(None, "column grouping rows for GAUC (e.g. user_id)")
-    batch_size: int = F(1024, "training batch size", ge=1)
-    eval_batch_size: int = F(4096, "evaluation / prediction batch size", ge=1)
-    shuffle: bool = F(True, "shuffle training data each epoch (seeded)")
-    shuffle_buffer_rows: int = F(200_000, "rows held by the shuffle buffer (memory bound)", ge=1)
-    read_rows: int = F(65536, "rows per read chunk (memory bound and shard unit)", ge=1)
-    cache: Literal["none", "memory"] = F("none", "memory: training rows read and encoded once, then held in RAM "
-                                         "(each epoch a full seeded reshuffle); for splits that fit in memory")
-    fit_rows: int | None = F(None, "rows of train used to fit the feature state; null: all", ge=1)
-    limit_train_rows: int | None = F(None, "use at most this many training rows (tests, smoke runs)", ge=1)
-    limit_eval_rows: int | None = F(None, "use at most this many evaluation rows", ge=1)
-    on_error: Literal["raise", "skip"] = F("raise", "bad rows: raise names file and row; skip counts them")
-    storage_options: dict[str, Any] = F({}, "fsspec storage options")
-
-    def __post_init__(self) -> None:
-        if self.csv is None:
-            self.csv = CsvSpec()
+from lingjie.schema import F, build
 
 
 @dataclass
@@ -252,20 +213,40 @@ class PathsSpec:
 
 @dataclass
 class RootSpec:
+    """A whole config, the same for every domain: only its ``data`` group is the domain's own
+    dataclass (:func:`build_root`), so the shared groups are declared, documented and
+    defaulted once."""
+
     experiment_name: str = F("default", "name of the experiment (names the run directory)")
     domain: Literal["rec", "cv", "nlp"] = F("rec", "which package runs it: rec (easyrec), cv (easycv), nlp (easynlp)")
-    seed: int = F(42, "global seed (model init, shuffling)", ge=0)
-    data: DataSpec = F(None, "data group")
+    seed: int = F(42, "global seed (model init, shuffling, augmentation)", ge=0)
+    data: Any = F(None, "data group: the domain's data dataclass, built by build_root")
     trainer: TrainerSpec = F(None, "trainer group")
     hardware: HardwareSpec = F(None, "hardware group")
     logger: LoggerSpec = F(None, "logger group")
     paths: PathsSpec = F(None, "paths group")
-    features: dict[str, Any] = F({}, "feature name -> feature definition (see README: features)")
-    model: dict[str, Any] = F({}, "model-zoo entry and its knobs (see README: model zoo)")
+    features: dict[str, Any] = F({}, "rec only: feature name -> feature definition (see README: features); "
+                                     "cv and nlp experiments have none")
+    model: dict[str, Any] = F({}, "the domain's model-zoo entry and its knobs (see README: model zoo)")
 
     def __post_init__(self) -> None:
-        self.data = self.data or DataSpec()
         self.trainer = self.trainer or TrainerSpec()
         self.hardware = self.hardware or HardwareSpec()
         self.logger = self.logger or LoggerSpec()
         self.paths = self.paths or PathsSpec()
+
+
+NOT_CONFIG = ("hydra", "hparams_search")  # top-level keys Hydra may leave in a composed config
+
+
+def build_root(cfg: dict[str, Any], data_cls: type) -> RootSpec:
+    """The typed root of a plain (resolved) config whose ``data`` group is a ``data_cls``.
+
+    Each domain passes its own data dataclass (easyrec.data_spec.DataSpec, easycv.schema.CVDataSpec,
+    easynlp.schema.NLPDataSpec); errors name the exact path (``data.batch_size``) as before.
+    """
+    raw = {k: v for k, v in cfg.items() if k not in NOT_CONFIG}
+    data = raw.pop("data", None)
+    root = build(RootSpec, raw, "")
+    root.data = build(data_cls, data, "data")
+    return root
