@@ -135,8 +135,15 @@ class CVDataSpec:
                                         "(classes.txt beside a list file, folder names, COCO categories)")
     channels: Literal[1, 3] = F(3, "decode images as grey (1) or RGB (3)")
     image_size: int = F(32, "model input height and width; the transforms must produce it", ge=8)
-    train_transforms: list[dict[str, Any]] = F([], "training augmentation pipeline (see README: easycv)")
-    eval_transforms: list[dict[str, Any]] = F([], "evaluation / prediction / export preprocessing")
+    train_transforms: list[dict[str, Any]] = F(
+        [{"name": "resize", "size": 32}, {"name": "normalize", "mean": [0.5], "std": [0.5]}],
+        "training augmentation pipeline, applied in order (see README: easycv); transforms: resize {size, "
+        "keep_ratio, pad_value}, random_crop {size, padding, pad_value, min_visible}, hflip/vflip {p}, "
+        "color_jitter {brightness, contrast, saturation, p}, normalize {mean, std}, mosaic {size, p, scale, "
+        "min_visible} (detection, first)")
+    eval_transforms: list[dict[str, Any]] = F(
+        [{"name": "resize", "size": 32}, {"name": "normalize", "mean": [0.5], "std": [0.5]}],
+        "evaluation / prediction / export preprocessing, applied in order (the transforms above)")
     batch_size: int = F(64, "training batch size", ge=1)
     eval_batch_size: int = F(256, "evaluation / prediction batch size", ge=1)
     shuffle: bool = F(True, "shuffle training images each epoch (seeded)")
@@ -207,10 +214,7 @@ class ClassifierSpec(BackboneSpec):
     name: str = F("resnet", "model-zoo entry: resnet | mobilenet | yolox")
     dropout: float = F(0.0, "dropout before the classification head", ge=0, lt=1)
     label_smoothing: float = F(0.0, "cross-entropy label smoothing", ge=0, lt=1)
-    ema: EmaSpec = F(None, "weight EMA")
-
-    def __post_init__(self) -> None:
-        self.ema = self.ema or EmaSpec()
+    ema: EmaSpec = F(EmaSpec(), "weight EMA")
 
     task: ClassVar[str] = "classification"
 
@@ -227,7 +231,8 @@ class YoloxSpec:
     """Anchor-free YOLOX-style detector: backbone, FPN-lite neck, decoupled head, SimOTA-lite."""
 
     name: str = F("yolox", "model-zoo entry: resnet | mobilenet | yolox")
-    backbone: BackboneSpec = F(None, "the feature extractor")
+    backbone: BackboneSpec = F(BackboneSpec(stem_channels=16, stem_stride=2, widths=[24, 48, 96],
+                                            depths=[1, 2, 1], strides=[2, 2, 2]), "the feature extractor")
     out_strides: list[int] = F([8, 16], "feature levels the head predicts on (backbone reductions)")
     neck_channels: int = F(48, "channels of the FPN-lite levels", ge=1)
     head_channels: int = F(48, "channels of the decoupled head branches", ge=1)
@@ -241,14 +246,9 @@ class YoloxSpec:
     score_thresh: float = F(0.01, "keep detections scoring above this (eval, predict)", ge=0, lt=1)
     nms_iou: float = F(0.65, "class-wise NMS IoU threshold", gt=0, le=1)
     max_detections: int = F(100, "detections kept per image", ge=1)
-    ema: EmaSpec = F(None, "weight EMA")
+    ema: EmaSpec = F(EmaSpec(), "weight EMA")
 
     task: ClassVar[str] = "detection"
-
-    def __post_init__(self) -> None:
-        self.ema = self.ema or EmaSpec()
-        self.backbone = self.backbone or BackboneSpec(stem_channels=16, stem_stride=2, widths=[24, 48, 96],
-                                                      depths=[1, 2, 1], strides=[2, 2, 2])
 
     @property
     def tasks(self) -> list[TaskInfo]:

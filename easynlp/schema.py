@@ -43,7 +43,7 @@ class NLPDataSpec:
     train_path: str | None = F(None, "training data: file, directory, glob or fsspec URL")
     eval_path: str | None = F(None, "evaluation data (the held-out split)")
     format: Literal["auto", "parquet", "csv", "jsonl"] = F("auto", "file format; auto: by extension (.tsv is csv)")
-    csv: NLPCsvSpec = F(None, "CSV/TSV options")
+    csv: NLPCsvSpec = F(NLPCsvSpec(), "CSV/TSV options")
     schema: str | None = F(None, "EasyNLP-style column schema of a header-less CSV/TSV, "
                                  "'name:type[:n],...' with type str|int|float, e.g. 'label:str:1,text:str:1'")
     text_column: str = F("text", "the text (token tasks: a list of tokens, or a string split on whitespace)")
@@ -58,7 +58,7 @@ class NLPDataSpec:
     bucket_pool_batches: int = F(32, "padding=bucket: batches sorted together (larger: less padding, "
                                      "less randomness)", ge=1)
     pad_to_multiple_of: int = F(8, "round padded lengths up to a multiple of this (1: off)", ge=1)
-    tokenizer: TokenizerSpec = F(None, "how text becomes token ids")
+    tokenizer: TokenizerSpec = F(TokenizerSpec(), "how text becomes token ids")
     batch_size: int = F(64, "training batch size", ge=1)
     eval_batch_size: int = F(256, "evaluation / prediction batch size", ge=1)
     shuffle: bool = F(True, "shuffle training data each epoch (seeded)")
@@ -70,10 +70,6 @@ class NLPDataSpec:
     on_error: Literal["raise", "skip"] = F("raise", "bad rows (wrong field count, null text, unknown label, "
                                                     "tag count != token count): raise names file and row; skip counts them")
     storage_options: dict[str, Any] = F({}, "fsspec storage options")
-
-    def __post_init__(self) -> None:
-        self.csv = self.csv or NLPCsvSpec()
-        self.tokenizer = self.tokenizer or TokenizerSpec()
 
     def parsed_schema(self) -> list[tuple[str, str]] | None:
         """``data.schema`` as (column, arrow type) pairs; ConfigError on a malformed entry."""

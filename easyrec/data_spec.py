@@ -32,7 +32,7 @@ class DataSpec:
     train_path: str | None = F(None, "training data: file, directory, glob or fsspec URL")
     eval_path: str | None = F(None, "evaluation data (the held-out split)")
     format: Literal["auto", "parquet", "csv", "jsonl"] = F("auto", "file format; auto: by extension")
-    csv: CsvSpec = F(None, "CSV options")
+    csv: CsvSpec = F(CsvSpec(), "CSV options")
     labels: dict[str, LabelSpec] = F({}, "label name -> how to compute it from a column")
     group_by: str | None = F(None, "column grouping rows for GAUC (e.g. user_id)")
     batch_size: int = F(1024, "training batch size", ge=1)
@@ -47,7 +47,3 @@ class DataSpec:
     limit_eval_rows: int | None = F(None, "use at most this many evaluation rows", ge=1)
     on_error: Literal["raise", "skip"] = F("raise", "bad rows: raise names file and row; skip counts them")
     storage_options: dict[str, Any] = F({}, "fsspec storage options")
-
-    def __post_init__(self) -> None:
-        if self.csv is None:
-            self.csv = CsvSpec()

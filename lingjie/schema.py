@@ -3,7 +3,8 @@
 Ludwig's lesson: validate the whole config against a schema before importing a framework, so
 a typo costs a second and reads ``unknown key 'trainer.optimiser' (did you mean: optimizer?)``
 instead of a traceback minutes into a run. Dataclasses are the schema: field types give the
-type checks, ``field(metadata={"ge": 0, "le": 1, "help": ...})`` the ranges and the docs.
+type checks, ``F(default, help, ge=0, le=1)`` the default, the ranges and the docs. Every spec
+of every package declares its knobs with :func:`F` and is built by :func:`build`.
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ def F(default: Any = None, help: str = "", **meta: Any) -> Any:  # noqa: N802 - 
     The one field maker of every spec, so every knob carries the metadata that :func:`build`
     (ranges), the error messages (help) and ``trainer.schema.defaults`` (the group YAML files)
     read. A list, dict or dataclass default is deep-copied per instance: no two configs share
-    a mutable default.
+    a mutable default. ``interpolation="${...}"``: what the group YAML file holds instead of the
+    default (e.g. a Hydra resolver), see ``trainer.schema.defaults``.
     """
     if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
         return field(default_factory=lambda d=default: copy.deepcopy(d), metadata={"help": help, **meta})

@@ -24,12 +24,9 @@ class OptimizerPart:
 
 @dataclass
 class OptimizerSpec:
-    dense: OptimizerPart = F(None, "optimizer of dense (non-embedding) parameters")
-    sparse: OptimizerPart = F(None, "optimizer of embedding tables; lr often higher")
-
-    def __post_init__(self) -> None:
-        self.dense = self.dense or OptimizerPart()
-        self.sparse = self.sparse or OptimizerPart()
+    dense: OptimizerPart = F(OptimizerPart(), "optimizer of dense (non-embedding) parameters")
+    sparse: OptimizerPart = F(OptimizerPart(lr=0.01, weight_decay=3e-4),
+                              "optimizer of embedding tables; lr often higher")
 
 
 @dataclass
@@ -110,39 +107,28 @@ class TrainerSpec:
     backend: Literal["torch", "tf"] = F("torch", "framework that runs the model: torch | tf (tf.keras)")
     mode: Literal["train", "evaluate", "predict", "export", "stream"] = F(
         "train", "what the job does; stream: online training from a kafka:// source")
-    epochs: int = F(1, "passes over the training data", ge=1)
+    epochs: int = F(5, "passes over the training data", ge=1)
     max_steps: int | None = F(None, "stop after this many steps in total", ge=1)
     limit_eval_batches: int | None = F(None, "evaluate on at most this many batches", ge=1)
-    optimizer: OptimizerSpec = F(None, "dense and sparse optimizers")
-    scheduler: SchedulerSpec = F(None, "learning-rate schedule")
+    optimizer: OptimizerSpec = F(OptimizerSpec(), "dense and sparse optimizers")
+    scheduler: SchedulerSpec = F(SchedulerSpec(), "learning-rate schedule")
     grad_clip_norm: float | None = F(None, "clip the global gradient norm", gt=0)
-    early_stopping: EarlyStoppingSpec = F(None, "stop when a metric stops improving")
-    checkpoint: CheckpointSpec = F(None, "checkpoint cadence")
+    early_stopping: EarlyStoppingSpec = F(EarlyStoppingSpec(), "stop when a metric stops improving")
+    checkpoint: CheckpointSpec = F(CheckpointSpec(), "checkpoint cadence")
     resume: bool | str = F(False, "true: continue the latest unfinished run; or a run directory")
     log_every_n_steps: int = F(50, "scalars to TensorBoard every N steps", ge=1)
     progress_bar: bool = F(True, "show a progress bar")
-    export: ExportSpec = F(None, "export settings")
-    predict: PredictSpec = F(None, "predict-mode settings")
-    evaluate: EvaluateSpec = F(None, "evaluate-mode settings")
-    stream: StreamSpec = F(None, "stream-mode (online training) settings")
-    loader: LoaderSpec = F(None, "input pipeline: prefetch depth, transform group size, workers")
-    timing: TimingSpec = F(None, "stage timing and the critical-path report")
+    export: ExportSpec = F(ExportSpec(), "export settings")
+    predict: PredictSpec = F(PredictSpec(), "predict-mode settings")
+    evaluate: EvaluateSpec = F(EvaluateSpec(), "evaluate-mode settings")
+    stream: StreamSpec = F(StreamSpec(), "stream-mode (online training) settings")
+    loader: LoaderSpec = F(LoaderSpec(), "input pipeline: prefetch depth, transform group size, workers "
+                                         "(README: performance; defaults measured in benchmarks/RESULTS.md)")
+    timing: TimingSpec = F(TimingSpec(), "stage timing and the critical-path report")
     dedup_ids: bool = F(False, "deduplicate ids before each fused lookup (torch.unique + inverse; tf.unique)")
     compile: bool = F(False, "compile the dense part: torch.compile of the table-free modules; TF: XLA (jit_compile) of the MLPs")
     callbacks: list[dict[str, Any]] = F([], "extra train-loop callbacks: mappings with _target_ (a "
-                                        "trainer.callbacks.Callback subclass) and its arguments")
-
-    def __post_init__(self) -> None:
-        self.loader = self.loader or LoaderSpec()
-        self.timing = self.timing or TimingSpec()
-        self.stream = self.stream or StreamSpec()
-        self.optimizer = self.optimizer or OptimizerSpec()
-        self.scheduler = self.scheduler or SchedulerSpec()
-        self.early_stopping = self.early_stopping or EarlyStoppingSpec()
-        self.checkpoint = self.checkpoint or CheckpointSpec()
-        self.export = self.export or ExportSpec()
-        self.predict = self.predict or PredictSpec()
-        self.evaluate = self.evaluate or EvaluateSpec()
+                                        "trainer.callbacks.Callback subclass) and its arguments (README: callbacks)")
 
 
 @dataclass
@@ -185,16 +171,12 @@ class HardwareSpec:
     image: str = F("lingjie:latest", "k8s: container image with Lingjie installed")
     namespace: str = F("default", "k8s: namespace")
     submit: bool = F(False, "k8s: apply the manifest with the kubernetes client (needs a configured cluster)")
-    resources: ResourcesSpec = F(None, "k8s: per-worker resources")
+    resources: ResourcesSpec = F(ResourcesSpec(), "k8s: per-worker resources")
     env: dict[str, str] = F({}, "k8s: extra environment variables of every worker")
     restart_policy: Literal["OnFailure", "Never", "Always", "ExitCode"] = F("OnFailure", "k8s: pod restart policy")
     backoff_limit: int = F(3, "k8s: runPolicy.backoffLimit", ge=0)
-    elastic: ElasticSpec = F(None, "k8s PyTorchJob elastic policy")
+    elastic: ElasticSpec = F(ElasticSpec(), "k8s PyTorchJob elastic policy")
     output_dir: str = F("/workspace/outputs", "k8s: run directory root inside the pods (a mounted volume)")
-
-    def __post_init__(self) -> None:
-        self.resources = self.resources or ResourcesSpec()
-        self.elastic = self.elastic or ElasticSpec()
 
 
 @dataclass
@@ -204,10 +186,15 @@ class LoggerSpec:
 
 @dataclass
 class PathsSpec:
-    root_dir: str = F(".", "project root")
-    data_dir: str = F(None, "where bundled datasets are prepared")
-    output_root: str = F("outputs", "runs are written under <output_root>/<experiment_name>/")
-    run_dir: str = F(None, "this run's directory")
+    root_dir: str = F(".", "project root: the working directory", interpolation="${hydra:runtime.cwd}")
+    data_dir: str | None = F(None, "where bundled datasets are prepared; null: $LINGJIE_DATA_DIR, else "
+                                   "~/.cache/lingjie/datasets",
+                             interpolation="${oc.env:LINGJIE_DATA_DIR,${oc.env:HOME}/.cache/lingjie/datasets}")
+    output_root: str = F("outputs", "runs are written under <output_root>/<experiment_name>/ (relative to the "
+                                    "working directory; $LINGJIE_OUTPUT_ROOT overrides it)",
+                         interpolation="${oc.env:LINGJIE_OUTPUT_ROOT,outputs}")
+    run_dir: str | None = F(None, "this run's directory (Hydra's output directory; null outside a job)",
+                            interpolation="${hydra:runtime.output_dir}")
     remote_dir: str | None = F(None, "mirror every run to <remote_dir>/<experiment>/<run> (oss://, hdfs://, ...)")
 
 
@@ -221,19 +208,13 @@ class RootSpec:
     domain: Literal["rec", "cv", "nlp"] = F("rec", "which package runs it: rec (easyrec), cv (easycv), nlp (easynlp)")
     seed: int = F(42, "global seed (model init, shuffling, augmentation)", ge=0)
     data: Any = F(None, "data group: the domain's data dataclass, built by build_root")
-    trainer: TrainerSpec = F(None, "trainer group")
-    hardware: HardwareSpec = F(None, "hardware group")
-    logger: LoggerSpec = F(None, "logger group")
-    paths: PathsSpec = F(None, "paths group")
+    trainer: TrainerSpec = F(TrainerSpec(), "trainer group")
+    hardware: HardwareSpec = F(HardwareSpec(), "hardware group")
+    logger: LoggerSpec = F(LoggerSpec(), "logger group")
+    paths: PathsSpec = F(PathsSpec(), "paths group")
     features: dict[str, Any] = F({}, "rec only: feature name -> feature definition (see README: features); "
                                      "cv and nlp experiments have none")
     model: dict[str, Any] = F({}, "the domain's model-zoo entry and its knobs (see README: model zoo)")
-
-    def __post_init__(self) -> None:
-        self.trainer = self.trainer or TrainerSpec()
-        self.hardware = self.hardware or HardwareSpec()
-        self.logger = self.logger or LoggerSpec()
-        self.paths = self.paths or PathsSpec()
 
 
 NOT_CONFIG = ("hydra", "hparams_search")  # top-level keys Hydra may leave in a composed config
