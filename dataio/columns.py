@@ -1,10 +1,10 @@
 """Missing-column errors that say what to type instead (Optuna/Ludwig-style did-you-mean)."""
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable, Sequence
 
 from lingjie.errors import DataError
+from lingjie.schema import close_names
 
 
 def missing_columns_error(missing: Sequence[str], available: Sequence[str],
@@ -12,7 +12,7 @@ def missing_columns_error(missing: Sequence[str], available: Sequence[str],
     """A DataError naming each missing column, its closest existing names, and the file."""
     parts = []
     for name in missing:
-        close = difflib.get_close_matches(name, list(available), n=3, cutoff=0.5)
+        close = close_names(name, available)
         hint = f" (did you mean: {', '.join(close)}?)" if close else ""
         parts.append(f"{name!r}{hint}")
     shown = ", ".join(available[:30]) + (", ..." if len(available) > 30 else "")

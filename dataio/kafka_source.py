@@ -49,6 +49,7 @@ from dataio.credentials import kafka_security_options, redact, redact_options, r
 from dataio.messages import Decoder, as_schema, normalise_format
 from dataio.retry import RetryPolicy, describe, with_retries
 from lingjie.errors import ConfigError, DataError
+from lingjie.schema import close_names
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +92,8 @@ class KafkaUrl:
         params: dict[str, str] = {}
         for k, v in parse_qsl(query, keep_blank_values=True):
             if k not in _QUERY_KEYS:
-                import difflib
-
                 raise ConfigError(f"path?{k}", f"unknown kafka URL parameter {k!r}",
-                                  difflib.get_close_matches(k, _QUERY_KEYS, n=2) or list(_QUERY_KEYS))
+                                  close_names(k, _QUERY_KEYS, n=2) or list(_QUERY_KEYS))
             params[k] = v
         return cls(brokers, topics, params.get("group") or None,
                    parse_offset(params["offset"]) if "offset" in params else None,

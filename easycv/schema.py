@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 from lingjie.errors import ConfigError
-from lingjie.schema import build, chosen_model, close_names
-from trainer.schema.spec import F, HardwareSpec, LoggerSpec, PathsSpec, TrainerSpec
+from lingjie.schema import F, build, chosen_model, close_names
+from trainer.schema.spec import RootSpec, build_root
 
 # ----------------------------------------------------------------------------- transforms
 
@@ -135,8 +135,15 @@ class CVDataSpec:
                                         "(classes.txt beside a list file, folder names, COCO categories)")
     channels: Literal[1, 3] = F(3, "decode images as grey (1) or RGB (3)")
     image_size: int = F(32, "model input height and width; the transforms must produce it", ge=8)
-    train_transforms: list[dict[str, Any]] = F([], "training augmentation pipeline (see README: easycv)")
-    eval_transforms: list[dict[str, Any]] = F([], "evaluation / prediction / export preprocessing")
+    train_transforms: list[dict[str, Any]] = F(
+        [{"name": "resize", "size": 32}, {"name": "normalize", "mean": [0.5], "std": [0.5]}],
+        "training augmentation pipeline, applied in order (see README: easycv); transforms: resize {size, "
+        "keep_ratio, pad_value}, random_crop {size, padding, pad_value, min_visible}, hflip/vflip {p}, "
+        "color_jitter {brightness, contrast, saturation, p}, normalize {mean, std}, mosaic {size, p, scale, "
+        "min_visible} (detection, first)")
+    eval_transforms: list[dict[str, Any]] = F(
+        [{"name": "resize", "size": 32}, {"name": "normalize", "mean": [0.5], "std": [0.5]}],
+        "evaluation / prediction / export preprocessing, applied in order (the transforms above)")
     batch_size: int = F(64, "training batch size", ge=1)
     eval_batch_size: int = F(256, "evaluation / prediction batch size", ge=1)
     shuffle: bool = F(True, "shuffle training images each epoch (seeded)")
@@ -207,10 +214,7 @@ class ClassifierSpec(BackboneSpec):
     name: str = F("resnet", "model-zoo entry: resnet | mobilenet | yolox")
     dropout: float = F(0.0, "dropout before the classification head", ge=0, lt=1)
     label_smoothing: float = F(0.0, "cross-entropy label smoothing", ge=0, lt=1)
-    ema: EmaSpec = F(None, "weight EMA")
-
-    def __post_init__(self) -> None:
-        self.ema = self.ema or EmaSpec()
+    ema: EmaSpec = F(EmaSpec(), "weight EMA")
 
     task: ClassVar[str] = "classification"
 
@@ -227,7 +231,8 @@ class YoloxSpec:
     """Anchor-free YOLOX-style detector: backbone, FPN-lite neck, decoupled head, SimOTA-lite."""
 
     name: str = F("yolox", "model-zoo entry: resnet | mobilenet | yolox")
-    backbone: BackboneSpec = F(None, "the feature extractor")
+    backbone: BackboneSpec = F(BackboneSpec(stem_channels=16, stem_stride=2, widths=[24, 48, 96],
+                                            depths=[1, 2, 1], strides=[2, 2, 2]), "the feature extractor")
     out_strides: list[int] = F([8, 16], "feature levels the head predicts on (backbone reductions)")
     neck_channels: int = F(48, "channels of the FPN-lite levels", ge=1)
     head_channels: int = F(48, "channels of the decoupled head branches", ge=1)
@@ -241,14 +246,9 @@ class YoloxSpec:
     score_thresh: float = F(0.01, "keep detections scoring above this (eval, predict)", ge=0, lt=1)
     nms_iou: float = F(0.65, "class-wise NMS IoU threshold", gt=0, le=1)
     max_detections: int = F(100, "detections kept per image", ge=1)
-    ema: EmaSpec = F(None, "weight EMA")
+    ema: EmaSpec = F(EmaSpec(), "weight EMA")
 
     task: ClassVar[str] = "detection"
-
-    def __post_init__(self) -> None:
-        self.ema = self.ema or EmaSpec()
-        self.backbone = self.backbone or BackboneSpec(stem_channels=16, stem_stride=2, widths=[24, 48, 96],
-                                                      depths=[1, 2, 1], strides=[2, 2, 2])
 
     @property
     def tasks(self) -> list[TaskInfo]:
@@ -287,31 +287,10 @@ def build_model_spec(raw: dict[str, Any]) -> Any:
 
 
 @dataclass
-class CVRootSpec:
-    experiment_name: str = F("default", "name of the experiment (names the run directory)")
-    domain: Literal["rec", "cv", "nlp"] = F("cv", "which package runs it")
-    seed: int = F(42, "global seed (model init, shuffling, augmentation)", ge=0)
-    data: CVDataSpec = F(None, "data group (easycv)")
-    trainer: TrainerSpec = F(None, "trainer group")
-    hardware: HardwareSpec = F(None, "hardware group")
-    logger: LoggerSpec = F(None, "logger group")
-    paths: PathsSpec = F(None, "paths group")
-    features: dict[str, Any] = F({}, "unused by easycv (features=none)")
-    model: dict[str, Any] = F({}, "easycv model-zoo entry and its knobs")
-
-    def __post_init__(self) -> None:
-        self.data = self.data or CVDataSpec()
-        self.trainer = self.trainer or TrainerSpec()
-        self.hardware = self.hardware or HardwareSpec()
-        self.logger = self.logger or LoggerSpec()
-        self.paths = self.paths or PathsSpec()
-
-
-@dataclass
 class CVRunSpec:
     """The validated easycv config: the root groups, the typed model and the typed pipelines."""
 
-    root: CVRootSpec
+    root: RootSpec  # .data is a CVDataSpec
     model: Any  # ClassifierSpec | YoloxSpec
     train_transforms: list[Any]
     eval_transforms: list[Any]
@@ -327,9 +306,10 @@ class CVRunSpec:
 
 def validate_root(cfg: dict[str, Any]) -> CVRunSpec:
     """Check a plain config dict of ``domain: cv``; raise ConfigError naming the path and the fix."""
-    root = build(CVRootSpec, {k: v for k, v in cfg.items() if k not in ("hydra", "hparams_search")}, "")
+    root = build_root(cfg, CVDataSpec)
     if root.features:
-        raise ConfigError("features", "easycv experiments take no feature columns; use features=none")
+        raise ConfigError("features", "easycv experiments take no feature columns; remove the features: block "
+                          "(images are read through the data group)")
     model = build_model_spec(root.model)
     data, trainer = root.data, root.trainer
     if trainer.backend != "torch":

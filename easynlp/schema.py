@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from lingjie.errors import ConfigError
-from trainer.schema.spec import F, HardwareSpec, LoggerSpec, PathsSpec, TrainerSpec
+from lingjie.schema import F
+from trainer.schema.spec import RootSpec, build_root
 
 SCHEMA_TYPES = {"str": "string", "string": "string", "int": "int64", "bigint": "int64",
                 "float": "float64", "double": "float64"}
@@ -42,7 +43,7 @@ class NLPDataSpec:
     train_path: str | None = F(None, "training data: file, directory, glob or fsspec URL")
     eval_path: str | None = F(None, "evaluation data (the held-out split)")
     format: Literal["auto", "parquet", "csv", "jsonl"] = F("auto", "file format; auto: by extension (.tsv is csv)")
-    csv: NLPCsvSpec = F(None, "CSV/TSV options")
+    csv: NLPCsvSpec = F(NLPCsvSpec(), "CSV/TSV options")
     schema: str | None = F(None, "EasyNLP-style column schema of a header-less CSV/TSV, "
                                  "'name:type[:n],...' with type str|int|float, e.g. 'label:str:1,text:str:1'")
     text_column: str = F("text", "the text (token tasks: a list of tokens, or a string split on whitespace)")
@@ -57,7 +58,7 @@ class NLPDataSpec:
     bucket_pool_batches: int = F(32, "padding=bucket: batches sorted together (larger: less padding, "
                                      "less randomness)", ge=1)
     pad_to_multiple_of: int = F(8, "round padded lengths up to a multiple of this (1: off)", ge=1)
-    tokenizer: TokenizerSpec = F(None, "how text becomes token ids")
+    tokenizer: TokenizerSpec = F(TokenizerSpec(), "how text becomes token ids")
     batch_size: int = F(64, "training batch size", ge=1)
     eval_batch_size: int = F(256, "evaluation / prediction batch size", ge=1)
     shuffle: bool = F(True, "shuffle training data each epoch (seeded)")
@@ -69,10 +70,6 @@ class NLPDataSpec:
     on_error: Literal["raise", "skip"] = F("raise", "bad rows (wrong field count, null text, unknown label, "
                                                     "tag count != token count): raise names file and row; skip counts them")
     storage_options: dict[str, Any] = F({}, "fsspec storage options")
-
-    def __post_init__(self) -> None:
-        self.csv = self.csv or NLPCsvSpec()
-        self.tokenizer = self.tokenizer or TokenizerSpec()
 
     def parsed_schema(self) -> list[tuple[str, str]] | None:
         """``data.schema`` as (column, arrow type) pairs; ConfigError on a malformed entry."""
@@ -162,32 +159,16 @@ class TransformerSpec(TextModelSpec):
 MODELS: dict[str, type] = {"textcnn": TextCNNSpec, "transformer": TransformerSpec}
 
 
-@dataclass
-class NLPRootSpec:
-    experiment_name: str = F("default", "name of the experiment (names the run directory)")
-    domain: Literal["rec", "cv", "nlp"] = F("nlp", "which package runs it")
-    seed: int = F(42, "global seed (model init, shuffling)", ge=0)
-    data: NLPDataSpec = F(None, "data group (text)")
-    trainer: TrainerSpec = F(None, "trainer group")
-    hardware: HardwareSpec = F(None, "hardware group")
-    logger: LoggerSpec = F(None, "logger group")
-    paths: PathsSpec = F(None, "paths group")
-    features: dict[str, Any] = F({}, "unused by nlp (features=none)")
-    model: dict[str, Any] = F({}, "model zoo entry (textcnn | transformer) and its knobs")
-
-    def __post_init__(self) -> None:
-        self.data = self.data or NLPDataSpec()
-        self.trainer = self.trainer or TrainerSpec()
-        self.hardware = self.hardware or HardwareSpec()
-        self.logger = self.logger or LoggerSpec()
-        self.paths = self.paths or PathsSpec()
+def build_nlp_root(cfg: dict[str, Any]) -> RootSpec:
+    """The typed root of a ``domain: nlp`` config: the shared groups plus an :class:`NLPDataSpec`."""
+    return build_root(cfg, NLPDataSpec)
 
 
 @dataclass
 class NLPRunSpec:
     """A validated NLP config: the root groups and the typed model."""
 
-    root: NLPRootSpec
+    root: RootSpec  # .data is an NLPDataSpec
     model: TextCNNSpec | TransformerSpec
 
     @property

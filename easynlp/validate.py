@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from easynlp.schema import MODELS, NLPDataSpec, NLPRootSpec, NLPRunSpec, TaskInfo
+from easynlp.schema import MODELS, NLPDataSpec, NLPRunSpec, TaskInfo, build_nlp_root
 from lingjie.errors import ConfigError
 from lingjie.schema import build, chosen_model, close_names
 
@@ -23,9 +23,9 @@ def build_model_spec(raw: dict[str, Any]) -> Any:
 
 def validate(cfg: dict[str, Any]) -> NLPRunSpec:
     """Check a plain (resolved) ``domain: nlp`` config; ConfigError names the path and the fix."""
-    root = build(NLPRootSpec, {k: v for k, v in cfg.items() if k != "hydra"}, "")
+    root = build_nlp_root(cfg)
     if root.features:
-        raise ConfigError("features", "text experiments take no feature columns; use features=none "
+        raise ConfigError("features", "text experiments take no feature columns; remove the features: block "
                           "(the text columns are data.text_column / data.text_pair_column / data.label_column)")
     model = build_model_spec(root.model)
     root.data.parsed_schema()
@@ -38,7 +38,7 @@ def validate(cfg: dict[str, Any]) -> NLPRunSpec:
     return spec
 
 
-def _check_mode(root: NLPRootSpec) -> None:
+def _check_mode(root: Any) -> None:
     mode = root.trainer.mode
     if mode == "stream":
         raise ConfigError("trainer.mode", "stream (online training from Kafka) is for recommendation models; "

@@ -8,9 +8,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from easyrec.data_spec import DataSpec
 from lingjie.errors import ConfigError
 from lingjie.schema import build, close_names
-from trainer.schema.spec import RootSpec
+from trainer.schema.spec import RootSpec, build_root
 
 
 @dataclass
@@ -57,7 +58,7 @@ def build_model_config(raw: dict[str, Any], backend: str = "torch") -> Any:
 
 def validate(cfg: dict[str, Any]) -> Any:
     """Check a plain (resolved) ``domain: rec`` config; raise ConfigError naming the path and the fix."""
-    root = build(RootSpec, {k: v for k, v in cfg.items() if k != "hydra"}, "")
+    root = build_root(cfg, DataSpec)
     features = build_features(root.features)
     model = build_model_config(root.model, root.trainer.backend)
     from easyrec.features.config import LabelConfig

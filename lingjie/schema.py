@@ -3,10 +3,12 @@
 Ludwig's lesson: validate the whole config against a schema before importing a framework, so
 a typo costs a second and reads ``unknown key 'trainer.optimiser' (did you mean: optimizer?)``
 instead of a traceback minutes into a run. Dataclasses are the schema: field types give the
-type checks, ``field(metadata={"ge": 0, "le": 1, "help": ...})`` the ranges and the docs.
+type checks, ``F(default, help, ge=0, le=1)`` the default, the ranges and the docs. Every spec
+of every package declares its knobs with :func:`F` and is built by :func:`build`.
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 from dataclasses import field
 import difflib
@@ -20,9 +22,16 @@ _HINTS_CACHE: dict[type, dict[str, Any]] = {}
 
 
 def F(default: Any = None, help: str = "", **meta: Any) -> Any:  # noqa: N802 - short field maker
-    """A dataclass field with a default, a help text and optional ge/gt/le ranges."""
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda d=default: type(d)(d), metadata={"help": help, **meta})
+    """A dataclass field with a default, a help text and optional ge/gt/le/lt ranges.
+
+    The one field maker of every spec, so every knob carries the metadata that :func:`build`
+    (ranges), the error messages (help) and ``trainer.schema.defaults`` (the group YAML files)
+    read. A list, dict or dataclass default is deep-copied per instance: no two configs share
+    a mutable default. ``interpolation="${...}"``: what the group YAML file holds instead of the
+    default (e.g. a Hydra resolver), see ``trainer.schema.defaults``.
+    """
+    if isinstance(default, (list, dict)) or dataclasses.is_dataclass(default):
+        return field(default_factory=lambda d=default: copy.deepcopy(d), metadata={"help": help, **meta})
     return field(default=default, metadata={"help": help, **meta})
 
 
@@ -65,7 +74,14 @@ def _type_name(tp: Any) -> str:
 
 
 def build(cls: type, data: Any, path: str) -> Any:
-    """Build dataclass ``cls`` from mapping ``data``; ``path`` is its dotted config path."""
+    """Build dataclass ``cls`` from mapping ``data``; ``path`` is its dotted config path.
+
+    The one builder of every spec (config groups, features, models, dynamic tables, saved
+    feature state): unknown keys get a did-you-mean, values their type and range checks, and
+    missing keys the dataclass default. An instance of ``cls`` is taken as already built.
+    """
+    if isinstance(data, cls):
+        return data
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -106,12 +122,6 @@ def chosen_model(raw: dict[str, Any] | None, models: dict[str, type], what: str)
         raise ConfigError("model.name", f"unknown {what} model {name!r}; valid: {', '.join(models)}",
                           close_names(name, models))
     return name, models[name]
-
-
-def check_bounds(cls: type, key: str, value: Any, path: str) -> None:
-    """The ge/gt/le/lt metadata of field ``key`` of dataclass ``cls``, for configs built from plain
-    dicts (feature and dynamic-table blocks) rather than by :func:`build`."""
-    _check_range(next(f for f in dataclasses.fields(cls) if f.name == key), value, path)
 
 
 def _check_range(f: dataclasses.Field, value: Any, path: str) -> None:

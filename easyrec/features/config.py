@@ -1,36 +1,27 @@
 """Typed feature and label configs: one stdlib dataclass per feature ``type``.
 
-The trainer's generic validator turns the YAML mapping ``features.<name>: {type: ..., ...}``
-into these dataclasses (``FEATURE_TYPES`` maps the ``type`` key to the class) and reads
-``field(metadata=...)`` for ranges (``ge``/``gt``/``le``) and docs (``help``). Rules that
-involve several fields live in each class's ``check(path)``, which raises
-:class:`~lingjie.errors.ConfigError` at ``<path>.<field>`` (``path`` is the dotted config
-path of the node, e.g. ``features.user_id``). Rules that involve several features (shared
+The one builder, :func:`lingjie.schema.build`, turns the YAML mapping ``features.<name>:
+{type: ..., ...}`` into these dataclasses (``FEATURE_TYPES`` maps the ``type`` key to the class)
+and reads the :func:`lingjie.schema.F` metadata for ranges (``ge``/``gt``/``le``) and docs
+(``help``). Rules that involve several fields live in each class's ``check(path)``, which
+raises :class:`~lingjie.errors.ConfigError` at ``<path>.<field>`` (``path`` is the dotted
+config path of the node, e.g. ``features.user_id``). Rules that involve several features (shared
 tables, ``share`` targets) are checked by :class:`~easyrec.features.pipeline.FeaturePipeline`.
 
-This module imports only the standard library, so config validation stays light.
+This module imports only the standard library (and lingjie), so config validation stays light.
 """
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
-from easyrec.dynamic.config import DynamicConfig, dynamic_config_from_dict
+from easyrec.dynamic.config import DynamicConfig
 from lingjie.errors import ConfigError
-from lingjie.schema import check_bounds
+from lingjie.schema import F, build, close_names
 
 MAPPING_FIELDS = ("hash_buckets", "vocab", "num_buckets", "dynamic")
-
-
-def _f(default: Any, help: str, **bounds: Any) -> Any:
-    """A dataclass field with a default, a help text and optional ge/gt/le bounds."""
-    if isinstance(default, list):
-        value = list(default)
-        return field(default_factory=lambda: list(value), metadata={"help": help, **bounds})
-    return field(default=default, metadata={"help": help, **bounds})
 
 
 def _at(path: str, name: str) -> str:
@@ -42,8 +33,8 @@ class VocabConfig:
     """A vocabulary fitted on the training data: row 0 is the OOV/null bucket, then values by
     descending frequency (ties broken by the value's string form, so fitting is deterministic)."""
 
-    min_count: int = _f(1, "keep values seen at least this many times in training", ge=1)
-    max_size: int | None = _f(
+    min_count: int = F(1, "keep values seen at least this many times in training", ge=1)
+    max_size: int | None = F(
         None, "keep at most this many values (the OOV row not counted); None = no limit", ge=1
     )
 
@@ -81,18 +72,18 @@ def _check_separator(cfg: Any, path: str) -> None:
 class IdFeatureConfig:
     """One categorical value per row (user id, city, ...) -> one embedding row."""
 
-    type: Literal["id"] = _f("id", "feature type")
-    column: str | None = _f(None, "input column; default: the feature's own name")
-    embedding_dim: int = _f(16, "embedding width", ge=1)
-    embedding_name: str | None = _f(
+    type: Literal["id"] = F("id", "feature type")
+    column: str | None = F(None, "input column; default: the feature's own name")
+    embedding_dim: int = F(16, "embedding width", ge=1)
+    embedding_name: str | None = F(
         None, "embedding table name; features with the same name share one table"
     )
-    hash_buckets: int | None = _f(None, "hash values into this many buckets (no fitting)", ge=1)
-    vocab: VocabConfig | None = _f(None, "fit a vocabulary (the default when nothing is set)")
-    num_buckets: int | None = _f(
+    hash_buckets: int | None = F(None, "hash values into this many buckets (no fitting)", ge=1)
+    vocab: VocabConfig | None = F(None, "fit a vocabulary (the default when nothing is set)")
+    num_buckets: int | None = F(
         None, "values are already integer ids in [0, N); others and null -> extra row N", ge=1
     )
-    dynamic: DynamicConfig | None = _f(
+    dynamic: DynamicConfig | None = F(
         None, "a dynamic table keyed by the raw 64-bit id: admission, eviction, storage tiers"
     )
 
@@ -106,21 +97,21 @@ class IdFeatureConfig:
 class RawFeatureConfig:
     """A numeric column: normalised dense float, or bucketised into an embedded id."""
 
-    type: Literal["raw"] = _f("raw", "feature type")
-    column: str | None = _f(None, "input column; default: the feature's own name")
-    embedding_dim: int = _f(16, "embedding width (only used when bucketised)", ge=1)
-    embedding_name: str | None = _f(
+    type: Literal["raw"] = F("raw", "feature type")
+    column: str | None = F(None, "input column; default: the feature's own name")
+    embedding_dim: int = F(16, "embedding width (only used when bucketised)", ge=1)
+    embedding_name: str | None = F(
         None, "embedding table name when bucketised; default: the feature's own name"
     )
-    normalizer: Literal["none", "log1p", "zscore", "minmax"] = _f(
+    normalizer: Literal["none", "log1p", "zscore", "minmax"] = F(
         "none",
         "none | log1p (sign(x)*log(1+|x|)) | zscore, minmax (statistics fitted on train)",
     )
-    fill_null: float | None = _f(None, "value for null/NaN; default: the fitted mean")
-    boundaries: list[float] | None = _f(
+    fill_null: float | None = F(None, "value for null/NaN; default: the fitted mean")
+    boundaries: list[float] | None = F(
         None, "bucket edges (strictly increasing) -> id in [0, len+1); bucket i: b[i-1] <= x < b[i]"
     )
-    num_quantiles: int | None = _f(
+    num_quantiles: int | None = F(
         None, "fit this many equal-frequency buckets from a training sample", ge=2
     )
 
@@ -151,25 +142,25 @@ class RawFeatureConfig:
 class TagFeatureConfig:
     """Several categorical values per row ("a|b|c" or a list column), pooled into one vector."""
 
-    type: Literal["tag"] = _f("tag", "feature type")
-    column: str | None = _f(None, "input column (list or separated string); default: feature name")
-    embedding_dim: int = _f(16, "embedding width", ge=1)
-    embedding_name: str | None = _f(
+    type: Literal["tag"] = F("tag", "feature type")
+    column: str | None = F(None, "input column (list or separated string); default: feature name")
+    embedding_dim: int = F(16, "embedding width", ge=1)
+    embedding_name: str | None = F(
         None, "embedding table name; features with the same name share one table"
     )
-    separator: str = _f("|", "splits a string column into values")
-    weight_separator: str | None = _f(
+    separator: str = F("|", "splits a string column into values")
+    weight_separator: str | None = F(
         None, "splits each value into value and weight, e.g. ':' for 'a:0.5|b:2'"
     )
-    hash_buckets: int | None = _f(None, "hash values into this many buckets (no fitting)", ge=1)
-    vocab: VocabConfig | None = _f(None, "fit a vocabulary (the default when nothing is set)")
-    num_buckets: int | None = _f(
+    hash_buckets: int | None = F(None, "hash values into this many buckets (no fitting)", ge=1)
+    vocab: VocabConfig | None = F(None, "fit a vocabulary (the default when nothing is set)")
+    num_buckets: int | None = F(
         None, "values are already integer ids in [0, N); others -> extra row N", ge=1
     )
-    dynamic: DynamicConfig | None = _f(
+    dynamic: DynamicConfig | None = F(
         None, "a dynamic table keyed by the raw 64-bit id: admission, eviction, storage tiers"
     )
-    pooling: Literal["sum", "mean"] = _f(
+    pooling: Literal["sum", "mean"] = F(
         "mean", "sum | mean; mean is emitted as weights normalised to sum 1 per row"
     )
 
@@ -191,23 +182,23 @@ class TagFeatureConfig:
 class SequenceFeatureConfig:
     """An ordered id list per row (newest first), e.g. a user's clicked items for DIN."""
 
-    type: Literal["sequence"] = _f("sequence", "feature type")
-    column: str | None = _f(None, "input column (list or separated string); default: feature name")
-    embedding_dim: int = _f(16, "embedding width (taken from the shared feature with share)", ge=1)
-    embedding_name: str | None = _f(
+    type: Literal["sequence"] = F("sequence", "feature type")
+    column: str | None = F(None, "input column (list or separated string); default: feature name")
+    embedding_dim: int = F(16, "embedding width (taken from the shared feature with share)", ge=1)
+    embedding_name: str | None = F(
         None, "embedding table name; default: the feature name (or the shared feature's)"
     )
-    separator: str = _f("|", "splits a string column into values")
-    max_len: int = _f(50, "keep the first max_len items; shorter rows are padded with 0", ge=1)
-    share: str | None = _f(
+    separator: str = F("|", "splits a string column into values")
+    max_len: int = F(50, "keep the first max_len items; shorter rows are padded with 0", ge=1)
+    share: str | None = F(
         None, "id feature whose id mapping and embedding table this sequence uses"
     )
-    hash_buckets: int | None = _f(None, "hash values into this many buckets (no fitting)", ge=1)
-    vocab: VocabConfig | None = _f(None, "fit a vocabulary (the default when nothing is set)")
-    num_buckets: int | None = _f(
+    hash_buckets: int | None = F(None, "hash values into this many buckets (no fitting)", ge=1)
+    vocab: VocabConfig | None = F(None, "fit a vocabulary (the default when nothing is set)")
+    num_buckets: int | None = F(
         None, "values are already integer ids in [0, N); others -> extra row N", ge=1
     )
-    dynamic: DynamicConfig | None = _f(
+    dynamic: DynamicConfig | None = F(
         None, "a dynamic table keyed by the raw 64-bit id: admission, eviction, storage tiers"
     )
 
@@ -230,14 +221,14 @@ class SequenceFeatureConfig:
 class ComboFeatureConfig:
     """A cross of several scalar columns (e.g. user_id x item_category), hashed to one id."""
 
-    type: Literal["combo"] = _f("combo", "feature type")
-    column: str | None = _f(None, "unused: a combo reads 'columns'")
-    embedding_dim: int = _f(16, "embedding width", ge=1)
-    embedding_name: str | None = _f(
+    type: Literal["combo"] = F("combo", "feature type")
+    column: str | None = F(None, "unused: a combo reads 'columns'")
+    embedding_dim: int = F(16, "embedding width", ge=1)
+    embedding_name: str | None = F(
         None, "embedding table name; features with the same name share one table"
     )
-    columns: list[str] = _f([], "the (at least two) scalar columns to cross")
-    hash_buckets: int | None = _f(None, "required: hash the crossed values into N buckets", ge=1)
+    columns: list[str] = F([], "the (at least two) scalar columns to cross")
+    hash_buckets: int | None = F(None, "required: hash the crossed values into N buckets", ge=1)
 
     def check(self, path: str = "") -> None:
         """Common names plus: >= 2 distinct columns and hash_buckets set."""
@@ -262,8 +253,8 @@ class ComboFeatureConfig:
 class LabelConfig:
     """A training target: float32(column), or float32(column >= threshold) if threshold is set."""
 
-    column: str | None = _f(None, "input column; default: the label's own name")
-    threshold: float | None = _f(None, "binarise: 1.0 where column >= threshold, else 0.0")
+    column: str | None = F(None, "input column; default: the label's own name")
+    threshold: float | None = F(None, "binarise: 1.0 where column >= threshold, else 0.0")
 
     def check(self, path: str = "") -> None:
         if self.column is not None and not self.column:
@@ -298,8 +289,7 @@ def mapping_spec(cfg: Any) -> tuple:
     return ("vocab", int(vocab.min_count), vocab.max_size)
 
 
-# --- plain-dict round trip (used to save/load the pipeline state; the trainer has its own
-# --- richer validator for YAML) -------------------------------------------------------------
+# --- plain-dict round trip (the saved pipeline state) ----------------------------------------
 
 
 def config_to_dict(cfg: Any) -> dict[str, Any]:
@@ -307,28 +297,9 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
-def _from_dict(cls: type, data: dict[str, Any], path: str) -> Any:
-    if not isinstance(data, dict):
-        raise ConfigError(path, f"expected a mapping, got {type(data).__name__}")
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs: dict[str, Any] = {}
-    for key, value in data.items():
-        if key not in names:
-            raise ConfigError(
-                _at(path, key), f"unknown key for {cls.__name__}",
-                difflib.get_close_matches(key, names, n=3),
-            )
-        if key == "vocab" and isinstance(value, dict):
-            value = _from_dict(VocabConfig, value, _at(path, key))
-        if key == "dynamic" and value is not None:
-            value = dynamic_config_from_dict(value, _at(path, key))
-        check_bounds(cls, key, value, _at(path, key))
-        kwargs[key] = value
-    return cls(**kwargs)
-
-
-def feature_config_from_dict(data: dict[str, Any], path: str = "") -> FeatureConfig:
-    """Build (and check) a feature config from a plain dict such as ``config_to_dict`` wrote."""
+def feature_config_from_dict(data: dict[str, Any] | FeatureConfig, path: str = "") -> FeatureConfig:
+    """Build (and check) a feature config from a plain dict such as ``config_to_dict`` wrote;
+    the class is picked by ``type`` (default ``id``), the fields by :func:`lingjie.schema.build`."""
     if isinstance(data, tuple(FEATURE_TYPES.values())):
         data.check(path)
         return data
@@ -338,15 +309,15 @@ def feature_config_from_dict(data: dict[str, Any], path: str = "") -> FeatureCon
     if kind not in FEATURE_TYPES:
         raise ConfigError(
             _at(path, "type"), f"unknown feature type {kind!r}; one of {sorted(FEATURE_TYPES)}",
-            difflib.get_close_matches(str(kind), list(FEATURE_TYPES), n=3),
+            close_names(str(kind), FEATURE_TYPES),
         )
-    cfg = _from_dict(FEATURE_TYPES[kind], data, path)
+    cfg = build(FEATURE_TYPES[kind], data, path)
     cfg.check(path)
     return cfg
 
 
 def label_config_from_dict(data: dict[str, Any] | LabelConfig, path: str = "") -> LabelConfig:
     """Build (and check) a label config from a plain dict."""
-    cfg = data if isinstance(data, LabelConfig) else _from_dict(LabelConfig, data, path)
+    cfg = build(LabelConfig, data, path)
     cfg.check(path)
     return cfg

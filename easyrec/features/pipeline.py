@@ -9,7 +9,6 @@ with bounded memory; ``transform`` is vectorised per feature.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -34,6 +33,7 @@ from easyrec.features.sequence_feature import SequenceFeature
 from easyrec.features.state import FORMAT, VERSION, check_header, read_json, write_json
 from easyrec.features.tag_feature import TagFeature
 from lingjie.errors import ConfigError, DataError
+from lingjie.schema import close_names
 
 _MAPPED = (IdFeatureConfig, TagFeatureConfig, SequenceFeatureConfig)  # use an id mapping
 _SHAREABLE = (IdFeatureConfig, TagFeatureConfig)  # valid targets of ``share``
@@ -93,7 +93,7 @@ class FeaturePipeline:
                     f"features.{name}.share",
                     f"'{cfg.share}' {what}; share names an id (or tag) feature: "
                     f"{', '.join(candidates) or '(none configured)'}",
-                    difflib.get_close_matches(cfg.share, candidates, n=3),
+                    close_names(cfg.share, candidates),
                 )
             return target.embedding_name or cfg.share, target.embedding_dim, cfg.share
         return cfg.embedding_name or name, cfg.embedding_dim, name

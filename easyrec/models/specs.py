@@ -15,13 +15,12 @@ YAML shape (``configs/model/deepfm.yaml``)::
 """
 from __future__ import annotations
 
-import copy
-import difflib
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from lingjie.errors import ConfigError
+from lingjie.schema import F, close_names
 
 if TYPE_CHECKING:  # only for annotations; info.py is light anyway
     from easyrec.features.info import FeatureInfo
@@ -29,31 +28,15 @@ if TYPE_CHECKING:  # only for annotations; info.py is light anyway
 Activation = Literal["relu", "gelu", "silu", "tanh", "sigmoid", "prelu"]
 
 
-def knob(default: Any, help: str, **bounds: float) -> Any:
-    """A dataclass field with validator metadata; list/dict defaults are copied per instance."""
-    meta: dict[str, Any] = {"help": help, **bounds}
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-def _close(name: str, candidates: list[str] | set[str]) -> list[str]:
-    return difflib.get_close_matches(name, sorted(candidates), n=3, cutoff=0.6)
-
-
 @dataclass
 class TaskConfig:
     """One prediction target. A model emits one logit (binary) or value (regression) per task."""
 
-    name: str = knob("like", "task name: key of the model output and prefix of its metrics")
-    label: str = knob("like", "label column this task learns (a name from data.labels)")
-    type: Literal["binary", "regression"] = knob("binary", "binary (logit) or regression")
-    loss: Literal["bce", "mse"] = knob("bce", "bce for binary tasks, mse for regression")
-    weight: float = knob(1.0, "weight of this task's loss in the total loss", ge=0.0)
-
-
-def _default_tasks() -> list[TaskConfig]:
-    return [TaskConfig()]
+    name: str = F("like", "task name: key of the model output and prefix of its metrics")
+    label: str = F("like", "label column this task learns (a name from data.labels)")
+    type: Literal["binary", "regression"] = F("binary", "binary (logit) or regression")
+    loss: Literal["bce", "mse"] = F("bce", "bce for binary tasks, mse for regression")
+    weight: float = F(1.0, "weight of this task's loss in the total loss", ge=0.0)
 
 
 @dataclass
@@ -64,16 +47,14 @@ class ModelConfig:
     # kinds a feature may have in each group; groups not listed accept every kind
     GROUP_KINDS: ClassVar[dict[str, tuple[str, ...]]] = {}
 
-    name: str = knob("", "model-zoo entry, e.g. deepfm (see MODEL_REGISTRY)")
-    feature_groups: dict[str, list[str]] = knob(
+    name: str = F("", "model-zoo entry, e.g. deepfm (see MODEL_REGISTRY)")
+    feature_groups: dict[str, list[str]] = F(
         {}, "group name -> feature names; which groups a model needs depends on the model")
-    tasks: list[TaskConfig] = field(
-        default_factory=_default_tasks,
-        metadata={"help": "prediction targets; one binary task 'like' by default"})
-    sparse_grad: bool = knob(
+    tasks: list[TaskConfig] = F([TaskConfig()], "prediction targets; one binary task 'like' by default")
+    sparse_grad: bool = F(
         False, "embedding tables get sparse gradients (only looked-up rows); needs a "
         "sparse-capable optimizer (e.g. SparseAdam) for the model's sparse_parameters()")
-    embedding_init_std: float | None = knob(
+    embedding_init_std: float | None = F(
         None, "std of the N(0, std) initialisation of the embedding tables (both backends); "
         "null: 1/sqrt(dim). Small values (e.g. 1e-4, deepctr's) pair with a lower table lr", ge=0)
 
@@ -100,7 +81,7 @@ class ModelConfig:
                 raise ConfigError(
                     "model.feature_groups",
                     f"model '{self.name}' needs groups {list(self.REQUIRED_GROUPS)}; "
-                    f"'{g}' is missing (have {sorted(groups)})", _close(g, set(groups)))
+                    f"'{g}' is missing (have {sorted(groups)})", close_names(g, sorted(groups)))
             if not groups[g]:
                 raise ConfigError(f"model.feature_groups.{g}", "the group lists no features")
         for g, names in groups.items():
@@ -108,7 +89,7 @@ class ModelConfig:
                 raise ConfigError(
                     f"model.feature_groups.{g}",
                     f"model '{self.name}' has no group '{g}' (its groups: "
-                    f"{list(self.REQUIRED_GROUPS)})", _close(g, allowed))
+                    f"{list(self.REQUIRED_GROUPS)})", close_names(g, sorted(allowed)))
             seen: set[str] = set()
             for n in names:
                 if n in seen:
@@ -119,7 +100,7 @@ class ModelConfig:
                 if n not in features:
                     raise ConfigError(
                         f"model.feature_groups.{g}",
-                        f"feature '{n}' is not defined under features", _close(n, set(features)))
+                        f"feature '{n}' is not defined under features", close_names(n, sorted(features)))
                 kinds = self.GROUP_KINDS.get(g)
                 if kinds and features[n].kind not in kinds:
                     raise ConfigError(
@@ -146,7 +127,7 @@ class ModelConfig:
                 raise ConfigError(
                     f"model.tasks.{i}.label",
                     f"label '{t.label}' is not in data.labels {list(labels)}",
-                    _close(t.label, set(labels)))
+                    close_names(t.label, sorted(labels)))
 
 
 # ------------------------------------------------------------------------------ models
@@ -160,7 +141,7 @@ class LRConfig(ModelConfig):
 
     REQUIRED_GROUPS: ClassVar[tuple[str, ...]] = ("wide",)
 
-    name: str = knob("lr", "model-zoo entry")
+    name: str = F("lr", "model-zoo entry")
 
 
 @dataclass
@@ -169,11 +150,11 @@ class WideAndDeepConfig(ModelConfig):
 
     REQUIRED_GROUPS: ClassVar[tuple[str, ...]] = ("wide", "deep")
 
-    name: str = knob("wide_and_deep", "model-zoo entry")
-    hidden_units: list[int] = knob([256, 128, 64], "widths of the deep MLP's hidden layers")
-    dropout: float = knob(0.0, "dropout after each hidden layer", ge=0.0, le=0.9)
-    activation: Activation = knob("relu", "activation of the hidden layers")
-    batchnorm: bool = knob(False, "batch normalisation before each activation")
+    name: str = F("wide_and_deep", "model-zoo entry")
+    hidden_units: list[int] = F([256, 128, 64], "widths of the deep MLP's hidden layers")
+    dropout: float = F(0.0, "dropout after each hidden layer", ge=0.0, le=0.9)
+    activation: Activation = F("relu", "activation of the hidden layers")
+    batchnorm: bool = F(False, "batch normalisation before each activation")
 
 
 @dataclass
@@ -184,11 +165,11 @@ class DeepFMConfig(ModelConfig):
 
     REQUIRED_GROUPS: ClassVar[tuple[str, ...]] = ("wide", "deep")
 
-    name: str = knob("deepfm", "model-zoo entry")
-    hidden_units: list[int] = knob([256, 128, 64], "widths of the DNN's hidden layers")
-    dropout: float = knob(0.0, "dropout after each hidden layer", ge=0.0, le=0.9)
-    activation: Activation = knob("relu", "activation of the hidden layers")
-    batchnorm: bool = knob(False, "batch normalisation before each activation")
+    name: str = F("deepfm", "model-zoo entry")
+    hidden_units: list[int] = F([256, 128, 64], "widths of the DNN's hidden layers")
+    dropout: float = F(0.0, "dropout after each hidden layer", ge=0.0, le=0.9)
+    activation: Activation = F("relu", "activation of the hidden layers")
+    batchnorm: bool = F(False, "batch normalisation before each activation")
 
     def check(self, features: dict[str, FeatureInfo] | None = None,
               labels: list[str] | None = None) -> None:
@@ -216,15 +197,15 @@ class DCNv2Config(ModelConfig):
 
     REQUIRED_GROUPS: ClassVar[tuple[str, ...]] = ("deep",)
 
-    name: str = knob("dcnv2", "model-zoo entry")
-    cross_layers: int = knob(3, "number of cross layers", ge=1, le=16)
-    low_rank: int | None = knob(None, "rank of the cross weights; None = full matrix", ge=1)
-    hidden_units: list[int] = knob([256, 128], "widths of the MLP's hidden layers")
-    structure: Literal["stacked", "parallel"] = knob(
+    name: str = F("dcnv2", "model-zoo entry")
+    cross_layers: int = F(3, "number of cross layers", ge=1, le=16)
+    low_rank: int | None = F(None, "rank of the cross weights; None = full matrix", ge=1)
+    hidden_units: list[int] = F([256, 128], "widths of the MLP's hidden layers")
+    structure: Literal["stacked", "parallel"] = F(
         "stacked", "stacked: cross then MLP; parallel: cross and MLP side by side")
-    dropout: float = knob(0.0, "dropout after each hidden layer", ge=0.0, le=0.9)
-    activation: Activation = knob("relu", "activation of the hidden layers")
-    batchnorm: bool = knob(False, "batch normalisation before each activation")
+    dropout: float = F(0.0, "dropout after each hidden layer", ge=0.0, le=0.9)
+    activation: Activation = F("relu", "activation of the hidden layers")
+    batchnorm: bool = F(False, "batch normalisation before each activation")
 
 
 @dataclass
@@ -235,15 +216,15 @@ class DINConfig(ModelConfig):
     REQUIRED_GROUPS: ClassVar[tuple[str, ...]] = ("deep", "sequence")
     GROUP_KINDS: ClassVar[dict[str, tuple[str, ...]]] = {"sequence": ("sequence",)}
 
-    name: str = knob("din", "model-zoo entry")
-    attention_units: list[int] = knob([64, 32], "hidden widths of the attention unit's MLP")
-    attention_activation: Activation = knob("sigmoid", "activation inside the attention MLP")
-    attention_softmax: bool = knob(
+    name: str = F("din", "model-zoo entry")
+    attention_units: list[int] = F([64, 32], "hidden widths of the attention unit's MLP")
+    attention_activation: Activation = F("sigmoid", "activation inside the attention MLP")
+    attention_softmax: bool = F(
         False, "normalise attention scores by softmax (the paper does not)")
-    hidden_units: list[int] = knob([256, 128], "widths of the final MLP's hidden layers")
-    dropout: float = knob(0.0, "dropout after each hidden layer", ge=0.0, le=0.9)
-    activation: Activation = knob("relu", "activation of the final MLP")
-    batchnorm: bool = knob(False, "batch normalisation in the final MLP")
+    hidden_units: list[int] = F([256, 128], "widths of the final MLP's hidden layers")
+    dropout: float = F(0.0, "dropout after each hidden layer", ge=0.0, le=0.9)
+    activation: Activation = F("relu", "activation of the final MLP")
+    batchnorm: bool = F(False, "batch normalisation in the final MLP")
 
     def check(self, features: dict[str, FeatureInfo] | None = None,
               labels: list[str] | None = None) -> None:
@@ -276,13 +257,13 @@ class MMoEConfig(ModelConfig):
 
     REQUIRED_GROUPS: ClassVar[tuple[str, ...]] = ("deep",)
 
-    name: str = knob("mmoe", "model-zoo entry")
-    num_experts: int = knob(4, "number of shared experts", ge=1, le=64)
-    expert_units: list[int] = knob([256, 128], "widths of each expert MLP")
-    gate_units: list[int] = knob([], "hidden widths of each gate before its softmax; [] = linear")
-    tower_units: list[int] = knob([64], "widths of each task tower MLP")
-    dropout: float = knob(0.0, "dropout in experts and towers", ge=0.0, le=0.9)
-    activation: Activation = knob("relu", "activation of experts, gates and towers")
+    name: str = F("mmoe", "model-zoo entry")
+    num_experts: int = F(4, "number of shared experts", ge=1, le=64)
+    expert_units: list[int] = F([256, 128], "widths of each expert MLP")
+    gate_units: list[int] = F([], "hidden widths of each gate before its softmax; [] = linear")
+    tower_units: list[int] = F([64], "widths of each task tower MLP")
+    dropout: float = F(0.0, "dropout in experts and towers", ge=0.0, le=0.9)
+    activation: Activation = F("relu", "activation of experts, gates and towers")
 
 
 @dataclass
@@ -295,14 +276,14 @@ class DSSMConfig(ModelConfig):
 
     REQUIRED_GROUPS: ClassVar[tuple[str, ...]] = ("user", "item")
 
-    name: str = knob("dssm", "model-zoo entry")
-    tower_units: list[int] = knob([256, 128], "widths of each tower's hidden layers")
-    output_dim: int = knob(64, "width of the user and item embeddings", ge=1)
-    temperature: float = knob(0.05, "similarities are divided by this before softmax", gt=0.0)
-    similarity: Literal["cosine", "dot"] = knob("cosine", "cosine (normalised) or dot product")
-    dropout: float = knob(0.0, "dropout in the towers", ge=0.0, le=0.9)
-    activation: Activation = knob("relu", "activation of the towers")
-    recall_k: list[int] = knob([10, 50], "k values of the in-batch recall@k metric")
+    name: str = F("dssm", "model-zoo entry")
+    tower_units: list[int] = F([256, 128], "widths of each tower's hidden layers")
+    output_dim: int = F(64, "width of the user and item embeddings", ge=1)
+    temperature: float = F(0.05, "similarities are divided by this before softmax", gt=0.0)
+    similarity: Literal["cosine", "dot"] = F("cosine", "cosine (normalised) or dot product")
+    dropout: float = F(0.0, "dropout in the towers", ge=0.0, le=0.9)
+    activation: Activation = F("relu", "activation of the towers")
+    recall_k: list[int] = F([10, 50], "k values of the in-batch recall@k metric")
 
     def check(self, features: dict[str, FeatureInfo] | None = None,
               labels: list[str] | None = None) -> None:
@@ -366,7 +347,7 @@ def get_model_entry(name: str, backend: str = "torch") -> ModelEntry:
     if entry is None:
         raise ConfigError(
             "model.name", f"unknown model '{name}'; the zoo has {sorted(MODEL_REGISTRY)}",
-            _close(name, set(MODEL_REGISTRY)))
+            close_names(name, sorted(MODEL_REGISTRY)))
     if backend not in entry.backends:
         having = sorted(n for n, e in MODEL_REGISTRY.items() if backend in e.backends)
         msg = (f"model '{name}' has no '{backend}' backend (it has {sorted(entry.backends)}); "

@@ -1,55 +1,16 @@
 """The typed schema of a composed Lingjie config (one dataclass per config group).
 
-Every knob has a default, so an experiment YAML holds only what differs. ``features`` and
-``model`` are validated by their own schemas (easyrec.features.config, easyrec.models.specs),
-dispatched on ``features.<name>.type`` and ``model.name``.
+Every knob has a default, so an experiment YAML holds only what differs. The groups every
+domain shares (trainer, hardware, logger, paths) live here; ``data`` is the domain's own
+dataclass (:func:`build_root`), and ``features`` / ``model`` are validated by the domain's
+schemas, dispatched on ``features.<name>.type`` and ``model.name``.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from lingjie.schema import F
-
-
-@dataclass
-class LabelSpec:
-    column: str = F(None, "input column holding the label")
-    threshold: float | None = F(None, "label = float(column >= threshold); null: the raw value")
-
-
-@dataclass
-class CsvSpec:
-    delimiter: str = F(",", "field separator")
-    header: bool = F(True, "first line holds column names")
-    column_names: list[str] | None = F(None, "names when the file has no header")
-
-
-@dataclass
-class DataSpec:
-    dataset: str | None = F(None, "bundled dataset registry name, prepared on first use (movielens-100k, adult)")
-    train_path: str | None = F(None, "training data: file, directory, glob or fsspec URL")
-    eval_path: str | None = F(None, "evaluation data (the held-out split)")
-    format: Literal["auto", "parquet", "csv", "jsonl"] = F("auto", "file format; auto: by extension")
-    csv: CsvSpec = F(None, "CSV options")
-    labels: dict[str, LabelSpec] = F({}, "label name -> how to compute it from a column")
-    group_by: str | None = F(None, "column grouping rows for GAUC (e.g. user_id)")
-    batch_size: int = F(1024, "training batch size", ge=1)
-    eval_batch_size: int = F(4096, "evaluation / prediction batch size", ge=1)
-    shuffle: bool = F(True, "shuffle training data each epoch (seeded)")
-    shuffle_buffer_rows: int = F(200_000, "rows held by the shuffle buffer (memory bound)", ge=1)
-    read_rows: int = F(65536, "rows per read chunk (memory bound and shard unit)", ge=1)
-    cache: Literal["none", "memory"] = F("none", "memory: training rows read and encoded once, then held in RAM "
-                                         "(each epoch a full seeded reshuffle); for splits that fit in memory")
-    fit_rows: int | None = F(None, "rows of train used to fit the feature state; null: all", ge=1)
-    limit_train_rows: int | None = F(None, "use at most this many training rows (tests, smoke runs)", ge=1)
-    limit_eval_rows: int | None = F(None, "use at most this many evaluation rows", ge=1)
-    on_error: Literal["raise", "skip"] = F("raise", "bad rows: raise names file and row; skip counts them")
-    storage_options: dict[str, Any] = F({}, "fsspec storage options")
-
-    def __post_init__(self) -> None:
-        if self.csv is None:
-            self.csv = CsvSpec()
+from lingjie.schema import F, build
 
 
 @dataclass
@@ -63,12 +24,9 @@ class OptimizerPart:
 
 @dataclass
 class OptimizerSpec:
-    dense: OptimizerPart = F(None, "optimizer of dense (non-embedding) parameters")
-    sparse: OptimizerPart = F(None, "optimizer of embedding tables; lr often higher")
-
-    def __post_init__(self) -> None:
-        self.dense = self.dense or OptimizerPart()
-        self.sparse = self.sparse or OptimizerPart()
+    dense: OptimizerPart = F(OptimizerPart(), "optimizer of dense (non-embedding) parameters")
+    sparse: OptimizerPart = F(OptimizerPart(lr=0.01, weight_decay=3e-4),
+                              "optimizer of embedding tables; lr often higher")
 
 
 @dataclass
@@ -149,39 +107,28 @@ class TrainerSpec:
     backend: Literal["torch", "tf"] = F("torch", "framework that runs the model: torch | tf (tf.keras)")
     mode: Literal["train", "evaluate", "predict", "export", "stream"] = F(
         "train", "what the job does; stream: online training from a kafka:// source")
-    epochs: int = F(1, "passes over the training data", ge=1)
+    epochs: int = F(5, "passes over the training data", ge=1)
     max_steps: int | None = F(None, "stop after this many steps in total", ge=1)
     limit_eval_batches: int | None = F(None, "evaluate on at most this many batches", ge=1)
-    optimizer: OptimizerSpec = F(None, "dense and sparse optimizers")
-    scheduler: SchedulerSpec = F(None, "learning-rate schedule")
+    optimizer: OptimizerSpec = F(OptimizerSpec(), "dense and sparse optimizers")
+    scheduler: SchedulerSpec = F(SchedulerSpec(), "learning-rate schedule")
     grad_clip_norm: float | None = F(None, "clip the global gradient norm", gt=0)
-    early_stopping: EarlyStoppingSpec = F(None, "stop when a metric stops improving")
-    checkpoint: CheckpointSpec = F(None, "checkpoint cadence")
+    early_stopping: EarlyStoppingSpec = F(EarlyStoppingSpec(), "stop when a metric stops improving")
+    checkpoint: CheckpointSpec = F(CheckpointSpec(), "checkpoint cadence")
     resume: bool | str = F(False, "true: continue the latest unfinished run; or a run directory")
     log_every_n_steps: int = F(50, "scalars to TensorBoard every N steps", ge=1)
     progress_bar: bool = F(True, "show a progress bar")
-    export: ExportSpec = F(None, "export settings")
-    predict: PredictSpec = F(None, "predict-mode settings")
-    evaluate: EvaluateSpec = F(None, "evaluate-mode settings")
-    stream: StreamSpec = F(None, "stream-mode (online training) settings")
-    loader: LoaderSpec = F(None, "input pipeline: prefetch depth, transform group size, workers")
-    timing: TimingSpec = F(None, "stage timing and the critical-path report")
+    export: ExportSpec = F(ExportSpec(), "export settings")
+    predict: PredictSpec = F(PredictSpec(), "predict-mode settings")
+    evaluate: EvaluateSpec = F(EvaluateSpec(), "evaluate-mode settings")
+    stream: StreamSpec = F(StreamSpec(), "stream-mode (online training) settings")
+    loader: LoaderSpec = F(LoaderSpec(), "input pipeline: prefetch depth, transform group size, workers "
+                                         "(README: performance; defaults measured in benchmarks/RESULTS.md)")
+    timing: TimingSpec = F(TimingSpec(), "stage timing and the critical-path report")
     dedup_ids: bool = F(False, "deduplicate ids before each fused lookup (torch.unique + inverse; tf.unique)")
     compile: bool = F(False, "compile the dense part: torch.compile of the table-free modules; TF: XLA (jit_compile) of the MLPs")
     callbacks: list[dict[str, Any]] = F([], "extra train-loop callbacks: mappings with _target_ (a "
-                                        "trainer.callbacks.Callback subclass) and its arguments")
-
-    def __post_init__(self) -> None:
-        self.loader = self.loader or LoaderSpec()
-        self.timing = self.timing or TimingSpec()
-        self.stream = self.stream or StreamSpec()
-        self.optimizer = self.optimizer or OptimizerSpec()
-        self.scheduler = self.scheduler or SchedulerSpec()
-        self.early_stopping = self.early_stopping or EarlyStoppingSpec()
-        self.checkpoint = self.checkpoint or CheckpointSpec()
-        self.export = self.export or ExportSpec()
-        self.predict = self.predict or PredictSpec()
-        self.evaluate = self.evaluate or EvaluateSpec()
+                                        "trainer.callbacks.Callback subclass) and its arguments (README: callbacks)")
 
 
 @dataclass
@@ -224,16 +171,12 @@ class HardwareSpec:
     image: str = F("lingjie:latest", "k8s: container image with Lingjie installed")
     namespace: str = F("default", "k8s: namespace")
     submit: bool = F(False, "k8s: apply the manifest with the kubernetes client (needs a configured cluster)")
-    resources: ResourcesSpec = F(None, "k8s: per-worker resources")
+    resources: ResourcesSpec = F(ResourcesSpec(), "k8s: per-worker resources")
     env: dict[str, str] = F({}, "k8s: extra environment variables of every worker")
     restart_policy: Literal["OnFailure", "Never", "Always", "ExitCode"] = F("OnFailure", "k8s: pod restart policy")
     backoff_limit: int = F(3, "k8s: runPolicy.backoffLimit", ge=0)
-    elastic: ElasticSpec = F(None, "k8s PyTorchJob elastic policy")
+    elastic: ElasticSpec = F(ElasticSpec(), "k8s PyTorchJob elastic policy")
     output_dir: str = F("/workspace/outputs", "k8s: run directory root inside the pods (a mounted volume)")
-
-    def __post_init__(self) -> None:
-        self.resources = self.resources or ResourcesSpec()
-        self.elastic = self.elastic or ElasticSpec()
 
 
 @dataclass
@@ -243,29 +186,48 @@ class LoggerSpec:
 
 @dataclass
 class PathsSpec:
-    root_dir: str = F(".", "project root")
-    data_dir: str = F(None, "where bundled datasets are prepared")
-    output_root: str = F("outputs", "runs are written under <output_root>/<experiment_name>/")
-    run_dir: str = F(None, "this run's directory")
+    root_dir: str = F(".", "project root: the working directory", interpolation="${hydra:runtime.cwd}")
+    data_dir: str | None = F(None, "where bundled datasets are prepared; null: $LINGJIE_DATA_DIR, else "
+                                   "~/.cache/lingjie/datasets",
+                             interpolation="${oc.env:LINGJIE_DATA_DIR,${oc.env:HOME}/.cache/lingjie/datasets}")
+    output_root: str = F("outputs", "runs are written under <output_root>/<experiment_name>/ (relative to the "
+                                    "working directory; $LINGJIE_OUTPUT_ROOT overrides it)",
+                         interpolation="${oc.env:LINGJIE_OUTPUT_ROOT,outputs}")
+    run_dir: str | None = F(None, "this run's directory (Hydra's output directory; null outside a job)",
+                            interpolation="${hydra:runtime.output_dir}")
     remote_dir: str | None = F(None, "mirror every run to <remote_dir>/<experiment>/<run> (oss://, hdfs://, ...)")
 
 
 @dataclass
 class RootSpec:
+    """A whole config, the same for every domain: only its ``data`` group is the domain's own
+    dataclass (:func:`build_root`), so the shared groups are declared, documented and
+    defaulted once."""
+
     experiment_name: str = F("default", "name of the experiment (names the run directory)")
     domain: Literal["rec", "cv", "nlp"] = F("rec", "which package runs it: rec (easyrec), cv (easycv), nlp (easynlp)")
-    seed: int = F(42, "global seed (model init, shuffling)", ge=0)
-    data: DataSpec = F(None, "data group")
-    trainer: TrainerSpec = F(None, "trainer group")
-    hardware: HardwareSpec = F(None, "hardware group")
-    logger: LoggerSpec = F(None, "logger group")
-    paths: PathsSpec = F(None, "paths group")
-    features: dict[str, Any] = F({}, "feature name -> feature definition (see README: features)")
-    model: dict[str, Any] = F({}, "model-zoo entry and its knobs (see README: model zoo)")
+    seed: int = F(42, "global seed (model init, shuffling, augmentation)", ge=0)
+    data: Any = F(None, "data group: the domain's data dataclass, built by build_root")
+    trainer: TrainerSpec = F(TrainerSpec(), "trainer group")
+    hardware: HardwareSpec = F(HardwareSpec(), "hardware group")
+    logger: LoggerSpec = F(LoggerSpec(), "logger group")
+    paths: PathsSpec = F(PathsSpec(), "paths group")
+    features: dict[str, Any] = F({}, "rec only: feature name -> feature definition (see README: features); "
+                                     "cv and nlp experiments have none")
+    model: dict[str, Any] = F({}, "the domain's model-zoo entry and its knobs (see README: model zoo)")
 
-    def __post_init__(self) -> None:
-        self.data = self.data or DataSpec()
-        self.trainer = self.trainer or TrainerSpec()
-        self.hardware = self.hardware or HardwareSpec()
-        self.logger = self.logger or LoggerSpec()
-        self.paths = self.paths or PathsSpec()
+
+NOT_CONFIG = ("hydra", "hparams_search")  # top-level keys Hydra may leave in a composed config
+
+
+def build_root(cfg: dict[str, Any], data_cls: type) -> RootSpec:
+    """The typed root of a plain (resolved) config whose ``data`` group is a ``data_cls``.
+
+    Each domain passes its own data dataclass (easyrec.data_spec.DataSpec, easycv.schema.CVDataSpec,
+    easynlp.schema.NLPDataSpec); errors name the exact path (``data.batch_size``) as before.
+    """
+    raw = {k: v for k, v in cfg.items() if k not in NOT_CONFIG}
+    data = raw.pop("data", None)
+    root = build(RootSpec, raw, "")
+    root.data = build(data_cls, data, "data")
+    return root
