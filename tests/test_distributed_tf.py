@@ -63,7 +63,7 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 from tests.conftest import compose
 from tests.movielens_like import movielens_like
 from trainer.distributed import DistContext
-from trainer.job import make_pipeline
+from easyrec.data import make_pipeline
 from easyrec.restore import make_engine
 from trainer.schema.validate import validate
 from trainer import tf_strategy as multiworker

@@ -45,7 +45,7 @@ def _spec(tmp_path: Path, dynamic: bool = True, tight: bool = True, background: 
 
 
 def _setup(spec: Any, n: int = 2400) -> tuple[Any, list[Any]]:
-    from trainer.job import make_pipeline
+    from easyrec.data import make_pipeline
 
     table = movielens_like(n, seed=3)
     pipeline = make_pipeline(spec).fit(table)

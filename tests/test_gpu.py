@@ -41,7 +41,7 @@ def test_fp16_engine_uses_a_grad_scaler_and_steps(data_dir: Path) -> None:
 
     from easyrec.features.pipeline import FeaturePipeline
     from tests.conftest import compose
-    from trainer.job import used_features
+    from easyrec.data import used_features
     from easyrec.restore import make_engine
     from trainer.schema.validate import validate
 

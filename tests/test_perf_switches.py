@@ -29,7 +29,7 @@ def _spec(tmp_path: Path, overrides: list[str]):
 def _batches(spec):
     import pyarrow.parquet as pq
 
-    from trainer.job import make_pipeline
+    from easyrec.data import make_pipeline
 
     table = pq.read_table(spec.root.data.train_path)
     pipeline = make_pipeline(spec)

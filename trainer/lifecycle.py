@@ -280,7 +280,7 @@ def run_checkpoint_mode(recipe: Recipe, run: RunDir, config_yaml: str) -> Path:
     elif mode == "predict":
         log.info("predictions written to %s", recipe.predict(restored, run))
     elif mode == "export":
-        log.info("exported %s", recipe.export(restored, run))
+        recipe.export(restored, run)  # the recipe logs what it wrote
     else:
         raise ConfigError("trainer.mode", f"{mode} is not a mode of domain {recipe.domain!r}")
     return run.root
