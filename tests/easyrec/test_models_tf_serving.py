@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from easyrec.models.tf.base import input_signature, save_serving, serving_signature
-from tests.test_models_tf_helpers import ALL_CONFIGS, FEATURES, build, tf, tf_batch, to_numpy
+from tests.easyrec.zoo_tf_helpers import ALL_CONFIGS, FEATURES, build, tf, tf_batch, to_numpy
 
 LOADER = r"""
 import json, os, sys

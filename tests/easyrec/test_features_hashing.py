@@ -13,7 +13,7 @@ from easyrec.features.hashing import hash_to_buckets, hash_to_int64, hash_values
 
 # Computed once; a change here silently re-maps every trained embedding: never update
 # these numbers without a state format version bump.
-ROOT = str(Path(__file__).resolve().parents[1])
+ROOT = str(Path(__file__).resolve().parents[2])
 EXPECTED = {"5": 6003376442921572779, "item_42": 3438392347204156075, "user_1": 6052794395819671133}
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from easyrec.models.tf.sparse_adam import SparseAdam, coalesce
-from tests.test_models_tf_helpers import build, tf, tf_batch
+from tests.easyrec.zoo_tf_helpers import build, tf, tf_batch
 
 
 def _grad(rng: np.random.Generator, rows: int = 60) -> tf.IndexedSlices:

@@ -11,7 +11,7 @@ import yaml
 from tests.conftest import SHRINK, run_cli
 
 # recommendation experiments (both backends); vision / text domains have their own e2e tests
-EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "configs" / "experiment").glob("*.yaml")
+EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[2] / "configs" / "experiment").glob("*.yaml")
                      if (yaml.safe_load(p.read_text()) or {}).get("domain", "rec") == "rec")
 
 
@@ -21,7 +21,7 @@ EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "configs" / "e
 def test_experiment_trains_end_to_end(experiment: str, backend: str, tmp_path: Path, data_dir: Path) -> None:
     if backend == "tf" and experiment.endswith("_dynamic"):
         pytest.skip("dynamic embedding tables are torch-only (backend=tf is a config error, tested in "
-                    "tests/test_dynamic_table.py)")
+                    "tests/easyrec/test_dynamic_table.py)")
     run = tmp_path / "run"
     proc = run_cli([f"+experiment={experiment}", *SHRINK, f"trainer.backend={backend}", f"hydra.run.dir={run}"],
                    cwd=tmp_path)

@@ -6,7 +6,7 @@ import torch
 
 from easyrec.models import specs
 from easyrec.models.torch.base import ServingModule
-from tests.test_models_helpers import FEATURES, make_batch, make_config
+from tests.easyrec.zoo_helpers import FEATURES, make_batch, make_config
 
 
 def _din(softmax: bool = False):

@@ -109,5 +109,5 @@ def test_config_module_is_light():
     code = ("import sys, easyrec.features.config, easyrec.features; "
             "print(any(m in sys.modules for m in ('pyarrow', 'pandas', 'numpy')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=str(Path(__file__).resolve().parents[1]))
+                         cwd=str(Path(__file__).resolve().parents[2]))
     assert out.stdout.strip() == "False"

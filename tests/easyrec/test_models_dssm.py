@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from easyrec.models import specs
 from easyrec.models.torch.retrieval import in_batch_hits_at_k, in_batch_recall_at_k
-from tests.test_models_helpers import FEATURES, make_batch, make_config
+from tests.easyrec.zoo_helpers import FEATURES, make_batch, make_config
 
 
 def _dssm():

@@ -11,7 +11,7 @@ from easyrec.models.tf.embedding import (EmbeddingCollection, WideLinear, block_
                                          pool_sequence)
 from easyrec.models.tf.example_inputs import random_inputs
 from easyrec.models.tf.group import FeatureGroup
-from tests.test_models_tf_helpers import tf
+from tests.easyrec.zoo_tf_helpers import tf
 from trainer.errors import ConfigError
 
 FEATURES = {

@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from easyrec.models import specs
-from tests.test_models_tf_helpers import (ALL_CONFIGS, FEATURES, make_batch, make_config, tf,
+from tests.easyrec.zoo_tf_helpers import (ALL_CONFIGS, FEATURES, make_batch, make_config, tf,
                                           tf_batch)
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _one_step_each(name: str) -> tuple:
@@ -62,7 +62,7 @@ def test_tensorflow_imported_before_torch_in_a_fresh_process() -> None:
         import torch
         torch.set_num_threads(1)
         sys.path.insert(0, {str(ROOT)!r})
-        from tests.test_models_tf_mixed import _one_step_each
+        from tests.easyrec.test_models_tf_mixed import _one_step_each
         for name in {ALL_CONFIGS!r}:
             (t0, t1), (k0, k1) = _one_step_each(name)
             assert t1 < t0 and k1 < k0, (name, t0, t1, k0, k1)

@@ -10,7 +10,7 @@ import numpy as np
 from easyrec.features.info import FeatureInfo
 from easyrec.models.tf.embedding import FusedEmbeddingBag
 from easyrec.models.tf.sparse_adam import SparseAdam
-from tests.test_models_tf_helpers import tf
+from tests.easyrec.zoo_tf_helpers import tf
 from trainer.tf_backend.optim import FusedAdam
 
 

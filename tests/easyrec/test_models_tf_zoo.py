@@ -6,8 +6,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.test_models_tf_helpers import (ALL_CONFIGS, FEATURES, build, make_config, tf,
+from tests.easyrec.zoo_tf_helpers import (ALL_CONFIGS, FEATURES, build, make_config, tf,
                                           tf_batch, train_step)
+
+
+def test_every_zoo_config_builds_a_tf_model() -> None:
+    for name in ALL_CONFIGS:
+        model = build(name)
+        assert model.__class__.__module__.startswith("easyrec.models.tf.")
 
 
 @pytest.mark.parametrize("name", ALL_CONFIGS)

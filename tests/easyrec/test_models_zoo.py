@@ -10,7 +10,7 @@ import torch
 from easyrec.models import specs
 from easyrec.models.torch.base import RecModel, ServingModule
 from easyrec.models.torch.export import export_serving
-from tests.test_models_helpers import ALL_CONFIGS, FEATURES, make_batch, make_config
+from tests.easyrec.zoo_helpers import ALL_CONFIGS, FEATURES, make_batch, make_config
 
 
 @pytest.fixture(autouse=True)
@@ -26,6 +26,12 @@ def _one_thread():
 def _model(name: str, seed: int = 0) -> RecModel:
     torch.manual_seed(seed)
     return specs.build_model(make_config(name), FEATURES)
+
+
+def test_every_config_is_valid() -> None:
+    """The shared zoo configs (tests/easyrec/zoo_helpers.py) pass the models' own checks."""
+    for name in ALL_CONFIGS:
+        make_config(name).check(FEATURES, labels=["like", "click", "rating"])
 
 
 @pytest.mark.parametrize("name", ALL_CONFIGS)

@@ -18,7 +18,7 @@ from easyrec.models.tf.layers import (MLP, CrossNetV2, MMoELayer, TargetAttentio
 from easyrec.models.torch import layers as torch_layers
 from easyrec.models.torch.embedding import EmbeddingCollection as TorchEmbeddingCollection
 from easyrec.models.torch.embedding import pool_sequence as torch_pool_sequence
-from tests.test_models_tf_helpers import FEATURES, build, make_batch, make_config, tf, tf_batch
+from tests.easyrec.zoo_tf_helpers import FEATURES, build, make_batch, make_config, tf, tf_batch
 
 
 def _np(x) -> np.ndarray:

@@ -11,7 +11,7 @@ import torch
 
 from easyrec.models.tf.retrieval import in_batch_hits_at_k, in_batch_recall_at_k
 from easyrec.models.torch import retrieval as torch_retrieval
-from tests.test_models_tf_helpers import build, tf, tf_batch
+from tests.easyrec.zoo_tf_helpers import build, tf, tf_batch
 
 
 @pytest.mark.parametrize("softmax", [False, True])
@@ -72,7 +72,7 @@ def test_dssm_in_batch_softmax_uses_only_positive_rows() -> None:
     # the torch zoo gives the same number
     t_user, t_item = torch.tensor(user.numpy()), torch.tensor(item.numpy())
     from easyrec.models import specs
-    from tests.test_models_helpers import FEATURES, make_config
+    from tests.easyrec.zoo_helpers import FEATURES, make_config
 
     torch_model = specs.build_model(make_config("dssm"), FEATURES)
     t_loss = torch_model.loss({"user_emb": t_user, "item_emb": t_item, "like": torch.zeros(3)},

@@ -10,7 +10,7 @@ from tests.conftest import compose, run_cli
 from trainer.errors import ConfigError
 from trainer.schema.validate import validate
 
-EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[1] / "configs" / "experiment").glob("*.yaml"))
+EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[2] / "configs" / "experiment").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
@@ -77,7 +77,7 @@ def test_validation_is_light_and_fast() -> None:
             "try:\n validate({'data': {'batch_sise': 3}})\nexcept ConfigError as e: print(e)\n"
             "print('torch' in sys.modules, 'pyarrow' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=Path(__file__).parents[1]).stdout
+                         cwd=Path(__file__).parents[2]).stdout
     assert "did you mean: batch_size" in out
     assert out.strip().endswith("False False")
 

