@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pyarrow as pa
@@ -12,7 +12,6 @@ import pytest
 import torch
 
 from tests.conftest import SHRINK, compose, run_cli
-from tests.movielens_like import movielens_like
 
 
 @pytest.fixture(autouse=True)
@@ -44,12 +43,11 @@ def _spec(tmp_path: Path, dynamic: bool = True, tight: bool = True, background: 
     return validate(cfg)
 
 
-def _setup(spec: Any, n: int = 2400) -> tuple[Any, list[Any]]:
+def _setup(spec: Any, table: pa.Table) -> tuple[Any, list[Any]]:
     from trainer.job import make_pipeline
 
-    table = movielens_like(n, seed=3)
     pipeline = make_pipeline(spec).fit(table)
-    batches = [pipeline.transform(table.slice(i, 200)) for i in range(0, n, 200)]
+    batches = [pipeline.transform(table.slice(i, 200)) for i in range(0, table.num_rows, 200)]
     return pipeline, batches
 
 
@@ -72,11 +70,11 @@ def _assert_same(a: Any, b: Any, path: str = "") -> None:
         assert a == b, path
 
 
-def test_resume_is_exact(tmp_path: Path) -> None:
+def test_resume_is_exact(tmp_path: Path, movielens_table: Callable) -> None:
     from trainer.run_dir import RunDir
 
     spec = _spec(tmp_path)
-    pipeline, batches = _setup(spec)
+    pipeline, batches = _setup(spec, movielens_table(2400, seed=3))
     straight = _engine(spec, pipeline)
     losses = [straight.train_step(b)[0] for b in batches]
     tables = [m.table for m in _dynamic(straight)]
@@ -112,15 +110,16 @@ def _dynamic(engine: Any) -> list[Any]:
 
 
 @pytest.mark.parametrize("fmt", ["torchscript", "torch_export"])
-def test_export_carries_the_table_and_unknown_ids_read_the_default(tmp_path: Path, fmt: str) -> None:
+def test_export_carries_the_table_and_unknown_ids_read_the_default(tmp_path: Path, fmt: str,
+                                                                   movielens_table: Callable) -> None:
     from trainer.serving import ExportedModel
 
     spec = _spec(tmp_path, zip_code={"export_min_count": 1})
-    pipeline, batches = _setup(spec, 1200)
+    pipeline, batches = _setup(spec, movielens_table(1200, seed=3))
     engine = _engine(spec, pipeline)
     for b in batches:
         engine.train_step(b)
-    rows = movielens_like(300, seed=9)
+    rows = movielens_table(300, seed=9)
     engine.export(pipeline, pipeline.transform(rows.slice(0, 8), with_labels=False), tmp_path / fmt, fmt,
                   spec.task_types, {})
     served = ExportedModel(tmp_path / fmt).predict(rows)["like"]
@@ -134,11 +133,11 @@ def test_export_carries_the_table_and_unknown_ids_read_the_default(tmp_path: Pat
     assert not np.allclose(model.predict(unseen)["like"], served[:4])
 
 
-def test_export_min_count_prunes_the_serving_table(tmp_path: Path) -> None:
+def test_export_min_count_prunes_the_serving_table(tmp_path: Path, movielens_table: Callable) -> None:
     from easyrec.dynamic.module import FrozenDynamicEmbedding, frozen_for_export
 
     spec = _spec(tmp_path, zip_code={"export_min_count": 40})  # 30 zip codes, ~40 rows each
-    pipeline, batches = _setup(spec, 1200)
+    pipeline, batches = _setup(spec, movielens_table(1200, seed=3))
     engine = _engine(spec, pipeline)
     for b in batches:
         engine.train_step(b)
@@ -153,19 +152,19 @@ def test_export_min_count_prunes_the_serving_table(tmp_path: Path) -> None:
     assert user in list(engine.model.modules())  # swapped back after export
 
 
-def test_short_training_with_dynamic_on_and_off_both_learn(tmp_path: Path) -> None:
+def test_short_training_with_dynamic_on_and_off_both_learn(tmp_path: Path, movielens_table: Callable) -> None:
     from trainer.loop import evaluate
     from trainer.loader import BatchLoader
 
     results = {}
     for dynamic in (True, False):
         spec = _spec(tmp_path, dynamic, tight=False)
-        pipeline, batches = _setup(spec, 3000)
+        pipeline, batches = _setup(spec, movielens_table(3000, seed=3))
         engine = _engine(spec, pipeline)
         for _ in range(3):
             for b in batches:
                 engine.train_step(b)
-        test = movielens_like(1500, seed=11)
+        test = movielens_table(1500, seed=11)
         path = tmp_path / "test.parquet"
         pq.write_table(test, path)
         from dataio.source import Source

@@ -11,24 +11,25 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Callable
 
+import pyarrow as pa
 import pytest
 
 from tests.conftest import ROOT, run_cli
 from tests.emulators.fixtures import kafka_broker  # noqa: F401  (fixture)
-from tests.movielens_like import movielens_like
 
 N = 4000
 
 
-def _produce(bootstrap: str, topic: str, partitions: int) -> None:
+def _produce(bootstrap: str, topic: str, partitions: int, table: pa.Table) -> None:
     from kafka import KafkaProducer
 
     from tests.emulators.tansu import create_topic
 
     create_topic(bootstrap, topic, partitions)
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
-    rows = movielens_like(N).drop_columns(["hist_item_id"]).to_pylist()
+    rows = table.drop_columns(["hist_item_id"]).to_pylist()
     for i, row in enumerate(rows):
         producer.send(topic, json.dumps(row).encode(), partition=i % partitions)
     producer.flush()
@@ -44,9 +45,10 @@ def _covered(run: Path) -> dict[str, set[int]]:
 
 
 @pytest.mark.slow
-def test_stream_sigkill_resume_trains_every_record(kafka_broker, tmp_path: Path) -> None:  # noqa: F811
+def test_stream_sigkill_resume_trains_every_record(kafka_broker, tmp_path: Path,  # noqa: F811
+                                                  movielens_table: Callable) -> None:
     topic = f"ratings-{uuid.uuid4().hex[:8]}"
-    _produce(kafka_broker.bootstrap, topic, partitions=2)
+    _produce(kafka_broker.bootstrap, topic, partitions=2, table=movielens_table(N))
     url = f"kafka://{kafka_broker.bootstrap}/{topic}?group=lingjie-test&offset=earliest"
     run = tmp_path / "run"
     args = ["+experiment=movielens_deepfm", "trainer.mode=stream", f"data.train_path='{url}'",
@@ -88,9 +90,10 @@ def test_stream_sigkill_resume_trains_every_record(kafka_broker, tmp_path: Path)
 
 
 @pytest.mark.slow
-def test_stream_stops_cleanly_on_sigterm(kafka_broker, tmp_path: Path) -> None:  # noqa: F811
+def test_stream_stops_cleanly_on_sigterm(kafka_broker, tmp_path: Path,  # noqa: F811
+                                        movielens_table: Callable) -> None:
     topic = f"ratings-{uuid.uuid4().hex[:8]}"
-    _produce(kafka_broker.bootstrap, topic, partitions=1)
+    _produce(kafka_broker.bootstrap, topic, partitions=1, table=movielens_table(N))
     run = tmp_path / "run"
     args = ["+experiment=movielens_deepfm", "trainer.mode=stream",
             f"data.train_path='kafka://{kafka_broker.bootstrap}/{topic}?offset=earliest'", "data.eval_path=null",

@@ -6,13 +6,13 @@ from __future__ import annotations
 import io
 import json
 from pathlib import Path
+from typing import Callable
 
 import pyarrow.parquet as pq
 import pytest
 
 from tests.conftest import run_cli
 from tests.emulators.fixtures import oss_server  # noqa: F401  (fixture)
-from tests.movielens_like import movielens_like
 
 
 def _parquet(table) -> bytes:
@@ -22,10 +22,11 @@ def _parquet(table) -> bytes:
 
 
 @pytest.mark.slow
-def test_train_from_oss_with_env_credentials_leaks_no_secret(oss_server, tmp_path: Path) -> None:  # noqa: F811
+def test_train_from_oss_with_env_credentials_leaks_no_secret(oss_server, tmp_path: Path,  # noqa: F811
+                                                             movielens_table: Callable) -> None:
     oss_server.create_bucket("ml-data")
-    oss_server.put("ml-data", "ratings/train.parquet", _parquet(movielens_like(3000, 0)))
-    oss_server.put("ml-data", "ratings/test.parquet", _parquet(movielens_like(800, 1)))
+    oss_server.put("ml-data", "ratings/train.parquet", _parquet(movielens_table(3000, 0)))
+    oss_server.put("ml-data", "ratings/test.parquet", _parquet(movielens_table(800, 1)))
     secret = oss_server.access_key_secret
     env = {"OSS_ENDPOINT": oss_server.endpoint, "OSS_ACCESS_KEY_ID": oss_server.access_key_id,
            "OSS_ACCESS_KEY_SECRET": secret}
@@ -42,12 +43,13 @@ def test_train_from_oss_with_env_credentials_leaks_no_secret(oss_server, tmp_pat
 
 
 @pytest.mark.slow
-def test_run_mirrored_to_oss_resumes_on_a_fresh_machine(oss_server, tmp_path: Path) -> None:  # noqa: F811
+def test_run_mirrored_to_oss_resumes_on_a_fresh_machine(oss_server, tmp_path: Path,  # noqa: F811
+                                                        movielens_table: Callable) -> None:
     """paths.remote_dir=oss://...: checkpoints, metrics and the export are published to OSS; a
     second "machine" (an empty working directory) resumes the run from the OSS copy alone."""
     oss_server.create_bucket("runs")
     oss_server.create_bucket("data2")
-    oss_server.put("data2", "train.parquet", _parquet(movielens_like(3000, 0)))
+    oss_server.put("data2", "train.parquet", _parquet(movielens_table(3000, 0)))
     env = {"OSS_ENDPOINT": oss_server.endpoint, "OSS_ACCESS_KEY_ID": oss_server.access_key_id,
            "OSS_ACCESS_KEY_SECRET": oss_server.access_key_secret}
     args = ["+experiment=movielens_deepfm", "data.dataset=null", "data.train_path=oss://data2/train.parquet",
@@ -72,13 +74,13 @@ def test_run_mirrored_to_oss_resumes_on_a_fresh_machine(oss_server, tmp_path: Pa
 
 
 @pytest.mark.slow
-def test_train_and_predict_from_maxcompute_tables(tmp_path: Path) -> None:
+def test_train_and_predict_from_maxcompute_tables(tmp_path: Path, movielens_table: Callable) -> None:
     """odps:// tables through the trainer (the MaxCompute reader interface, local implementation:
     the pyodps one needs the real service), for training, evaluation and prediction."""
     root = tmp_path / "odps"
     for table, seed, n in (("ratings_train", 0, 3000), ("ratings_test", 1, 800)):
         (root / "proj" / table).mkdir(parents=True)
-        pq.write_table(movielens_like(n, seed), root / "proj" / table / "part-0.parquet")
+        pq.write_table(movielens_table(n, seed), root / "proj" / table / "part-0.parquet")
     run = tmp_path / "run"
     common = ["+experiment=movielens_deepfm", "data.dataset=null", "trainer.progress_bar=false",
               f"+data.storage_options.local_root={root}"]

@@ -3,18 +3,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
+import pyarrow as pa
 import pyarrow.csv as pcsv
 
 from tests.conftest import run_cli
-from tests.movielens_like import movielens_like, write_split
 
 BASE = ["+experiment=movielens_deepfm", "data.dataset=null", "trainer.epochs=1", "trainer.progress_bar=false",
         "trainer.export.enabled=false"]
 
 
-def test_missing_column_names_column_and_file(tmp_path: Path) -> None:
-    train, test = write_split(tmp_path / "d")
+def test_missing_column_names_column_and_file(tmp_path: Path, movielens_split: tuple[Path, Path]) -> None:
+    train, test = movielens_split
     proc = run_cli([*BASE, f"data.train_path={train}", f"data.eval_path={test}", "features.gender.column=sex",
                     f"hydra.run.dir={tmp_path / 'r'}"], cwd=tmp_path, check=False)
     assert proc.returncode == 2, proc.stderr[-3000:]
@@ -30,8 +31,8 @@ def test_missing_file_is_one_clear_error(tmp_path: Path) -> None:
     assert "nope.parquet" in proc.stderr.strip().splitlines()[-1]
 
 
-def _csv_with_bad_lines(path: Path) -> None:
-    table = movielens_like(1500).drop_columns(["hist_item_id"])
+def _csv_with_bad_lines(path: Path, table: pa.Table) -> None:
+    table = table.drop_columns(["hist_item_id"])
     pcsv.write_csv(table, path)
     lines = path.read_text().splitlines()
     lines.insert(100, "1,2,3")  # wrong field count
@@ -40,9 +41,9 @@ def _csv_with_bad_lines(path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def test_bad_csv_rows_raise_with_file_and_row(tmp_path: Path) -> None:
+def test_bad_csv_rows_raise_with_file_and_row(tmp_path: Path, movielens_table: Callable) -> None:
     path = tmp_path / "train.csv"
-    _csv_with_bad_lines(path)
+    _csv_with_bad_lines(path, movielens_table(1500))
     proc = run_cli([*BASE, f"data.train_path={path}", "data.eval_path=null", "model=deepfm",
                     f"hydra.run.dir={tmp_path / 'r'}"], cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
@@ -50,9 +51,9 @@ def test_bad_csv_rows_raise_with_file_and_row(tmp_path: Path) -> None:
     assert str(path) in last and "row" in last
 
 
-def test_bad_csv_rows_skipped_and_counted(tmp_path: Path) -> None:
+def test_bad_csv_rows_skipped_and_counted(tmp_path: Path, movielens_table: Callable) -> None:
     path = tmp_path / "train.csv"
-    _csv_with_bad_lines(path)
+    _csv_with_bad_lines(path, movielens_table(1500))
     run = tmp_path / "r"
     run_cli([*BASE, f"data.train_path={path}", "data.eval_path=null", "data.on_error=skip",
              f"hydra.run.dir={run}"], cwd=tmp_path)

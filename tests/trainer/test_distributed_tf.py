@@ -60,8 +60,7 @@ import tensorflow as tf
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
 
-from tests.conftest import compose
-from tests.movielens_like import movielens_like
+from tests.conftest import compose, movielens_like
 from trainer.distributed import DistContext
 from trainer.job import make_pipeline
 from trainer.restore import make_engine

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_cli
-from tests.movielens_like import write_split
 from trainer.schema.spec import SchedulerSpec
 from trainer.torch_backend.optim import lr_factor
 
@@ -17,8 +16,8 @@ BASE = ["+experiment=movielens_deepfm", "data.dataset=null", "trainer.progress_b
 
 
 @pytest.fixture(scope="module")
-def split(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
-    train, test = write_split(tmp_path_factory.mktemp("data"))
+def split(movielens_split: tuple[Path, Path]) -> list[str]:
+    train, test = movielens_split
     return [f"data.train_path={train}", f"data.eval_path={test}"]
 
 

@@ -9,19 +9,23 @@ import numpy as np
 import pytest
 
 from tests.conftest import compose
-from tests.movielens_like import movielens_like
 
 STEPS = 6
 
 
-def _spec(tmp_path: Path, overrides: list[str]):
+@pytest.fixture(scope="module")
+def train_file(tmp_path_factory: pytest.TempPathFactory, movielens_table) -> Path:
+    """STEPS batches of 256 MovieLens-shaped rows (seed 3), written once for the module."""
+    import pyarrow.parquet as pq
+
+    train = tmp_path_factory.mktemp("perf") / "train.parquet"
+    pq.write_table(movielens_table(256 * STEPS, seed=3), train)
+    return train
+
+
+def _spec(train: Path, overrides: list[str]):
     from trainer.schema.validate import validate
 
-    train = tmp_path / "train.parquet"
-    if not train.exists():
-        import pyarrow.parquet as pq
-
-        pq.write_table(movielens_like(256 * STEPS, seed=3), train)
     return validate(compose(["+experiment=movielens_deepfm", "data.dataset=null", f"data.train_path={train}",
                              "data.eval_path=null", "data.batch_size=256", *overrides]))
 
@@ -69,12 +73,12 @@ def _dedup_on(engine) -> bool:
 
 
 @pytest.mark.parametrize("switch", ["trainer.dedup_ids=true", "trainer.timing.sample_every=1"])
-def test_torch_switch_keeps_the_loss_curve(tmp_path: Path, switch: str) -> None:
-    base = _spec(tmp_path, [])
+def test_torch_switch_keeps_the_loss_curve(train_file: Path, switch: str) -> None:
+    base = _spec(train_file, [])
     pipeline, batches = _batches(base)
     want = _losses("torch", base, pipeline, batches)
     seen: list = []
-    got = _losses("torch", _spec(tmp_path, [switch]), pipeline, batches, clock="timing" in switch, seen=seen)
+    got = _losses("torch", _spec(train_file, [switch]), pipeline, batches, clock="timing" in switch, seen=seen)
     if "dedup" in switch:  # the switch really took effect
         assert _dedup_on(seen[0])
     else:
@@ -82,12 +86,12 @@ def test_torch_switch_keeps_the_loss_curve(tmp_path: Path, switch: str) -> None:
     np.testing.assert_allclose(got, want, rtol=2e-5, atol=1e-6)
 
 
-def test_torch_stage_split_is_recorded_and_changes_nothing(tmp_path: Path) -> None:
+def test_torch_stage_split_is_recorded_and_changes_nothing(train_file: Path) -> None:
     """The embedding probe's hooks exist only during a sampled step and leave the math alone."""
     from trainer.restore import make_engine
     from trainer.timing import StageClock
 
-    spec = _spec(tmp_path, [])
+    spec = _spec(train_file, [])
     pipeline, batches = _batches(spec)
     import torch
 
@@ -105,23 +109,23 @@ def test_torch_stage_split_is_recorded_and_changes_nothing(tmp_path: Path) -> No
 
 
 @pytest.mark.slow
-def test_torch_compile_keeps_the_loss_curve(tmp_path: Path) -> None:
+def test_torch_compile_keeps_the_loss_curve(train_file: Path) -> None:
     small = ["model.hidden_units=[16]"]  # compilation time grows with the graph; the check does not
-    base = _spec(tmp_path, small)
+    base = _spec(train_file, small)
     pipeline, batches = _batches(base)
     want = _losses("torch", base, pipeline, batches[:3])
-    got = _losses("torch", _spec(tmp_path, [*small, "trainer.compile=true"]), pipeline, batches[:3])
+    got = _losses("torch", _spec(train_file, [*small, "trainer.compile=true"]), pipeline, batches[:3])
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("switch", ["trainer.dedup_ids=true", "trainer.compile=true"])
-def test_tf_switch_keeps_the_loss_curve(tmp_path: Path, switch: str) -> None:
-    base = _spec(tmp_path, ["trainer.backend=tf"])
+def test_tf_switch_keeps_the_loss_curve(train_file: Path, switch: str) -> None:
+    base = _spec(train_file, ["trainer.backend=tf"])
     pipeline, batches = _batches(base)
     want = _losses("tf", base, pipeline, batches)
     seen: list = []
-    got = _losses("tf", _spec(tmp_path, ["trainer.backend=tf", switch]), pipeline, batches, seen=seen)
+    got = _losses("tf", _spec(train_file, ["trainer.backend=tf", switch]), pipeline, batches, seen=seen)
     if "dedup" in switch:
         assert _dedup_on(seen[0])
     np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
@@ -137,11 +141,11 @@ def _epoch_arrays(loader, epoch: int) -> list[dict[str, np.ndarray]]:
 
 
 @pytest.mark.parametrize("workers,kind", [(2, "thread"), (2, "process")])
-def test_loader_workers_hand_out_the_same_batches(tmp_path: Path, workers: int, kind: str) -> None:
+def test_loader_workers_hand_out_the_same_batches(train_file: Path, workers: int, kind: str) -> None:
     from dataio.source import Source
     from trainer.loader import BatchLoader
 
-    spec = _spec(tmp_path, [])
+    spec = _spec(train_file, [])
     pipeline, _ = _batches(spec)
     path = spec.root.data.train_path
 
@@ -175,14 +179,14 @@ def _rows(batches: list) -> list[tuple]:
     return out
 
 
-def test_memory_cache_epochs_are_full_seeded_reshuffles(tmp_path: Path) -> None:
+def test_memory_cache_epochs_are_full_seeded_reshuffles(train_file: Path) -> None:
     """data.cache=memory: every epoch is each row exactly once (multi-value bags intact), a new
     order per epoch, the same order on a fresh loader (so a resumed run sees the same batches),
     and skip_batches resumes inside the epoch; unshuffled it is the stream's own batches."""
     from dataio.source import Source
     from trainer.loader import BatchLoader
 
-    spec = _spec(tmp_path, [])
+    spec = _spec(train_file, [])
     pipeline, _ = _batches(spec)
 
     def loader(**kw):
@@ -205,11 +209,11 @@ def test_memory_cache_epochs_are_full_seeded_reshuffles(tmp_path: Path) -> None:
     assert cached.stats.batches == len(e1) * 2 + len(e1) - 2  # the fill pass is not counted
 
 
-def test_tf_packed_inputs_give_the_unpacked_step(tmp_path: Path) -> None:
+def test_tf_packed_inputs_give_the_unpacked_step(train_file: Path) -> None:
     """The TF step's inputs travel packed (one int64 + one float32 vector and their piece sizes,
     cut back inside the step): same losses as one tensor per input, on data with a multi-value
     bag (genres) and weights."""
-    spec = _spec(tmp_path, ["trainer.backend=tf"])
+    spec = _spec(train_file, ["trainer.backend=tf"])
     pipeline, batches = _batches(spec)
     seen: list = []
     packed = _losses("tf", spec, pipeline, batches, seen=seen)
@@ -219,7 +223,7 @@ def test_tf_packed_inputs_give_the_unpacked_step(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("kw", [{"cache": "memory", "shuffle": True}, {"cache": "memory", "shuffle": True, "rows": 1},
                                 {"workers": 1}, {"workers": 2}])
-def test_tf_batches_staged_by_the_loader_give_the_same_step(tmp_path: Path, kw: dict) -> None:
+def test_tf_batches_staged_by_the_loader_give_the_same_step(train_file: Path, kw: dict) -> None:
     """``loader.stage = engine.stager()``: the loader's thread (in-memory cache, inline
     transform, or a worker pool) makes each batch's packed step tensors ahead; the engine
     then trains on ``batch.staged`` with the same losses as making them itself. ``rows``
@@ -236,7 +240,7 @@ def test_tf_batches_staged_by_the_loader_give_the_same_step(tmp_path: Path, kw: 
     from trainer.loader import BatchLoader
     from trainer.restore import make_engine
 
-    spec = _spec(tmp_path, ["trainer.backend=tf"])
+    spec = _spec(train_file, ["trainer.backend=tf"])
     pipeline, _ = _batches(spec)
 
     def run(staged: bool) -> tuple[list[float], int]:
@@ -260,7 +264,7 @@ def test_tf_batches_staged_by_the_loader_give_the_same_step(tmp_path: Path, kw: 
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-7)
 
 
-def test_tf_fast_step_call_gives_the_public_call(tmp_path: Path) -> None:
+def test_tf_fast_step_call_gives_the_public_call(train_file: Path) -> None:
     """``TFEngine._call`` (one ``context.call_function`` with the captures listed once) returns
     what TF's public concrete-function call returns: the same (loss, predictions) structure
     and the same values over a few steps."""
@@ -268,7 +272,7 @@ def test_tf_fast_step_call_gives_the_public_call(tmp_path: Path) -> None:
 
     from trainer.restore import make_engine
 
-    spec = _spec(tmp_path, ["trainer.backend=tf"])
+    spec = _spec(train_file, ["trainer.backend=tf"])
     pipeline, batches = _batches(spec)
     runs = []
     for public in (False, True):
