@@ -39,14 +39,20 @@ def warehouse(tmp_path_factory):
     return root, next_id
 
 
-def check_contract(reader: TableReader, partition: str) -> None:
-    """What OdpsSource relies on; run against every TableReader implementation."""
+def check_contract(reader: TableReader, partition: str, columns: list[str] | None = None,
+                   rows: int | None = None) -> None:
+    """What OdpsSource relies on; run against every TableReader implementation. ``columns`` and
+    ``rows``: the table's column names and the partition's row count where the test knows them
+    (the real service's count is checked against the rows read back below)."""
     parts = reader.partitions()
     assert parts == sorted(parts) and partition in parts
     schema = reader.schema()
     assert isinstance(schema, pa.Schema) and len(schema) > 0
+    if columns is not None:
+        assert schema.names == columns
     n = reader.count(partition)
-    assert n >= 0
+    if rows is not None:
+        assert n == rows
     whole = pa.Table.from_batches(list(reader.read(partition, 0, n, None, 1000)), schema=schema) \
         if n else schema.empty_table()
     assert whole.num_rows == n
@@ -66,10 +72,10 @@ def test_local_reader_meets_the_contract(warehouse):
     reader = LocalTableReader(root, "proj", "clicks")
     assert reader.partitions()[0] == "pt=20240101/region=cn"
     assert "pt" not in reader.schema().names
-    check_contract(reader, "pt=20240102/region=sg")
+    check_contract(reader, "pt=20240102/region=sg", ["id", "label", "f"], rows=70 + 80)
     plain = LocalTableReader(root, "proj", "users")
     assert plain.partitions() == [""]
-    check_contract(plain, "")
+    check_contract(plain, "", ["uid", "age"], rows=50)
 
 
 @pytest.mark.skipif(not odps_available() or not os.environ.get("LINGJIE_ODPS_TEST_TABLE"),

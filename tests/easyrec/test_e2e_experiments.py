@@ -14,6 +14,14 @@ from tests.conftest import SHRINK, run_cli
 EXPERIMENTS = sorted(p.stem for p in (Path(__file__).parents[2] / "configs" / "experiment").glob("*.yaml")
                      if (yaml.safe_load(p.read_text()) or {}).get("domain", "rec") == "rec")
 
+# Floors under what SHRINK's runs (12 steps, 2000 eval rows) reach on both backends and above an
+# untrained model's: eval AUC adult 0.877-0.879 (untrained 0.67), MovieLens 0.576-0.620 (0.54),
+# gauc 0.56-0.61, train AUC 0.65-0.66 / 0.52-0.58; eval logloss adult 0.42-0.43 (the base rate
+# gives 0.55), MovieLens 0.68-0.73 (untrained 0.84).
+FLOORS = {"adult": {"train/auc": 0.6, "eval/auc": 0.85}, "movielens": {"train/auc": 0.5, "eval/auc": 0.55,
+                                                                      "eval/gauc": 0.53}}
+LOGLOSS_CEILING = {"adult": 0.5, "movielens": 0.8}
+
 
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["torch", "tf"])
@@ -35,14 +43,15 @@ def test_experiment_trains_end_to_end(experiment: str, backend: str, tmp_path: P
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     metrics = json.loads((run / "metrics.json").read_text())
     final = metrics["final"]
-    assert metrics["finished"] and metrics["steps"] > 0 and metrics["backend"] == backend
-    assert final["train/samples_per_sec"] > 0
+    assert metrics["finished"] and metrics["steps"] == 12 and metrics["backend"] == backend  # 3000 / 256
+    assert final["train/samples_per_sec"] > 0 and final["eval/rows"] == 2000
     if experiment == "movielens_dssm":
         assert 0.0 <= final["eval/recall@10"] <= final["eval/recall@50"] <= 1.0
+        assert final["eval/recall@50"] > 0.13, final  # 0.17-0.18; chance: 50 of ~580 items a batch, 0.087
     else:
-        for key in ("train/auc", "eval/auc", "eval/logloss"):
-            assert 0.0 < final[key] < 2.0, key
-        if experiment.startswith("movielens"):
-            assert 0.0 < final["eval/gauc"] < 1.0
-    if experiment == "movielens_mmoe":
-        assert final["eval/rating/mse"] > 0 and "eval/like/auc" in final
+        assert final["eval/logloss"] < LOGLOSS_CEILING[experiment.split("_")[0]], final
+        if experiment != "movielens_mmoe":  # 12 steps are too few for mmoe's like AUC (0.51-0.53)
+            for key, floor in FLOORS[experiment.split("_")[0]].items():
+                assert final[key] > floor, (key, final)
+    if experiment == "movielens_mmoe":  # ... but teach its rating head: mse 4.8-7.6, ~13.7 at init
+        assert 0.0 < final["eval/rating/mse"] < 10.0 and final["eval/like/auc"] == final["eval/auc"], final

@@ -29,7 +29,9 @@ def test_every_field_has_default_and_help(cls):
     obj = cls()  # every field has a default
     for f in dataclasses.fields(cls):
         assert f.metadata.get("help"), f"{cls.__name__}.{f.name} lacks help"
-    assert dataclasses.asdict(obj) is not None
+    as_dict = dataclasses.asdict(obj)
+    assert list(as_dict) == [f.name for f in dataclasses.fields(cls)]
+    assert cls(**as_dict) == obj  # the defaults survive the dict round trip
 
 
 def test_list_defaults_are_not_shared():
