@@ -224,7 +224,8 @@ def test_default_first_tune_split_and_pruning_within_an_epoch(tmp_path, data_dir
     final = yaml.safe_load((tmp_path / "final" / "config.yaml").read_text())
     assert final["data"]["eval_path"].endswith("movielens-100k/test.parquet")
     assert final["trainer"]["optimizer"]["dense"]["lr"] == 0.05
-    assert json.loads((tmp_path / "final" / "metrics.json").read_text())["final"]["eval/auc"] > 0.5
+    # the shrunk 2-epoch run at lr 0.05 reaches eval AUC 0.62; an untrained DeepFM scores ~0.54
+    assert json.loads((tmp_path / "final" / "metrics.json").read_text())["final"]["eval/auc"] > 0.55
 
 
 def test_a_wrong_sweeper_knob_is_one_clear_error(tmp_path):

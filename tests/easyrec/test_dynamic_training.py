@@ -190,4 +190,6 @@ def test_cli_trains_exports_and_predicts_the_shipped_experiment(tmp_path: Path, 
              f"trainer.predict.checkpoint={run}", f"trainer.predict.output_path={out}/p.parquet",
              "data.limit_eval_rows=2000", f"hydra.run.dir={out}"], cwd=tmp_path)
     preds = pq.read_table(out / "p.parquet")
-    assert preds.num_rows > 0 and 0 < float(np.mean(preds.column("like").to_numpy())) < 1
+    # predict scores the whole eval file (data.limit_eval_rows limits evaluation only)
+    assert preds.num_rows == pq.ParquetFile(data_dir / "movielens-100k" / "test.parquet").metadata.num_rows
+    assert 0 < float(np.mean(preds.column("like").to_numpy())) < 1
