@@ -1,13 +1,17 @@
-"""Shared test helpers: compose the real config tree, shrink it, run the real CLI."""
+"""Shared test helpers: compose the real config tree, shrink it, run the real CLI, and small
+MovieLens-shaped data (fixtures ``movielens_table`` and ``movielens_split``)."""
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import pytest
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -50,3 +54,46 @@ def data_dir() -> Path:
     ensure_dataset("movielens-100k", path)
     ensure_dataset("adult", path)
     return Path(path) if path else Path.home() / ".cache" / "lingjie" / "datasets"
+
+
+def movielens_like(n: int, seed: int = 0) -> pa.Table:
+    """Rows with the prepared MovieLens columns and a learnable rating (no download needed).
+
+    Tests take it as the ``movielens_table`` fixture; a subprocess script imports it."""
+    import numpy as np
+    import pyarrow as pa
+
+    rng = np.random.default_rng(seed)
+    u = rng.integers(1, 200, n)
+    i = rng.integers(1, 500, n)
+    taste = np.sin(u * 0.7) + np.cos(i * 0.3)
+    rating = np.clip(np.round(3 + taste + rng.normal(0, 0.7, n)), 1, 5).astype(np.int64)
+    hist = [list(rng.integers(1, 500, rng.integers(0, 10))) for _ in range(n)]
+    return pa.table({
+        "user_id": u, "item_id": i, "rating": rating, "timestamp": np.arange(n, dtype=np.int64),
+        "gender": np.where(u % 2 == 0, "M", "F"), "age": (u % 50 + 15).astype(np.int64),
+        "occupation": np.array(["artist", "doctor", "other"])[u % 3], "zip_code": (u % 30).astype(str),
+        "genres": np.array(["Action|Comedy", "Drama", "Comedy|Romance|Drama"])[i % 3],
+        "release_year": (1950 + i % 50).astype(np.int64),
+        "hist_item_id": pa.array(hist, type=pa.list_(pa.int64())),
+    })
+
+
+@pytest.fixture(scope="session")
+def movielens_table() -> Callable[..., pa.Table]:
+    """A factory: ``movielens_table(n, seed=0)`` is n MovieLens-shaped rows, the same for the
+    same (n, seed)."""
+    return movielens_like
+
+
+@pytest.fixture(scope="module")
+def movielens_split(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """``(train, test)``: 3000 and 800 MovieLens-shaped rows (seeds 0 and 1) as Parquet files,
+    written once per test module (read them, do not change them)."""
+    import pyarrow.parquet as pq
+
+    dirpath = tmp_path_factory.mktemp("movielens_split")
+    train, test = dirpath / "train.parquet", dirpath / "test.parquet"
+    pq.write_table(movielens_like(3000, 0), train)
+    pq.write_table(movielens_like(800, 1), test)
+    return train, test
