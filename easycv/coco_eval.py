@@ -1,4 +1,4 @@
-"""COCO box mAP, written here and checked against hand-computed cases (tests/test_easycv_metrics.py).
+"""COCO box mAP, written here and checked against hand-computed cases (tests/easycv/test_metrics.py).
 
 Follows pycocotools' ``COCOeval`` for bounding boxes with area range "all" and
 ``maxDets=100``: per image and class, detections sorted by score (stable) and cut to

@@ -49,7 +49,7 @@ def test_env_callback_can_stop_the_fit(data_dir: Path, tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("callbacks, env, where", [
     ("[{_target_:no_such_module.Thing}]", None, "trainer.callbacks[0]._target_"),
-    (f"[{{_target_:tests.trainer.callback_probe.NotACallback}}]", None, "trainer.callbacks[0]._target_"),
+    ("[{_target_:tests.trainer.callback_probe.NotACallback}]", None, "trainer.callbacks[0]._target_"),
     ("[{path:x}]", None, "trainer.callbacks[0]"),
     ("[]", "not json", "LINGJIE_CALLBACKS"),
 ])
