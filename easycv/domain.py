@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from easycv.schema import CVRunSpec, validate_root
+from trainer.schema.group_file import GroupFile
 
 __all__ = ["recipe", "validate"]
 
@@ -23,3 +24,11 @@ def recipe(spec: CVRunSpec) -> Any:
     from easycv.recipe import CVRecipe
 
     return CVRecipe(spec)
+
+
+# the data group file listing every knob of this domain (python -m trainer.schema.defaults)
+CONFIG_FILES = (
+    GroupFile("data/cv_base.yaml", "easycv.schema:CVDataSpec",
+              "Every easycv data knob (domain: cv) with its default; image data sets include this "
+              "(`defaults: [cv_base, _self_]`) and override what differs. See README: easycv."),
+)

@@ -9,6 +9,7 @@ from typing import Any
 
 from easynlp.schema import NLPRunSpec
 from easynlp.validate import validate
+from trainer.schema.group_file import GroupFile
 
 __all__ = ["recipe", "validate"]
 
@@ -18,3 +19,11 @@ def recipe(spec: NLPRunSpec) -> Any:
     from easynlp.recipe import NLPRecipe
 
     return NLPRecipe(spec)
+
+
+# the data group file listing every knob of this domain (python -m trainer.schema.defaults)
+CONFIG_FILES = (
+    GroupFile("data/nlp_base.yaml", "easynlp.schema:NLPDataSpec",
+              "Every text-data knob (domain: nlp) with its default; text datasets include this "
+              "(`defaults: [nlp_base, _self_]`) and override what differs. See README: text models."),
+)

@@ -11,8 +11,9 @@ from typing import Any
 
 from easyrec.schema import RunSpec, validate
 from trainer.run_dir import RunDir
+from trainer.schema.group_file import GroupFile
 
-__all__ = ["EXTRA_MODES", "recipe", "validate"]
+__all__ = ["CONFIG_FILES", "EXTRA_MODES", "recipe", "validate"]
 
 
 def recipe(spec: RunSpec) -> Any:
@@ -29,3 +30,11 @@ def _stream(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
 
 
 EXTRA_MODES = {"stream": _stream}
+
+
+# the data group file listing every knob of this domain (python -m trainer.schema.defaults)
+CONFIG_FILES = (
+    GroupFile("data/base.yaml", "easyrec.data_spec:DataSpec",
+              "Every recommendation data knob (domain: rec) with its default; dataset files include this "
+              "(`defaults: [base, _self_]`) and override what differs."),
+)

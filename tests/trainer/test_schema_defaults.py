@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 
 from trainer.compose import CONFIGS
-from trainer.schema.defaults import GROUP_FILES, GroupFile, check, differences, render, spec_class
+from trainer.schema.defaults import GroupFile, check, differences, group_files, render, spec_class
+
+GROUP_FILES = group_files()
 
 ROOT = Path(__file__).resolve().parents[2]
 TRAINER = next(g for g in GROUP_FILES if g.path == "trainer/default.yaml")

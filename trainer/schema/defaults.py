@@ -21,7 +21,6 @@ import importlib
 import sys
 import textwrap
 import types
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
 
@@ -29,22 +28,14 @@ import yaml
 
 from lingjie.schema import to_plain, type_hints
 from trainer.compose import CONFIGS
+from trainer.schema.group_file import GroupFile
 
 WIDTH = 110  # longest generated line (comments wrap)
 COMMENT_COLUMN = 32  # trailing help comments start here when the line is shorter
 COMMAND = "python -m trainer.schema.defaults --write"
 
 
-@dataclass(frozen=True)
-class GroupFile:
-    """One config file that lists every knob of a dataclass, and what the file is for."""
-
-    path: str  # relative to configs/
-    spec: str  # "module:Class"; by name, so that trainer imports no domain package
-    about: str  # the file's opening comment
-
-
-GROUP_FILES: tuple[GroupFile, ...] = (
+TRAINER_FILES: tuple[GroupFile, ...] = (
     GroupFile("trainer/default.yaml", "trainer.schema.spec:TrainerSpec",
               "Every trainer knob with its default (see README: trainer reference)."),
     GroupFile("hardware/cpu.yaml", "trainer.schema.spec:HardwareSpec",
@@ -53,16 +44,18 @@ GROUP_FILES: tuple[GroupFile, ...] = (
     GroupFile("logger/default.yaml", "trainer.schema.spec:LoggerSpec", "Every logger knob with its default."),
     GroupFile("paths/default.yaml", "trainer.schema.spec:PathsSpec",
               "Where datasets, runs and their mirrors live; every paths knob with its default."),
-    GroupFile("data/base.yaml", "easyrec.data_spec:DataSpec",
-              "Every recommendation data knob (domain: rec) with its default; dataset files include this "
-              "(`defaults: [base, _self_]`) and override what differs."),
-    GroupFile("data/cv_base.yaml", "easycv.schema:CVDataSpec",
-              "Every easycv data knob (domain: cv) with its default; image data sets include this "
-              "(`defaults: [cv_base, _self_]`) and override what differs. See README: easycv."),
-    GroupFile("data/nlp_base.yaml", "easynlp.schema:NLPDataSpec",
-              "Every text-data knob (domain: nlp) with its default; text datasets include this "
-              "(`defaults: [nlp_base, _self_]`) and override what differs. See README: text models."),
 )
+
+
+def group_files() -> tuple[GroupFile, ...]:
+    """The shared groups' files, then each domain's (its module's ``CONFIG_FILES``, found by
+    name through trainer.domains: trainer imports no domain package)."""
+    from trainer.domains import DOMAINS, domain_module
+
+    files = list(TRAINER_FILES)
+    for name in DOMAINS:
+        files += getattr(domain_module(name), "CONFIG_FILES", ())
+    return tuple(files)
 
 
 def spec_class(group: GroupFile) -> type:
@@ -172,7 +165,7 @@ def check(configs: Path = CONFIGS) -> list[str]:
     """Problems of every group file under ``configs``: value differences first, then files
     whose text is not what ``--write`` renders (hand edits, stale comments)."""
     problems = []
-    for group in GROUP_FILES:
+    for group in group_files():
         path = configs / group.path
         text = path.read_text(encoding="utf-8") if path.exists() else ""
         found = differences(group, text)
@@ -185,7 +178,7 @@ def check(configs: Path = CONFIGS) -> list[str]:
 def write(configs: Path = CONFIGS) -> list[str]:
     """Render every group file under ``configs``; the paths that changed."""
     changed = []
-    for group in GROUP_FILES:
+    for group in group_files():
         path = configs / group.path
         text = render(group)
         if not path.exists() or path.read_text(encoding="utf-8") != text:
@@ -214,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(problems)} difference(s); the dataclass defaults are the truth: fix the dataclass "
               f"if the file was right, then run `{COMMAND}`", file=sys.stderr)
         return 1
-    print(f"{len(GROUP_FILES)} group files match the dataclass defaults")
+    print(f"{len(group_files())} group files match the dataclass defaults")
     return 0
 
 
