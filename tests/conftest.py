@@ -97,3 +97,15 @@ def movielens_split(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Pat
     pq.write_table(movielens_like(3000, 0), train)
     pq.write_table(movielens_like(800, 1), test)
     return train, test
+
+
+@pytest.fixture
+def one_torch_thread() -> Any:
+    """One torch intra-op thread for the test (restored after): small convolutions and table
+    ops on a busy 2-core machine run several times faster than with two competing threads."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -17,12 +17,7 @@ from tests.conftest import compose
 from lingjie.errors import ConfigError, DataError
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small ops: 1 intra-op thread is faster here
 
 
 def _png(path: Path, value: int, size: tuple[int, int] = (8, 8)) -> None:

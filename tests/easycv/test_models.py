@@ -17,13 +17,7 @@ from trainer.torch_backend.programs import load_program
 
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small convs on a busy 2-core machine: 1 intra-op thread is several times faster than 2."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small ops: 1 intra-op thread is faster here
 
 
 TINY_BACKBONE = {"stem_channels": 8, "widths": [8, 16], "depths": [1, 1]}

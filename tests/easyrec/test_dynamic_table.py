@@ -13,12 +13,7 @@ from easyrec.dynamic.rowopt import RowOptimizer
 from easyrec.dynamic.table import DynamicTable
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small ops: 1 intra-op thread is faster here
 
 
 def _table(dim: int = 4, opt: str | None = "adagrad", **kw) -> DynamicTable:

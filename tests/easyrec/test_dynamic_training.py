@@ -14,12 +14,7 @@ import torch
 from tests.conftest import SHRINK, compose, run_cli
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # small ops: 1 intra-op thread is faster here
 
 
 def _spec(tmp_path: Path, dynamic: bool = True, tight: bool = True, background: bool = True,
