@@ -59,7 +59,8 @@ class SweepSettings:
     pruner_args: dict[str, Any] = field(default_factory=dict)
     storage: str | None = None
     params: dict[str, Any] = field(default_factory=dict)
-    trial_overrides: list[str] = field(default_factory=list)
+    trial_overrides: list[str] = field(default_factory=lambda: ["trainer.export.enabled=false",
+                                                                "trainer.progress_bar=false"])
     trial_timeout_s: float | None = None
     max_epochs: int | None = None
     plots: bool = True

@@ -88,11 +88,11 @@ class LingjieOptunaSweeper(Sweeper):
             sampler_args=st.get("sampler_args") or {}, seed=st.get("seed"), pruner=str(st["pruner"]),
             pruner_args=st.get("pruner_args") or {}, storage=st.get("storage"), params=st.get("params") or {},
             trial_overrides=list(st.get("trial_overrides") or []), trial_timeout_s=st.get("trial_timeout_s"),
-            max_epochs=trainer_cfg.get("epochs"), plots=bool(st.get("plots", True)),
-            report_every_n_steps=st.get("report_every_n_steps"), enqueue_default=bool(st.get("enqueue_default", True)),
+            max_epochs=trainer_cfg.get("epochs"), plots=bool(st["plots"]),
+            report_every_n_steps=st.get("report_every_n_steps"), enqueue_default=bool(st["enqueue_default"]),
             tune_overrides=[str(o) for o in st.get("tune_overrides") or []],
-            seeds=st.get("seeds"), seed_key=str(st.get("seed_key") or "seed"),
-            average_last_epochs=st.get("average_last_epochs", 1), best_by=str(st.get("best_by") or "mean"))
+            seeds=st.get("seeds"), seed_key=str(st["seed_key"]),
+            average_last_epochs=st["average_last_epochs"], best_by=str(st["best_by"]))
         searched = {p for ps in targets(settings.params).values() for p in ps} | set(split_arguments(list(arguments))[1])
         settings.default_values = {p: _value(cfg, p) for p in searched}
         if len(settings.direction) == 1 and len(settings.optimize_metric) > 1:

@@ -498,3 +498,27 @@ def test_best_by_lower_bound_prefers_a_consistent_win_and_reports_the_gain_over_
     with pytest.raises(ConfigError, match="hydra.sweeper.best_by"):  # lower_bound needs seeds to spread over
         Sweep(SweepSettings(sweep_dir=Path("/nonexistent"), study_name="s", optimize_metric=["eval/auc"],
                             direction=["maximize"], params={"lr": [0.1]}, best_by="lower_bound"), [], Path("."))
+
+
+def test_sweeper_knobs_have_one_default() -> None:
+    """The Hydra plugin's structured config (what `hydra.sweeper.*` shows and composes) and the
+    sweep's own settings must agree on every default they share: a knob defaulted differently
+    in two places fails here."""
+    import dataclasses
+
+    from automl.sweeper import SweepSettings
+    from hydra_plugins.lingjie_optuna_sweeper.lingjie_optuna_sweeper import LingjieOptunaSweeperConf
+
+    def defaults(cls: type) -> dict[str, Any]:
+        out = {}
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING:
+                out[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                out[f.name] = f.default_factory()
+        return out
+
+    plugin, settings = defaults(LingjieOptunaSweeperConf), defaults(SweepSettings)
+    shared = sorted(set(plugin) & set(settings))
+    assert len(shared) >= 15, shared  # the check compares the real knobs, not an empty set
+    assert {k: plugin[k] for k in shared} == {k: settings[k] for k in shared}
