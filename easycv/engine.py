@@ -16,8 +16,8 @@ from dataio.atomic import atomic_write_bytes, atomic_write_json
 from trainer.distributed import DistContext
 from trainer.schema.spec import TrainerSpec
 from trainer.torch_backend.engine import TorchEngine, as_float, to_host
+from trainer.torch_backend.programs import PROGRAM_FILES
 
-PROGRAM_FILES = {"torchscript": "model.torchscript.pt", "torch_export": "model.pt2"}
 
 
 class ModelEMA:
@@ -109,13 +109,6 @@ class CVEngine(TorchEngine):
                 self.ema.load_state_dict(state["ema"])
             else:  # a checkpoint without EMA: start the average from its weights
                 self.ema.module.load_state_dict(state["model"])
-
-    def export(self, pipeline: Any, example: Any, out_dir: Path, fmt: str, task_types: dict[str, str],
-               extra_meta: dict[str, Any]) -> Path:
-        """Engine.export: ``pipeline`` is the eval transforms' easycv.data.transforms.Pipeline (its
-        normalize step is baked in), ``example`` a float image batch [B, C, H, W] in 0..1."""
-        normalize = pipeline.normalize if pipeline is not None else None
-        return self.export_cv(out_dir, fmt, example, normalize, int(example.shape[1]), extra_meta)
 
     def export_cv(self, out_dir: Path, fmt: str, example: torch.Tensor, normalize: Any, channels: int,
                   meta: dict[str, Any]) -> Path:

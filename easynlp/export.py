@@ -23,8 +23,7 @@ import numpy as np
 import torch
 
 from dataio.atomic import atomic_write_bytes, atomic_write_json
-
-PROGRAM_FILES = {"torchscript": "model.torchscript.pt", "torch_export": "model.pt2"}
+from trainer.torch_backend.programs import PROGRAM_FILES
 
 
 def _example(batch: int = 2, length: int = 16) -> tuple[torch.Tensor, ...]:

@@ -2,8 +2,8 @@
 
 Rank 0 prepares the bundled data and the pretrained encoder (``model.pretrained``), then fits
 the tokenizer and the label vocabulary on the train split (:mod:`easynlp.text_state`); every
-rank uses the identical state. The shared TrainLoop runs on a TextEngine (trainer's TorchEngine:
-DDP, autocast, schedulers; plus the text export). metrics.json adds the task, the token counts
+rank uses the identical state. The shared TrainLoop runs on trainer's TorchEngine (DDP,
+autocast, schedulers); the export writes the network with the tokenizer. metrics.json adds the task, the token counts
 (padding waste, tokens/s) and the padding policy. A checkpoint's meta holds the config and the
 text state (``"domain": "nlp"``), so evaluate / predict / export rebuild everything from the
 checkpoint alone (:mod:`easynlp.restore`).
@@ -18,7 +18,7 @@ from easynlp.inputs import make_encoder, make_loader
 from easynlp.restore import make_engine, new_model, plain_config
 from easynlp.text_state import TextState, fit_text_state, resolve_pretrained
 from trainer.engine import Engine
-from trainer.lifecycle import Loaders, Recipe, Restored
+from trainer.lifecycle import Loaders, Recipe, Restored, batches_per_epoch
 from trainer.metric_report import TaskMetrics
 from trainer.process import ensure_data
 from trainer.run_dir import RunDir
@@ -26,16 +26,12 @@ from trainer.run_dir import RunDir
 log = logging.getLogger("lingjie.nlp")
 
 
-def _steps(rows: int | None, batch_size: int) -> int | None:
-    return -(-rows // batch_size) if rows else None
-
-
 def _limited(rows: int | None, limit: int | None) -> int | None:
     return min(rows, limit) if rows and limit else rows
 
 
 class NLPRecipe(Recipe):
-    """TextState (tokenizer + labels) -> TextLoader (bucketed padding) -> text model on TextEngine."""
+    """TextState (tokenizer + labels) -> TextLoader (bucketed padding) -> text model on TorchEngine."""
 
     domain = "nlp"
 
@@ -71,8 +67,8 @@ class NLPRecipe(Recipe):
         evl = make_loader(spec, self.encoder, data.eval_path, train=False, dist=dist) if data.eval_path else None
         rows = _limited(self.state.train_rows, data.limit_train_rows)
         eval_rows = _limited(evl.source.count_rows() if evl is not None else None, data.limit_eval_rows)
-        return Loaders(train, evl, _steps(-(-rows // dist.world_size) if rows else None, data.batch_size),
-                       _steps(eval_rows, data.eval_batch_size))
+        return Loaders(train, evl, batches_per_epoch(rows, data.batch_size, dist.world_size),
+                       batches_per_epoch(eval_rows, data.eval_batch_size))
 
     def build_engine(self, device: str, total_steps: int, dist: Any, loaders: Loaders) -> Engine:
         root, data = self.spec.root, self.spec.root.data
@@ -152,6 +148,8 @@ class NLPRecipe(Recipe):
                 "text_column": data.text_column, "text_pair_column": data.text_pair_column,
                 "tokenizer_kind": state.tokenizer_kind, "arch": state.arch}
         fmt = spec.root.trainer.export.format
-        out = restored.engine.export(state, None, run.export, fmt, spec.task_types, meta)
+        from easynlp.export import export_text_model
+
+        out = export_text_model(restored.engine.model, state.tokenizer_json, run.export, fmt, meta)
         log.info("exported %s program to %s", fmt, out)
         return out

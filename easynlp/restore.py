@@ -30,12 +30,13 @@ def new_model(spec: NLPRunSpec, state: TextState) -> Any:
 
 
 def make_engine(model: Any, trainer: Any, device: str, total_steps: int, dist: Any, precision: str) -> Any:
-    """``model`` on a TextEngine (trainer None: no optimizers, for inference)."""
+    """``model`` on trainer's TorchEngine (trainer None: no optimizers, for inference); a text
+    batch converts itself to model inputs (``TextBatch.to_torch``)."""
     import torch
 
-    from easynlp.engine import TextEngine
+    from trainer.torch_backend.engine import TorchEngine
 
-    return TextEngine(model, trainer, torch.device(device), total_steps, dist, precision)
+    return TorchEngine(model, trainer, torch.device(device), total_steps, dist, precision)
 
 
 def plain_config(spec: NLPRunSpec) -> dict[str, Any]:

@@ -90,8 +90,3 @@ def count_rows(src: Any, limit: int | None) -> int | None:
     if total is None:
         return None
     return min(total, limit) if limit else total
-
-
-def steps(rows: int | None, batch_size: int) -> int | None:
-    """Batches of ``rows`` rows (None when the row count is unknown)."""
-    return -(-rows // batch_size) if rows else None

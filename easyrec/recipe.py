@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from dataio.sharding import shard_limit
-from easyrec.data import count_rows, fit_pipeline, make_loader, make_pipeline, make_source, steps
+from easyrec.data import count_rows, fit_pipeline, make_loader, make_pipeline, make_source
 from lingjie.errors import ConfigError
 from trainer.engine import Engine
-from trainer.lifecycle import Loaders, Recipe, Restored
+from trainer.lifecycle import Loaders, Recipe, Restored, batches_per_epoch
 from trainer.run_dir import RunDir
 
 log = logging.getLogger("lingjie")
@@ -83,10 +83,10 @@ class RecRecipe(Recipe):
         eval_loader = make_loader(spec, self.pipeline, data.eval_path, train=False, dist=dist) \
             if data.eval_path else None
         train_rows = count_rows(self._train_src, data.limit_train_rows)
-        eval_steps = steps(count_rows(eval_loader.source, data.limit_eval_rows), data.eval_batch_size) \
+        eval_steps = batches_per_epoch(count_rows(eval_loader.source, data.limit_eval_rows), data.eval_batch_size) \
             if eval_loader else None
         return Loaders(self._train_loader, eval_loader,
-                       steps(-(-train_rows // dist.world_size) if train_rows else None, data.batch_size), eval_steps)
+                       batches_per_epoch(train_rows, data.batch_size, dist.world_size), eval_steps)
 
     def build_engine(self, device: str, total_steps: int, dist: Any, loaders: Loaders) -> Engine:
         from easyrec.restore import make_engine

@@ -80,6 +80,7 @@ class StreamRun:
             log.info("resumed from %s at offsets %s", ckpt.name, self.meta["stream"]["offsets"])
         self.offsets = dict(self.source.positions())  # before anything is consumed (the warm-up reads ahead)
         self.engine: Any = None
+        self.extra: dict[str, Any] = {}  # config + feature state, inside every checkpoint
         self.started = self.last_ckpt_time = time.monotonic()
 
     def start(self) -> Iterator:

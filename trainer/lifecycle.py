@@ -145,6 +145,12 @@ class Recipe(ABC):
         """Write a self-contained serving export into ``run.export``; returns it."""
 
 
+def batches_per_epoch(rows: int | None, batch_size: int, world_size: int = 1) -> int | None:
+    """Batches one rank trains per epoch when ``rows`` are sharded over ``world_size`` ranks
+    (None when the row count is unknown): sizes the progress bar and the LR schedule."""
+    return -(-(-(-rows // world_size)) // batch_size) if rows else None
+
+
 def run_metrics(loop: Any, root: Any, model: str, backend: str, engine: Any, world_size: int,
                 bad_rows: dict[str, int], final: bool, **extra: Any) -> dict[str, Any]:
     """The metrics.json body every domain writes: the run's identity, the loop's progress and
@@ -173,10 +179,10 @@ def run_metrics(loop: Any, root: Any, model: str, backend: str, engine: Any, wor
     return out
 
 
-def _callbacks(recipe: Recipe, run: RunDir, body: Any) -> list[Callback]:
+def _callbacks(recipe: Recipe, run: RunDir, metrics_file: MetricsFile) -> list[Callback]:
     """metrics.json, TensorBoard and the remote mirror, then the user's and the environment's."""
     root = recipe.spec.root
-    callbacks: list[Callback] = [MetricsFile(run.metrics, body)]
+    callbacks: list[Callback] = [metrics_file]
     if root.logger.tensorboard:
         callbacks.append(TensorBoard(run.tensorboard))
     if root.paths.remote_dir:
@@ -200,8 +206,10 @@ def _state_and_loaders(recipe: Recipe, run: RunDir, dist: Any, resumed: bool) ->
     return ckpt, recipe.loaders(dist)
 
 
-def _make_loop(recipe: Recipe, run: RunDir, dist: Any, device: str, loaders: Loaders) -> Any:
-    """The engine and the TrainLoop around it, with every callback attached."""
+def _make_loop(recipe: Recipe, run: RunDir, dist: Any, device: str,
+               loaders: Loaders) -> tuple[Any, MetricsFile]:
+    """The engine and the TrainLoop around it, with every callback attached; the metrics.json
+    writer is returned too (the lifecycle writes the final metrics after the fit)."""
     from trainer.loop import TrainLoop
 
     root, spec = recipe.spec.root, recipe.spec
@@ -215,10 +223,11 @@ def _make_loop(recipe: Recipe, run: RunDir, dist: Any, device: str, loaders: Loa
         return run_metrics(loop, root, spec.model.name, recipe.backend, engine, dist.world_size,
                            recipe.bad_rows(loaders), final, **recipe.metrics_extra(loop, loaders, final))
 
+    metrics_file = MetricsFile(run.metrics, body)
     loop = TrainLoop(engine, root.trainer, loaders.train, loaders.eval, spec.task_types, run,
-                     loaders.steps_per_epoch, recipe.checkpoint_meta(), _callbacks(recipe, run, body),
+                     loaders.steps_per_epoch, recipe.checkpoint_meta(), _callbacks(recipe, run, metrics_file),
                      recipe.recall_k(), loaders.eval_steps, dist, recipe.task_metrics())
-    return loop
+    return loop, metrics_file
 
 
 def train(recipe: Recipe, run: RunDir, config_yaml: str, resumed: bool) -> Path:
@@ -227,7 +236,7 @@ def train(recipe: Recipe, run: RunDir, config_yaml: str, resumed: bool) -> Path:
 
     dist, device = start_training_process(recipe.spec, run, config_yaml)
     ckpt, loaders = _state_and_loaders(recipe, run, dist, resumed)
-    loop = _make_loop(recipe, run, dist, device, loaders)
+    loop, metrics_file = _make_loop(recipe, run, dist, device, loaders)
     if ckpt is not None:
         loop.resume_from(ckpt)
         log.info("resumed from %s (epoch %d, step %d)", ckpt.name, loop.progress.epoch + 1,
@@ -238,9 +247,7 @@ def train(recipe: Recipe, run: RunDir, config_yaml: str, resumed: bool) -> Path:
         recipe.close(loaders)
     recipe.after_fit(loop, loaders, dist)
     if dist.is_main:
-        for cb in loop.callbacks:
-            if isinstance(cb, MetricsFile):
-                cb.write(True)
+        metrics_file.write(True)
     dist.barrier()
     if dist.is_main:
         if recipe.spec.root.trainer.export.enabled:

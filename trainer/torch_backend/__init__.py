@@ -1,1 +1,2 @@
-"""The PyTorch backend: train loop, evaluation, checkpoints and export for easyrec models."""
+"""The PyTorch backend shared by every domain: the engine (steps, optimizers, DDP, autocast,
+checkpoints), optimizers and schedules, tensors, fast paths and exported programs."""
