@@ -11,6 +11,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from lingjie.faults import fault_point
+
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write via a temp file in the same directory + fsync + rename: never a torn file."""
@@ -21,6 +23,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        fault_point(f"write {path.name}")
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

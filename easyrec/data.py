@@ -10,6 +10,7 @@ from typing import Any
 
 from dataio.sharding import shard_limit
 from lingjie.errors import ConfigError
+from lingjie.faults import fault_point
 
 log = logging.getLogger("lingjie")
 
@@ -80,8 +81,14 @@ def fit_pipeline(spec: Any, pipeline: Any) -> Any:
     """Fit ``pipeline`` on the train split (``data.fit_rows`` or the train limit); returns it."""
     data = spec.root.data
     src = make_source(spec, data.train_path, pipeline, with_labels=True)
-    pipeline.fit(src.iter_batches(data.read_rows, limit_rows=data.fit_rows or data.limit_train_rows))
+    pipeline.fit(_with_fault_point(src.iter_batches(data.read_rows, limit_rows=data.fit_rows or data.limit_train_rows)))
     return pipeline
+
+
+def _with_fault_point(batches: Any) -> Any:
+    for batch in batches:
+        yield batch
+        fault_point("feature_fit")
 
 
 def count_rows(src: Any, limit: int | None) -> int | None:

@@ -22,6 +22,7 @@ from typing import Any
 
 from dataio.atomic import atomic_write_bytes, atomic_write_json
 from lingjie.errors import ConfigError
+from lingjie.faults import fault_point
 from trainer.callbacks import Callback, MetricsFile, TensorBoard, instantiate_callbacks
 from trainer.engine import Engine
 from trainer.metric_report import TaskMetrics
@@ -255,6 +256,7 @@ def train(recipe: Recipe, run: RunDir, config_yaml: str, resumed: bool) -> Path:
             if best:
                 recipe.load_best(loop.engine, best[0])
             recipe.export(recipe.trained(loop.engine), run)
+            fault_point("export")
         atomic_write_bytes(run.done_marker, b"")
         loop.notify_run_end()
         final = loop.progress.history[-1] if loop.progress.history else {}

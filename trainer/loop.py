@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from lingjie.errors import ConfigError
+from lingjie.faults import fault_point
 from trainer.callbacks import Callback
 from trainer.distributed import DistContext
 from trainer.engine import Engine
@@ -69,6 +70,7 @@ def evaluate(engine: Engine, loader: Any, task_types: dict[str, str], limit_batc
         if limit_batches is not None and i >= limit_batches:
             break
         loss, preds, hits = engine.eval_step(batch, list(recall))
+        fault_point("eval_step")
         loss_sum += loss * batch.size
         loss_n += batch.size
         collector.add({k: v for k, v in preds.items() if k in task_types}, batch.labels,
@@ -270,6 +272,7 @@ class TrainLoop:
             every = spec.checkpoint.every_n_steps
             if every and p.global_step % every == 0:
                 self.checkpoint(f"step-{p.global_step:08d}")
+            fault_point("train_step")
             if self._notify("on_train_step", loss) or self._max_steps_reached():
                 break
 
