@@ -2,7 +2,7 @@
 
 Training writes locally (fast, atomic renames), and rank 0 publishes every durable piece to
 ``<remote_dir>/<experiment>/<run>/``: each checkpoint as it is written (a TF checkpoint's
-files first, its ``meta.pkl`` last), then the ``latest`` pointer, the metrics, the feature
+files first, its ``meta.json`` last), then the ``latest`` pointer, the metrics, the feature
 state and the export. Every object is published whole (one PUT or a multipart upload on OSS,
 temp file + rename on HDFS; dataio.remote_atomic), so a reader never sees a torn file, and a
 machine lost mid-run leaves a remote copy to resume from: ``trainer.resume=<remote run URL>``
@@ -16,6 +16,7 @@ from typing import Any
 
 from dataio.remote_atomic import atomic_upload
 from trainer.callbacks import Callback
+from trainer.checkpoint_io import META_FILE
 from trainer.run_dir import RunDir
 
 log = logging.getLogger("lingjie.remote")
@@ -33,9 +34,9 @@ class RemoteMirror:
         return f"{self.base}/{local.relative_to(self.run.root).as_posix()}"
 
     def push(self, local: Path) -> None:
-        """One file, or a directory tree (``meta.pkl`` last: it marks a TF checkpoint complete)."""
+        """One file, or a directory tree (``meta.json`` last: it marks a TF checkpoint complete)."""
         if local.is_dir():
-            files = sorted((p for p in local.rglob("*") if p.is_file()), key=lambda p: (p.name == "meta.pkl", str(p)))
+            files = sorted((p for p in local.rglob("*") if p.is_file()), key=lambda p: (p.name == META_FILE, str(p)))
             for f in files:
                 atomic_upload(f, self.url_of(f), self.storage_options)
         elif local.exists():
