@@ -107,3 +107,16 @@ def test_pull_replaces_a_local_copy_without_checkpoint(tmp_path: Path, remote) -
     pull_run(f"memory://{base}", local)
     assert local.config.read_bytes() == b"a: 1\n" and local.latest_checkpoint() is not None
     assert sorted(p.name for p in local.root.parent.iterdir()) == ["run-a"]
+
+
+@pytest.mark.parametrize("url", ["oss://bucket/runs/..", "oss://bucket/runs/../", "oss://bucket/runs/.run"])
+def test_resume_url_must_end_in_a_run_name(tmp_path: Path, url: str) -> None:
+    from types import SimpleNamespace
+
+    from trainer.process import _pull_remote_run
+
+    root = SimpleNamespace(paths=SimpleNamespace(output_root=str(tmp_path / "out")), experiment_name="exp",
+                           data=SimpleNamespace(storage_options=None))
+    with pytest.raises(DataError, match="run's directory name"):
+        _pull_remote_run(SimpleNamespace(root=root), url)
+    assert not (tmp_path / "out").exists()
