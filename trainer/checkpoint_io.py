@@ -61,7 +61,7 @@ def to_safe(obj: Any) -> Any:
         items = [(k, to_safe(v)) for k, v in obj.items()]
         if all(new is old for (_, new), old in zip(items, obj.values())):
             return obj
-        return type(obj)(items)
+        return _rebuilt(obj, items)
     if isinstance(obj, (list, tuple)):
         out = [to_safe(v) for v in obj]
         if all(new is old for new, old in zip(out, obj)):
@@ -73,6 +73,15 @@ def to_safe(obj: Any) -> Any:
                     "(only tensors, numpy arrays and plain data load without running code)")
 
 
+def _rebuilt(obj: dict, items: list[tuple[Any, Any]]) -> dict:
+    """A dict of ``obj``'s type with new items and ``obj``'s attributes (a module
+    ``state_dict``'s ``_metadata`` holds the module versions ``load_state_dict`` reads)."""
+    out = type(obj)(items)
+    if getattr(obj, "__dict__", None):
+        out.__dict__.update(obj.__dict__)
+    return out
+
+
 def from_safe(obj: Any) -> Any:
     """The inverse of :func:`to_safe`: tagged forms become numpy arrays (0-d: numpy scalars)
     again, bit for bit; everything else is returned as it is."""
@@ -82,7 +91,7 @@ def from_safe(obj: Any) -> Any:
         items = [(k, from_safe(v)) for k, v in obj.items()]
         if all(new is old for (_, new), old in zip(items, obj.values())):
             return obj
-        return type(obj)(items)
+        return _rebuilt(obj, items)
     if isinstance(obj, (list, tuple)):
         out = [from_safe(v) for v in obj]
         if all(new is old for new, old in zip(out, obj)):

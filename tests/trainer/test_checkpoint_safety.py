@@ -184,3 +184,16 @@ def test_fsync_dir_ignores_einval_only(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(atomic.os, "fsync", failing(errno.EIO))
     with pytest.raises(OSError):
         atomic.fsync_dir(tmp_path)
+
+
+def test_rebuilt_state_dict_keeps_module_versions() -> None:
+    """A model state_dict with a numpy value inside (a dynamic table's extra state may hold
+    one) is rebuilt by to_safe/from_safe: its _metadata (module versions) must survive."""
+    sd = torch.nn.BatchNorm1d(3).state_dict()
+    sd["table._extra_state"] = {"stats": {"hits": np.int64(5)}}
+    buf = io.BytesIO()
+    torch.save(to_safe(sd), buf)
+    buf.seek(0)
+    back = from_safe(torch.load(buf, weights_only=True))
+    assert back._metadata == sd._metadata and back["table._extra_state"]["stats"]["hits"] == np.int64(5)
+    assert isinstance(back["table._extra_state"]["stats"]["hits"], np.int64)
