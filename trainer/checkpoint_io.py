@@ -37,9 +37,16 @@ def checkpoint_backend(path: Path) -> str:
     return "tf" if path.suffix == TF_SUFFIX else "torch"
 
 
-def _is_plain(obj: Any) -> bool:
-    """Values both ``torch.load(weights_only=True)`` and JSON take as they are."""
-    return obj is None or isinstance(obj, (bool, int, float, str))
+PLAIN_TYPES = (type(None), bool, int, float, str)
+
+
+def _plain_scalar(obj: Any) -> Any:
+    """``obj`` as an exact bool/int/float/str (a subclass, e.g. an IntEnum or a str enum, would be
+    pickled by its class name, which weights_only refuses), or None when it is not a scalar."""
+    for base in (bool, int, float):
+        if isinstance(obj, base):
+            return base(obj)
+    return str.__str__(obj) if isinstance(obj, str) else None
 
 
 def to_safe(obj: Any) -> Any:
@@ -49,9 +56,9 @@ def to_safe(obj: Any) -> Any:
     (an OrderedDict carrying ``_metadata``) passes through as the same object. Anything that
     would need pickle to load (a class instance, a function) raises ``TypeError`` here, at
     save time, instead of making a checkpoint that cannot be read."""
-    if _is_plain(obj):
+    if type(obj) in PLAIN_TYPES:
         return obj
-    if isinstance(obj, (np.ndarray, np.generic)):
+    if isinstance(obj, (np.ndarray, np.generic)):  # before scalars: np.float64 is a float subclass
         arr = np.asarray(obj)
         if arr.dtype.hasobject:
             return {NDARRAY_TAG: "O", "shape": list(arr.shape), "data": [to_safe(x) for x in arr.ravel().tolist()]}
@@ -69,6 +76,9 @@ def to_safe(obj: Any) -> Any:
         return type(obj)(out)
     if type(obj).__module__.split(".")[0] == "torch":  # tensors, dtypes, sizes, devices
         return obj
+    plain = _plain_scalar(obj)
+    if plain is not None:
+        return plain
     raise TypeError(f"a checkpoint cannot hold a {type(obj).__module__}.{type(obj).__name__} "
                     "(only tensors, numpy arrays and plain data load without running code)")
 

@@ -38,6 +38,7 @@ def _numpy_meta() -> dict:
             "train_collector": {"preds": {"ctr": np.array([0.25, np.nan, 1e-30], np.float32)},
                                 "groups": np.arange(4, dtype=np.uint64).reshape(2, 2), "none": None},
             "vocab": np.array(["a", "ü", None], dtype=object), "scalar": np.int16(-3), "flag": np.bool_(True),
+            "history": [{"eval/auc": np.float64(0.75)}],  # np.float64 is a float subclass: still tagged
             "config": {"lr": 0.1, "layers": [64, 32], "name": "x"}}
 
 
@@ -82,6 +83,13 @@ def test_numpy_state_round_trips_exactly_through_torch_and_json() -> None:
 def test_to_safe_passes_tensors_through_and_rejects_objects_at_save_time() -> None:
     sd = torch.nn.BatchNorm1d(3).state_dict()
     assert to_safe(sd) is sd and from_safe(sd) is sd  # _metadata (module versions) kept
+    import enum
+
+    class Kind(str, enum.Enum):
+        A = "a"
+
+    safe = to_safe({"kind": Kind.A, "n": enum.IntEnum("N", "X").X})
+    assert type(safe["kind"]) is str and type(safe["n"]) is int  # subclasses would pickle their class
     with pytest.raises(TypeError, match="_Payload"):
         to_safe({"meta": {"x": _Payload(Path("unused"))}})
 
