@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import pickle
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,7 @@ def checkpoint_backend(path: Path) -> str:
 
 
 PLAIN_TYPES = (type(None), bool, int, float, str)
+SAFE_DICTS = (dict, OrderedDict)  # dict types torch.load(weights_only=True) rebuilds
 
 
 def _plain_scalar(obj: Any) -> Any:
@@ -64,18 +66,19 @@ def to_safe(obj: Any) -> Any:
             return {NDARRAY_TAG: "O", "shape": list(arr.shape), "data": [to_safe(x) for x in arr.ravel().tolist()]}
         return {NDARRAY_TAG: arr.dtype.str, "shape": list(arr.shape),
                 "data": base64.b64encode(np.ascontiguousarray(arr).tobytes()).decode("ascii")}
+    if type(obj).__module__.split(".")[0] == "torch":  # tensors, dtypes, sizes, devices
+        return obj
     if isinstance(obj, dict):
-        items = [(k, to_safe(v)) for k, v in obj.items()]
-        if all(new is old for (_, new), old in zip(items, obj.values())):
+        items = [(_safe_key(k), to_safe(v)) for k, v in obj.items()]
+        if type(obj) in SAFE_DICTS and all(nk is k and nv is v for (nk, nv), (k, v) in zip(items, obj.items())):
             return obj
         return _rebuilt(obj, items)
     if isinstance(obj, (list, tuple)):
         out = [to_safe(v) for v in obj]
-        if all(new is old for new, old in zip(out, obj)):
+        cls = list if isinstance(obj, list) else tuple  # a namedtuple / list subclass: its plain base
+        if type(obj) is cls and all(new is old for new, old in zip(out, obj)):
             return obj
-        return type(obj)(out)
-    if type(obj).__module__.split(".")[0] == "torch":  # tensors, dtypes, sizes, devices
-        return obj
+        return cls(out)
     plain = _plain_scalar(obj)
     if plain is not None:
         return plain
@@ -83,10 +86,23 @@ def to_safe(obj: Any) -> Any:
                     "(only tensors, numpy arrays and plain data load without running code)")
 
 
+def _safe_key(key: Any) -> Any:
+    """A dict key the unpickler accepts: numpy / subclassed scalars become exact Python ones."""
+    if type(key) in PLAIN_TYPES or isinstance(key, tuple):
+        return key
+    if isinstance(key, np.generic):
+        return key.item()
+    plain = _plain_scalar(key)
+    if plain is None:
+        raise TypeError(f"a checkpoint cannot hold a dict key of type {type(key).__name__}")
+    return plain
+
+
 def _rebuilt(obj: dict, items: list[tuple[Any, Any]]) -> dict:
-    """A dict of ``obj``'s type with new items and ``obj``'s attributes (a module
-    ``state_dict``'s ``_metadata`` holds the module versions ``load_state_dict`` reads)."""
-    out = type(obj)(items)
+    """A dict (an OrderedDict stays one) with new items and ``obj``'s attributes (a module
+    ``state_dict``'s ``_metadata`` holds the module versions ``load_state_dict`` reads); other
+    dict subclasses (defaultdict, ...) become plain dicts: the unpickler refuses their class."""
+    out = (type(obj) if type(obj) in SAFE_DICTS else dict)(items)
     if getattr(obj, "__dict__", None):
         out.__dict__.update(obj.__dict__)
     return out

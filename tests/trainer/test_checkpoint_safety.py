@@ -4,6 +4,7 @@ predictions) survives exactly; a file carrying a pickle payload is refused in on
 its payload never runs; atomic writes make the rename itself durable."""
 from __future__ import annotations
 
+import collections
 import errno
 import io
 import json
@@ -88,8 +89,13 @@ def test_to_safe_passes_tensors_through_and_rejects_objects_at_save_time() -> No
     class Kind(str, enum.Enum):
         A = "a"
 
-    safe = to_safe({"kind": Kind.A, "n": enum.IntEnum("N", "X").X})
-    assert type(safe["kind"]) is str and type(safe["n"]) is int  # subclasses would pickle their class
+    point = collections.namedtuple("point", "x y")
+    safe = to_safe({"kind": Kind.A, "n": enum.IntEnum("N", "X").X, "p": point(1, 2),
+                    "counts": collections.defaultdict(int, {np.int64(3): 1})})
+    buf = io.BytesIO()
+    torch.save(safe, buf)  # every class here would be refused by the weights_only unpickler
+    buf.seek(0)
+    assert torch.load(buf, weights_only=True) == {"kind": "a", "n": 1, "p": (1, 2), "counts": {3: 1}}
     with pytest.raises(TypeError, match="_Payload"):
         to_safe({"meta": {"x": _Payload(Path("unused"))}})
 
