@@ -211,3 +211,39 @@ def test_rebuilt_state_dict_keeps_module_versions() -> None:
     back = from_safe(torch.load(buf, weights_only=True))
     assert back._metadata == sd._metadata and back["table._extra_state"]["stats"]["hits"] == np.int64(5)
     assert isinstance(back["table._extra_state"]["stats"]["hits"], np.int64)
+
+
+def test_tf_checkpoint_is_json_and_fsynced_before_and_after_the_rename(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """The TF engine's save (checkpoint half only): meta.json, every file fsynced inside the
+    temp dir before the rename, the checkpoints dir after it; restore reads the same meta."""
+    tf = pytest.importorskip("tensorflow")
+    from easyrec.tf_backend import engine as tf_engine
+    from trainer.run_dir import RunDir
+
+    events: list[str] = []
+    real_tree, real_dir = tf_engine.fsync_tree, tf_engine.fsync_dir
+
+    def tree(root: Path) -> None:
+        events.append(f"tree {sorted(p.name for p in Path(root).iterdir())}")
+        real_tree(root)
+
+    def directory(d: Path) -> None:
+        events.append(f"dir {Path(d).name} {sorted(p.name for p in Path(d).iterdir() if p.suffix == '.tfckpt')}")
+        real_dir(d)
+
+    monkeypatch.setattr(tf_engine, "fsync_tree", tree)
+    monkeypatch.setattr(tf_engine, "fsync_dir", directory)
+    engine = tf_engine.TFEngine.__new__(tf_engine.TFEngine)
+    engine.is_chief, engine.optimizers = True, {}
+    engine.ckpt = tf.train.Checkpoint(v=tf.Variable([1.0, 2.0]))
+    run = RunDir(tmp_path / "run")
+    path = engine.save(run, "epoch-0001", _numpy_meta())
+    assert events == ["tree ['meta.json', 'vars.data-00000-of-00001', 'vars.index']",
+                      "dir checkpoints ['epoch-0001.tfckpt']"]
+    assert sorted(p.name for p in path.iterdir()) == ["meta.json", "vars.data-00000-of-00001", "vars.index"]
+    assert run.latest_checkpoint() == path
+    engine.ckpt.v.assign([0.0, 0.0])
+    meta = engine.restore(path)
+    _assert_same({k: v for k, v in _numpy_meta().items() if k != "rng"}, {k: v for k, v in meta.items() if k != "rng"})
+    assert engine.ckpt.v.numpy().tolist() == [1.0, 2.0]
