@@ -79,7 +79,7 @@ class MirrorCallback(Callback):
             self.mirror.push(path)
 
 
-RUN_FILES = ("config.yaml", "metrics.json", "feature_state.json")
+RUN_FILES = ("metrics.json", "feature_state.json", "config.yaml")  # config last: see _download
 PULL_PREFIX = ".pull-"  # <parent>/.<run name>.pull-XXXX: a pull in progress (or killed mid-way)
 
 
@@ -120,25 +120,25 @@ def pull_run(remote_run: str, local: RunDir, storage_options: dict | None = None
 
 
 def _download(fs: Any, base: str, staged: RunDir, name: str | None) -> None:
-    """The run files, then the checkpoint, then the pointer (last, as the mirror writes it)."""
+    """The checkpoint, its pointer, then the run files with config.yaml last: the temp dir of a
+    killed pull has no config.yaml, so ``trainer.run_dir.find_runs`` never offers it for resume."""
     staged.create()
+    if name is not None:
+        remote_ckpt = f"{base}/checkpoints/{name}"
+        if fs.isdir(remote_ckpt):
+            for path in fs.find(remote_ckpt):
+                rel = Path(path[len(remote_ckpt) + 1:])
+                if not path.startswith(f"{remote_ckpt}/") or rel.is_absolute() or ".." in rel.parts:
+                    raise DataError(f"a checkpoint file outside its directory: {path}", file=remote_ckpt)
+                target = staged.checkpoints / name / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(fs.cat_file(path))
+        else:
+            (staged.checkpoints / name).write_bytes(fs.cat_file(remote_ckpt))
+        (staged.checkpoints / "latest").write_text(name)
     for rel in RUN_FILES:
         if fs.exists(f"{base}/{rel}"):
             (staged.root / rel).write_bytes(fs.cat_file(f"{base}/{rel}"))
-    if name is None:
-        return
-    remote_ckpt = f"{base}/checkpoints/{name}"
-    if fs.isdir(remote_ckpt):
-        for path in fs.find(remote_ckpt):
-            rel = Path(path[len(remote_ckpt) + 1:])
-            if not path.startswith(f"{remote_ckpt}/") or rel.is_absolute() or ".." in rel.parts:
-                raise DataError(f"a checkpoint file outside its directory: {path}", file=remote_ckpt)
-            target = staged.checkpoints / name / rel
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_bytes(fs.cat_file(path))
-    else:
-        (staged.checkpoints / name).write_bytes(fs.cat_file(remote_ckpt))
-    (staged.checkpoints / "latest").write_text(name)
 
 
 def _move_into_place(staged: Path, target: Path) -> None:

@@ -10,8 +10,9 @@ import fsspec
 import pytest
 
 from lingjie.errors import DataError
+from trainer import remote_mirror
 from trainer.remote_mirror import pull_run
-from trainer.run_dir import RunDir, checkpoint_pointer_name
+from trainer.run_dir import RunDir, checkpoint_pointer_name, find_runs
 
 
 @pytest.fixture()
@@ -80,22 +81,24 @@ def test_killed_pull_leaves_no_run_and_the_next_pull_redoes_it(tmp_path: Path, r
     real = type(fs).cat_file
 
     def dies_on_checkpoint(self, path, *args, **kwargs):  # noqa: ANN001, ANN202
-        if "vars.data" in path:
-            raise KeyboardInterrupt  # the process dies mid-pull
+        if "vars.index" in path:
+            raise KeyboardInterrupt  # the process dies mid-pull, after the first checkpoint file
         return real(self, path, *args, **kwargs)
 
     monkeypatch.setattr(type(fs), "cat_file", dies_on_checkpoint)
     with pytest.raises(KeyboardInterrupt):
         pull_run(f"memory://{base}", local)
-    assert not local.root.exists() and local.latest_checkpoint() is None
+    assert not local.root.exists() and not list(local.root.parent.iterdir())  # the temp dir is removed
+    monkeypatch.setattr(remote_mirror.shutil, "rmtree", lambda *a, **k: None)  # SIGKILL: no clean-up runs
+    with pytest.raises(KeyboardInterrupt):
+        pull_run(f"memory://{base}", local)
+    [leftover] = local.root.parent.iterdir()
+    assert leftover.name.startswith(".run-a.pull-") and (leftover / "checkpoints").is_dir()
+    assert not local.root.exists() and not find_runs(tmp_path / "out", "exp")  # never offered for resume
     monkeypatch.undo()
-    # a SIGKILL would have left its temp dir: the next pull removes it and starts over
-    leftover = local.root.parent / ".run-a.pull-killed"
-    (leftover / "checkpoints").mkdir(parents=True)
-    (leftover / "checkpoints" / "latest").write_text("epoch-0002.tfckpt")
     pull_run(f"memory://{base}", local)
     assert local.latest_checkpoint() == local.checkpoints / "epoch-0002.tfckpt"
-    assert sorted(p.name for p in local.root.parent.iterdir()) == ["run-a"]
+    assert sorted(p.name for p in local.root.parent.iterdir()) == ["run-a"]  # the leftover is gone
 
 
 def test_pull_replaces_a_local_copy_without_checkpoint(tmp_path: Path, remote) -> None:
