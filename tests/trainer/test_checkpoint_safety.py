@@ -137,7 +137,7 @@ def test_pickle_payload_is_refused_in_one_line_and_never_runs(tmp_path: Path, co
     if container == "zip":
         torch.save({"meta": {"x": _Payload(marker)}, "model": {}}, path)
     else:  # a bare pickle stream named .pt
-        path.write_bytes(pickle.dumps({"meta": _Payload(marker)}))
+        path.write_bytes(pickle.dumps({"meta": _Payload(marker)}, protocol=2))
     with pytest.raises(DataError) as err:
         read_checkpoint(path)
     _assert_one_line_refusal(err.value, path)
