@@ -266,6 +266,7 @@ def bench_criteo(rows: int, modes: list[str]) -> list[dict]:
     import yaml
 
     from dataio.datasets.criteo_synth import write_criteo_synth
+    from trainer.checkpoint_io import read_checkpoint
     from trainer.job import run_job
 
     tmp = Path(tempfile.mkdtemp(prefix="lingjie-dyn-criteo-"))
@@ -283,7 +284,7 @@ def bench_criteo(rows: int, modes: list[str]) -> list[dict]:
         row = {"mode": mode, "eval_auc": m["final"]["eval/auc"], "eval_logloss": m["final"]["eval/logloss"],
                "train_samples_per_s": m["train_samples_per_sec"], "seconds": secs}
         if mode != "hash":
-            state = torch.load(run / "checkpoints" / "epoch-0001.pt", map_location="cpu", weights_only=False)
+            state = read_checkpoint(run / "checkpoints" / "epoch-0001.pt")
             tables = [v for k, v in state["model"].items() if k.endswith("_extra_state") and v["dim"] == 16]
             row["rows_total"] = int(sum(int(t["has_row"].sum()) for t in tables))
             row["largest_table_rows"] = max(int(t["has_row"].sum()) for t in tables)

@@ -1,10 +1,12 @@
 """Atomic file writes: a crash mid-write never leaves a torn file where a good one was.
 
 Write to a temp file in the same directory, fsync, then rename over the target (rename is
-atomic on POSIX file systems). Used for checkpoints, metrics, configs and feature state.
+atomic on POSIX file systems), then fsync the directory so the rename itself survives a
+power loss. Used for checkpoints, metrics, configs and feature state.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -29,6 +31,37 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename inside ``directory`` durable: without it a power loss right after the
+    rename can bring back the old entry (or none). File systems that cannot fsync a
+    directory (EINVAL, e.g. some network mounts) are skipped: there is nothing more to do."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return  # not openable as a directory here (e.g. Windows): rename is all we have
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno != errno.EINVAL:
+            raise
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(root: Path) -> None:
+    """fsync every file and directory under ``root`` (and ``root``): a directory written by
+    another library (TF checkpoint files) is durable before it is renamed into place."""
+    for dirpath, _dirnames, filenames in os.walk(root):
+        for name in filenames:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(Path(dirpath))
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:

@@ -136,7 +136,9 @@ class TrainLoop:
         return {
             "progress": self.progress.__dict__.copy(),
             "train_collector": self.train_collector.state(),
-            "rng": {"numpy": np.random.get_state(), "python": random.getstate()},
+            # numpy's dict form (the key array goes through trainer.checkpoint_io.to_safe); python's
+            # tuple may come back as lists (meta.json of TF checkpoints): load_meta rebuilds it
+            "rng": {"numpy": np.random.get_state(legacy=False), "python": random.getstate()},
             **self.extra_meta,
         }
 
@@ -144,7 +146,8 @@ class TrainLoop:
         self.progress = Progress(**meta["progress"])
         self.train_collector.load_state(meta["train_collector"])
         np.random.set_state(meta["rng"]["numpy"])
-        random.setstate(meta["rng"]["python"])
+        version, internal, gauss_next = meta["rng"]["python"]
+        random.setstate((version, tuple(internal), gauss_next))
 
     def checkpoint(self, name: str) -> Path | None:
         """Rank 0 writes; other ranks hold the same state (DDP keeps replicas equal)."""

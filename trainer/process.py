@@ -160,11 +160,16 @@ def resolve_run(spec: Any, run: RunDir) -> tuple[RunDir, bool]:
 
 def _pull_remote_run(spec: Any, url: str) -> RunDir:
     """A run mirrored to oss:// / hdfs:// (paths.remote_dir), pulled into the local output root."""
+    from dataio.credentials import redact_url
+    from lingjie.errors import DataError
     from trainer.remote_mirror import pull_run
 
     root = spec.root
-    local = RunDir(Path(root.paths.output_root) / root.experiment_name / url.rstrip("/").rsplit("/", 1)[-1])
-    if local.latest_checkpoint() is None:
+    name = url.rstrip("/").rsplit("/", 1)[-1]
+    if not name or name.startswith(".") or "\\" in name:  # "..": the run would land outside the output root
+        raise DataError("trainer.resume: the URL must end in the run's directory name", file=redact_url(url))
+    local = RunDir(Path(root.paths.output_root) / root.experiment_name / name)
+    if local.latest_checkpoint() is None:  # a complete local copy (pulls are renamed into place)
         pull_run(url, local, root.data.storage_options or None)
     return local
 

@@ -39,9 +39,9 @@ class RunDir:
         """The newest complete checkpoint (the `latest` pointer, else the newest by step)."""
         pointer = self.checkpoints / "latest"
         if pointer.exists():
-            cand = self.checkpoints / pointer.read_text().strip()
-            if cand.exists():
-                return cand
+            name = checkpoint_pointer_name(pointer.read_text(errors="replace"))
+            if name is not None and (self.checkpoints / name).exists():  # never a path out of the dir
+                return self.checkpoints / name
         if not self.checkpoints.is_dir():
             return None
         found = sorted((p for p in self.checkpoints.iterdir()
@@ -51,6 +51,17 @@ class RunDir:
 
     def is_done(self) -> bool:
         return self.done_marker.exists()
+
+
+def checkpoint_pointer_name(text: str) -> str | None:
+    """The checkpoint a ``latest`` pointer names, or None when its text is not a bare file
+    name ending in .pt / .tfckpt (no ``/``, no ``..``, no leading ``.``): a pointer is joined
+    to the checkpoints directory, so a value like ``../x`` would reach outside the run."""
+    name = text.strip()
+    if (not name or any(c in name for c in "/\\\0") or ".." in name or name.startswith(".")
+            or not name.endswith((".pt", ".tfckpt"))):
+        return None
+    return name
 
 
 def find_runs(output_root: str | Path, experiment_name: str) -> list[RunDir]:

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from trainer.run_dir import RunDir
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -28,7 +30,10 @@ def checkpoint_of(run_dir: Path) -> Path:
     best = sorted(ck.glob("best.*"))
     if best:
         return best[0]
-    return ck / (ck / "latest").read_text().strip()
+    latest = RunDir(run_dir).latest_checkpoint()  # the pointer validated: never a path out of the run
+    if latest is None:
+        raise RuntimeError(f"no checkpoint in {ck}")
+    return latest
 
 
 def final_metric(run_dir: Path, metric: str = "eval/auc") -> float:

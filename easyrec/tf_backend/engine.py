@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import pickle
 import shutil
 import tempfile
 from pathlib import Path
@@ -14,10 +13,10 @@ from typing import Any, Iterator, NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from dataio.atomic import atomic_write_bytes, atomic_write_json
+from dataio.atomic import atomic_write_bytes, atomic_write_json, fsync_dir, fsync_tree
 from easyrec.features.batch import Batch
 from easyrec.features.info import FeatureInfo
-from trainer.checkpoint_io import META_FILE, TF_SUFFIX
+from trainer.checkpoint_io import META_FILE, TF_SUFFIX, meta_json_bytes
 from trainer.engine import Engine
 from trainer.run_dir import RunDir
 from trainer.schema.spec import TrainerSpec
@@ -384,7 +383,7 @@ class TFEngine(Engine):
 
     # ----- checkpoints -----
     def save(self, run: RunDir, name: str, meta: dict[str, Any]) -> Path:
-        """A ``<name>.tfckpt`` directory (tf.train.Checkpoint files + meta.pkl), made in a temp
+        """A ``<name>.tfckpt`` directory (tf.train.Checkpoint files + meta.json), made in a temp
         dir and renamed into place, so a kill never leaves a half-written checkpoint."""
         final = run.checkpoints / f"{name}{TF_SUFFIX}"
         if not self.is_chief:
@@ -399,10 +398,9 @@ class TFEngine(Engine):
         run.checkpoints.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=run.checkpoints))
         self.ckpt.write(str(tmp / "vars"))
-        with open(tmp / META_FILE, "wb") as fh:
-            pickle.dump(meta, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
+        with open(tmp / META_FILE, "wb") as fh:  # JSON, not pickle: reading it never runs code
+            fh.write(meta_json_bytes(meta))
+        fsync_tree(tmp)  # TF's files and meta.json are on disk before the rename publishes them
         if final.exists():
             trash = Path(tempfile.mkdtemp(prefix=".old.", dir=run.checkpoints))
             os.replace(final, trash / final.name)
@@ -410,6 +408,7 @@ class TFEngine(Engine):
             shutil.rmtree(trash, ignore_errors=True)
         else:
             os.replace(tmp, final)
+        fsync_dir(run.checkpoints)
         if name != "best":
             atomic_write_bytes(run.checkpoints / "latest", final.name.encode())
         return final

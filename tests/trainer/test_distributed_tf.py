@@ -29,7 +29,7 @@ def test_two_tf_workers_train_with_all_reduced_gradients(tmp_path: Path, data_di
     assert "weights identical on all 2 workers" in proc.stderr
     assert (run / "DONE").exists()
     assert (run / "export" / "saved_model" / "saved_model.pb").exists()
-    assert (run / "checkpoints" / "epoch-0001.tfckpt" / "meta.pkl").exists()
+    assert (run / "checkpoints" / "epoch-0001.tfckpt" / "meta.json").exists()
     assert sorted(p.name for p in (run / "logs").glob("worker-*.log")) == ["worker-0.log", "worker-1.log"]
     # only the chief writes: no stray temp checkpoints of the other worker in the run dir
     assert not [p for p in (run / "checkpoints").iterdir() if p.name.startswith(".")]

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from dataio.atomic import atomic_write_bytes
+from trainer.checkpoint_io import read_checkpoint, to_safe
 from trainer.distributed import DistContext
 from trainer.engine import Engine
 from trainer.run_dir import RunDir
@@ -19,7 +20,7 @@ from trainer.torch_backend.fast import EmbeddingProbe, apply_fast_paths, embeddi
 from trainer.torch_backend.optim import make_optimizer, make_scheduler
 from trainer.torch_backend.tensors import to_inputs, to_labels
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: weights_only-loadable (numpy values tagged by trainer.checkpoint_io.to_safe)
 
 
 def as_float(v: Any) -> Any:
@@ -222,7 +223,8 @@ class TorchEngine(Engine):
 
     def save(self, run: RunDir, name: str, meta: dict[str, Any]) -> Path:
         buf = io.BytesIO()
-        torch.save({**self.checkpoint_state(), "meta": meta}, buf)
+        # tensors and plain data only: read_checkpoint loads it with weights_only=True
+        torch.save(to_safe({**self.checkpoint_state(), "meta": meta}), buf)
         path = run.checkpoints / f"{name}.pt"
         atomic_write_bytes(path, buf.getvalue())
         if name != "best":
@@ -230,13 +232,9 @@ class TorchEngine(Engine):
         return path
 
     def restore(self, path: Path) -> dict[str, Any]:
-        from trainer.checkpoint_io import read_checkpoint
-
         state = read_checkpoint(path)
         self.load_checkpoint_state(state)
         return state["meta"]
 
     def load_weights(self, path: Path) -> None:
-        from trainer.checkpoint_io import read_checkpoint
-
         self.model.load_state_dict(read_checkpoint(path)["model"])
