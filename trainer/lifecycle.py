@@ -312,8 +312,9 @@ def run_checkpoint_mode(recipe: Recipe, run: RunDir, config_yaml: str) -> Path:
     setup_threads(recipe.spec)
     ckpt = resolve_checkpoint(getattr(root.trainer, mode).checkpoint, root.paths.output_root, root.experiment_name)
     log.info("%s with checkpoint %s", mode, ckpt)
+    now = recipe.config_view(None)  # before restore: a recipe may write the checkpoint's values into its spec
     restored = recipe.restore(ckpt)
-    write_config(run, config_used(recipe, restored.meta or _meta(ckpt), config_yaml))
+    write_config(run, config_used(recipe, now, restored.meta or _meta(ckpt), config_yaml))
     if mode == "evaluate":
         path = root.trainer.evaluate.data_path or root.data.eval_path
         if not path:
@@ -338,7 +339,7 @@ def _meta(ckpt: Path) -> dict[str, Any]:
     return read_meta(ckpt)
 
 
-def config_used(recipe: Recipe, meta: dict[str, Any], config_yaml: str) -> str:
+def config_used(recipe: Recipe, now: dict[str, Any], meta: dict[str, Any], config_yaml: str) -> str:
     """The config evaluate / predict / export really ran with: the checkpoint's model-shaping
     sections merged over the command line's (a WARNING names the keys that differ). Why: the
     model comes from the checkpoint; a config.yaml claiming the command line's model would lie."""
@@ -346,7 +347,7 @@ def config_used(recipe: Recipe, meta: dict[str, Any], config_yaml: str) -> str:
 
     keys = recipe.model_config_keys()
     try:
-        now, saved = recipe.config_view(None), recipe.config_view(meta)
+        saved = recipe.config_view(meta)
     except (KeyError, TypeError, AttributeError):  # an old or foreign checkpoint: nothing to compare
         return config_yaml
     differing = config_differences(now, saved, keys)

@@ -200,8 +200,19 @@ def remove_fresh_dir(path: Path) -> None:
     if not path.is_dir() or held_by_other(path) is not None:
         return
     release_run_lock(path)
-    if all(p.suffix == ".log" or p.name == LOCK_NAME for p in path.iterdir()):
+    if all(p.name in (hydra_log_name(), LOCK_NAME) for p in path.iterdir()):
         shutil.rmtree(path, ignore_errors=True)
         parent = path.parent
         if parent.is_dir() and not any(parent.iterdir()):
             os.rmdir(parent)
+
+
+def hydra_log_name() -> str:
+    """The file Hydra's job logging writes in the run dir (``<job name>.log``). Only it counts
+    as "nothing written": another .log there (e.g. an automl trial's trial.log) is kept."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return f"{HydraConfig.get().job.name}.log"
+    except (ImportError, ValueError):
+        return "__main__.log"
