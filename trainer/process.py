@@ -174,7 +174,7 @@ def claim_run(run: RunDir, resumed: bool) -> None:
         return
     run.root.mkdir(parents=True, exist_ok=True)
     if not try_lock_run(run.root):
-        refuse_if_in_use(run.root)
+        refuse_if_in_use(run.root, "trainer.resume" if resumed else "hydra.run.dir")
         return  # our launcher (an ancestor) holds it and has cleaned up
     remove_stale_temp(run.root)
     if resumed and run.is_failed():

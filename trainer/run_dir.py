@@ -104,11 +104,12 @@ def resolve_resume_dir(resume: bool | str, output_root: str, experiment_name: st
     return None
 
 
-def refuse_if_in_use(path: Path) -> None:
-    """A ConfigError when a live process (not this one or its launcher) holds the run ``path``."""
+def refuse_if_in_use(path: Path, key: str = "trainer.resume") -> None:
+    """A ConfigError (at config path ``key``) when a live process (not this one or its
+    launcher) holds the run ``path``."""
     pid = held_by_other(path)
     if pid is not None:
-        raise ConfigError("trainer.resume", f"run {path} is in use by a live process (pid {pid or '?'}); "
+        raise ConfigError(key, f"run {path} is in use by a live process (pid {pid or '?'}); "
                           "wait for it or pick another run")
 
 
