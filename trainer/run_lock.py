@@ -103,7 +103,10 @@ def remove_stale_temp(root: Path) -> list[Path]:
         if sub.is_dir():
             stale += [p for p in sub.iterdir() if p.name.startswith(".") and p.is_dir()]
     for p in stale:
-        shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
     if stale:
         log.info("removed %d unfinished temp file(s) of an earlier process in %s", len(stale), root)
     return stale
