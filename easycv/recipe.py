@@ -44,6 +44,11 @@ class CVRecipe(Recipe):
         self._train_records: Any = None
 
     # ----- training
+    def model_config_keys(self) -> list[str]:
+        """The model and what sizes its input and output: image size, channels, classes.
+        (The inherited :meth:`Recipe.check_resume` refuses a resume that changes them.)"""
+        return ["model", "data.image_size", "data.channels", "data.classes"]
+
     def fit_state(self, meta: dict[str, Any] | None, dist: Any, run: RunDir) -> None:
         data = self.spec.root.data
         known = meta["classes"] if meta else data.classes

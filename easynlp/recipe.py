@@ -10,6 +10,7 @@ checkpoint alone (:mod:`easynlp.restore`).
 """
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,16 @@ class NLPRecipe(Recipe):
     def prepare_data(self) -> None:
         ensure_data(self.spec)
         self.pretrained = resolve_pretrained(self.spec)
+
+    def model_config_keys(self) -> list[str]:
+        """The model and what shapes its embeddings and head: max length, tokenizer, labels.
+        (The inherited :meth:`Recipe.check_resume` refuses a resume that changes them.)"""
+        return ["model", "data.max_len", "data.tokenizer", "data.labels"]
+
+    def config_view(self, meta: dict[str, Any] | None) -> dict[str, Any]:
+        """Root-shaped: the typed model (without its derived tasks) replaces the raw group."""
+        plain = meta["config"] if meta is not None else json.loads(json.dumps(plain_config(self.spec)))
+        return {**plain["root"], "model": plain["model"]}
 
     def fit_state(self, meta: dict[str, Any] | None, dist: Any, run: RunDir) -> None:
         if not dist.is_main:

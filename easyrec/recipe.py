@@ -35,12 +35,32 @@ class RecRecipe(Recipe):
         self._train_loader: Any = None
 
     def check_resume(self, checkpoint: Path) -> None:
+        """The backend first (a torch checkpoint cannot feed a TF model), then the model,
+        features and labels (:meth:`Recipe.check_resume`)."""
         from trainer.checkpoint_io import checkpoint_backend
 
         trained_with = checkpoint_backend(checkpoint)
         if trained_with != self.backend:
             raise ConfigError("trainer.backend", f"the run to resume was trained with backend {trained_with}; "
                               f"resume it with trainer.backend={trained_with}")
+        super().check_resume(checkpoint)
+
+    def model_config_keys(self) -> list[str]:
+        """The model, the feature columns (vocabularies, dims, buckets) and the labels (tasks)."""
+        return ["model", "features", "data.labels"]
+
+    def config_view(self, meta: dict[str, Any] | None) -> dict[str, Any]:
+        """Root-shaped: the typed model and features replace their raw YAML groups."""
+        plain = meta["config"] if meta is not None else self._plain_config()
+        return {**plain["root"], "features": plain["features"], "model": plain["model"]}
+
+    def _plain_config(self) -> dict[str, Any]:
+        from lingjie.schema import to_plain
+
+        spec = self.spec
+        plain = {"root": to_plain(spec.root), "features": to_plain(spec.features), "labels": to_plain(spec.labels),
+                 "model": to_plain(spec.model)}
+        return json.loads(json.dumps(plain))
 
     def fit_state(self, meta: dict[str, Any] | None, dist: Any, run: RunDir) -> None:
         from easyrec.features.pipeline import FeaturePipeline
@@ -102,12 +122,7 @@ class RecRecipe(Recipe):
         return engine
 
     def checkpoint_meta(self) -> dict[str, Any]:
-        from lingjie.schema import to_plain
-
-        spec = self.spec
-        plain = {"root": to_plain(spec.root), "features": to_plain(spec.features), "labels": to_plain(spec.labels),
-                 "model": to_plain(spec.model)}
-        return {"config": json.loads(json.dumps(plain)), "feature_state": self.pipeline.state_dict()}
+        return {"config": self._plain_config(), "feature_state": self.pipeline.state_dict()}
 
     def recall_k(self) -> list[int] | None:
         return getattr(self.spec.model, "recall_k", None)

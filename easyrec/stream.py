@@ -29,6 +29,19 @@ from easyrec.schema import RunSpec
 log = logging.getLogger("lingjie.stream")
 
 
+def _check_resume(spec: RunSpec, run: RunDir, ckpt: Path) -> None:
+    """Refuse a resume whose model / features / labels differ from the checkpoint's; the run
+    is released first, so the refusal does not mark it FAILED (it is as good as it was)."""
+    from easyrec.recipe import RecRecipe
+    from trainer.run_lock import release_run_lock
+
+    try:
+        RecRecipe(spec).check_resume(ckpt)
+    except ConfigError:
+        release_run_lock(run.root)
+        raise
+
+
 def run_stream(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
     """trainer.mode=stream: train from the kafka:// topic until max_steps, idle or SIGTERM."""
     from trainer.process import resolve_run, seed_everything, setup_threads, write_config
@@ -37,10 +50,14 @@ def run_stream(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
         raise ConfigError("data.train_path", "trainer.mode=stream reads a kafka:// URL, e.g. "
                           "'kafka://127.0.0.1:9092/topic?group=lingjie&offset=earliest'")
     run, resumed = resolve_run(spec, run)
-    write_config(run, config_yaml)
+    ckpt = run.latest_checkpoint() if resumed else None
+    if ckpt is not None:
+        _check_resume(spec, run, ckpt)
+    else:  # a resumed run keeps the config.yaml it was trained with
+        write_config(run, config_yaml)
     setup_threads(spec)
     seed_everything(spec.root.seed, spec.root.trainer.backend)
-    job = StreamRun(spec, run, run.latest_checkpoint() if resumed else None)
+    job = StreamRun(spec, run, ckpt)
     stop = {"flag": False}
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
     try:

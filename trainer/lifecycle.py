@@ -24,6 +24,7 @@ from dataio.atomic import atomic_write_bytes, atomic_write_json
 from lingjie.errors import ConfigError
 from lingjie.faults import fault_point
 from trainer.callbacks import Callback, MetricsFile, TensorBoard, instantiate_callbacks
+from trainer.config_diff import config_differences, describe_differences, merge_sections
 from trainer.engine import Engine
 from trainer.metric_report import TaskMetrics
 from trainer.process import setup_threads, start_training_process, write_config
@@ -75,7 +76,35 @@ class Recipe(ABC):
         ensure_data(self.spec)
 
     def check_resume(self, checkpoint: Path) -> None:
-        """Raise a ConfigError when ``checkpoint`` cannot be resumed with this config."""
+        """Raise a ConfigError when ``checkpoint`` cannot be resumed with this config: any
+        model-shaping key (:meth:`model_config_keys`) differs. Why refuse rather than pick one:
+        training on at the checkpoint's shape while the command says another trains something
+        the user did not ask for; building the new shape cannot load the weights."""
+        from trainer.checkpoint_io import read_meta
+
+        meta = read_meta(checkpoint)
+        now, saved = self.config_view(None), self.config_view(meta)
+        keys = config_differences(now, saved, self.model_config_keys())
+        if keys:
+            was, says = describe_differences(now, saved, keys)
+            raise ConfigError("trainer.resume", f"the run was trained with {was}; this command says {says} "
+                              "-- drop these overrides or start a new run")
+
+    def model_config_keys(self) -> list[str]:
+        """Dotted config sections that shape the model: a checkpoint fits only its own values
+        of these (the domain adds e.g. its features or input size)."""
+        return ["model"]
+
+    def config_view(self, meta: dict[str, Any] | None) -> dict[str, Any]:
+        """The config shaped like the root config (``model``, ``data``, ...) as a checkpoint's
+        ``meta`` stores it, or (None) this run's in the same plain form, for comparing them."""
+        import json
+
+        from lingjie.schema import to_plain
+
+        if meta is not None:
+            return meta.get("config", {})
+        return json.loads(json.dumps(to_plain(self.spec.root)))
 
     @abstractmethod
     def fit_state(self, meta: dict[str, Any] | None, dist: Any, run: RunDir) -> None:
@@ -201,8 +230,6 @@ def _state_and_loaders(recipe: Recipe, run: RunDir, dist: Any, resumed: bool) ->
         recipe.prepare_data()
     dist.barrier()
     ckpt = run.latest_checkpoint() if resumed else None
-    if ckpt is not None:
-        recipe.check_resume(ckpt)
     recipe.fit_state(read_meta(ckpt) if ckpt is not None else None, dist, run)
     return ckpt, recipe.loaders(dist)
 
@@ -231,11 +258,21 @@ def _make_loop(recipe: Recipe, run: RunDir, dist: Any, device: str,
     return loop, metrics_file
 
 
+def check_resumable(recipe: Recipe, run: RunDir, resumed: bool) -> None:
+    """Before anything is written: refuse to resume ``run`` when its latest checkpoint does
+    not fit this config (:meth:`Recipe.check_resume`). The job calls it before the run is
+    marked FAILED on errors: a refused command leaves the run it names as it was."""
+    ckpt = run.latest_checkpoint() if resumed else None
+    if ckpt is not None:
+        recipe.check_resume(ckpt)
+
+
 def train(recipe: Recipe, run: RunDir, config_yaml: str, resumed: bool) -> Path:
-    """trainer.mode=train for any domain: see the module docstring; returns the run directory."""
+    """trainer.mode=train for any domain: see the module docstring; returns the run directory.
+    Call :func:`check_resumable` first; a resumed run keeps its config.yaml."""
     from trainer.loop import format_metrics
 
-    dist, device = start_training_process(recipe.spec, run, config_yaml)
+    dist, device = start_training_process(recipe.spec, run, config_yaml, resumed)
     ckpt, loaders = _state_and_loaders(recipe, run, dist, resumed)
     loop, metrics_file = _make_loop(recipe, run, dist, device, loaders)
     if ckpt is not None:
@@ -272,11 +309,12 @@ def run_checkpoint_mode(recipe: Recipe, run: RunDir, config_yaml: str) -> Path:
 
     root = recipe.spec.root
     mode = root.trainer.mode
-    write_config(run, config_yaml)
     setup_threads(recipe.spec)
     ckpt = resolve_checkpoint(getattr(root.trainer, mode).checkpoint, root.paths.output_root, root.experiment_name)
     log.info("%s with checkpoint %s", mode, ckpt)
+    now = recipe.config_view(None)  # before restore: a recipe may write the checkpoint's values into its spec
     restored = recipe.restore(ckpt)
+    write_config(run, config_used(recipe, now, restored.meta or _meta(ckpt), config_yaml))
     if mode == "evaluate":
         path = root.trainer.evaluate.data_path or root.data.eval_path
         if not path:
@@ -293,3 +331,30 @@ def run_checkpoint_mode(recipe: Recipe, run: RunDir, config_yaml: str) -> Path:
     else:
         raise ConfigError("trainer.mode", f"{mode} is not a mode of domain {recipe.domain!r}")
     return run.root
+
+
+def _meta(ckpt: Path) -> dict[str, Any]:
+    from trainer.checkpoint_io import read_meta
+
+    return read_meta(ckpt)
+
+
+def config_used(recipe: Recipe, now: dict[str, Any], meta: dict[str, Any], config_yaml: str) -> str:
+    """The config evaluate / predict / export really ran with: the checkpoint's model-shaping
+    sections merged over the command line's (a WARNING names the keys that differ). Why: the
+    model comes from the checkpoint; a config.yaml claiming the command line's model would lie."""
+    from omegaconf import OmegaConf
+
+    keys = recipe.model_config_keys()
+    try:
+        saved = recipe.config_view(meta)
+    except (KeyError, TypeError, AttributeError):  # an old or foreign checkpoint: nothing to compare
+        return config_yaml
+    differing = config_differences(now, saved, keys)
+    if not differing:
+        return config_yaml
+    was, says = describe_differences(now, saved, differing)
+    log.warning("the checkpoint was trained with %s; this command says %s: using the checkpoint's "
+                "config (%s); config.yaml records it", was, says, ", ".join(keys))
+    used = OmegaConf.to_container(OmegaConf.create(config_yaml), resolve=False)
+    return OmegaConf.to_yaml(OmegaConf.create(merge_sections(used, saved, keys)))

@@ -15,7 +15,8 @@ from typing import Any
 
 from dataio.atomic import atomic_write_bytes
 from lingjie.errors import ConfigError
-from trainer.run_dir import RunDir, resolve_resume_dir
+from trainer.run_dir import RunDir, refuse_if_in_use, resolve_resume_dir
+from trainer.run_lock import LOCK_NAME, held_by_other, release_run_lock, remove_stale_temp, try_lock_run
 
 log = logging.getLogger("lingjie")
 
@@ -117,15 +118,16 @@ def write_config(run: RunDir, config_yaml: str) -> None:
     atomic_write_bytes(run.config, config_yaml.encode())
 
 
-def start_training_process(spec: Any, run: RunDir, config_yaml: str) -> tuple[Any, str]:
+def start_training_process(spec: Any, run: RunDir, config_yaml: str, resumed: bool = False) -> tuple[Any, str]:
     """What every training process of any domain does first: rank 0 creates the run directory
-    and writes the config; then device, threads, the TF strategy, seeds and the torch process
-    group. Returns (DistContext, device)."""
+    and writes the config (a new run only: a resumed run's config.yaml records what it was
+    trained with and is never overwritten); then device, threads, the TF strategy, seeds and
+    the torch process group. Returns (DistContext, device)."""
     from trainer.distributed import DistContext
 
     root = spec.root
     dist = DistContext.from_env()
-    if dist.is_main:
+    if dist.is_main and not (resumed and run.config.exists()):
         write_config(run, config_yaml)
     dev = device(spec, dist)
     setup_threads(spec)
@@ -155,7 +157,30 @@ def resolve_run(spec: Any, run: RunDir) -> tuple[RunDir, bool]:
         log.info("resuming run %s", run.root)
     elif resume and resume_dir is None:
         log.warning("trainer.resume: no unfinished run of '%s' with a checkpoint; starting fresh", root.experiment_name)
+    claim_run(run, resume_dir is not None)
     return run, resume_dir is not None
+
+
+def claim_run(run: RunDir, resumed: bool) -> None:
+    """The process owning the run (rank 0, or the launcher of torchrun / TF workers) locks its
+    directory for its whole life, then removes what dead processes left half-written there
+    and, on a resume, the FAILED marker (the user chose to continue it). Other ranks, and
+    workers whose launcher holds the lock, only use the directory.
+
+    Raises ConfigError when another live process holds the run."""
+    from trainer.distributed import DistContext
+
+    if not DistContext.from_env().is_main:
+        return
+    run.root.mkdir(parents=True, exist_ok=True)
+    if not try_lock_run(run.root):
+        refuse_if_in_use(run.root, "trainer.resume" if resumed else "hydra.run.dir")
+        return  # our launcher (an ancestor) holds it and has cleaned up
+    remove_stale_temp(run.root)
+    if resumed and run.is_failed():
+        log.info("resuming a run that had failed (%s); removing its FAILED marker",
+                 run.failed_marker.read_text(errors="replace").strip())
+        run.failed_marker.unlink(missing_ok=True)
 
 
 def _pull_remote_run(spec: Any, url: str) -> RunDir:
@@ -175,9 +200,24 @@ def _pull_remote_run(spec: Any, url: str) -> RunDir:
 
 
 def remove_fresh_dir(path: Path) -> None:
-    """Remove a just-created run dir holding nothing but Hydra's log files."""
-    if path.is_dir() and all(p.suffix == ".log" for p in path.iterdir()):
+    """Remove a just-created run dir holding nothing but Hydra's log files (and this process's
+    lock, released first): a command that failed or moved on to another run leaves no trace."""
+    if not path.is_dir() or held_by_other(path) is not None:
+        return
+    release_run_lock(path)
+    if all(p.name in (hydra_log_name(), LOCK_NAME) for p in path.iterdir()):
         shutil.rmtree(path, ignore_errors=True)
         parent = path.parent
         if parent.is_dir() and not any(parent.iterdir()):
             os.rmdir(parent)
+
+
+def hydra_log_name() -> str:
+    """The file Hydra's job logging writes in the run dir (``<job name>.log``). Only it counts
+    as "nothing written": another .log there (e.g. an automl trial's trial.log) is kept."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return f"{HydraConfig.get().job.name}.log"
+    except (ImportError, ValueError):
+        return "__main__.log"

@@ -9,12 +9,19 @@ Layout (rank 0 writes it):
   tensorboard/         TensorBoard event files
   export/              the exported model + feature state (self-contained for serving)
   DONE                 written when training finished (resume skips finished runs)
+  FAILED               the error line of a run that ended with an error (trainer.resume=true
+                       skips it; an explicit trainer.resume=<dir> continues it and removes it)
+  LOCK                 flock-ed by the live process owning the run (trainer.run_lock); holds its pid
 """
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from lingjie.errors import ConfigError
+from trainer.run_lock import held_by_other
+
+log = logging.getLogger("lingjie")
 
 
 class RunDir:
@@ -30,6 +37,7 @@ class RunDir:
     tensorboard = property(lambda self: self.root / "tensorboard")
     export = property(lambda self: self.root / "export")
     done_marker = property(lambda self: self.root / "DONE")
+    failed_marker = property(lambda self: self.root / "FAILED")
 
     def create(self) -> None:
         for p in (self.root, self.checkpoints):
@@ -52,6 +60,9 @@ class RunDir:
     def is_done(self) -> bool:
         return self.done_marker.exists()
 
+    def is_failed(self) -> bool:
+        return self.failed_marker.exists()
+
 
 def checkpoint_pointer_name(text: str) -> str | None:
     """The checkpoint a ``latest`` pointer names, or None when its text is not a bare file
@@ -73,20 +84,51 @@ def find_runs(output_root: str | Path, experiment_name: str) -> list[RunDir]:
 
 
 def resolve_resume_dir(resume: bool | str, output_root: str, experiment_name: str, current: Path) -> Path | None:
-    """Which run to continue for ``trainer.resume``: a given dir, or the newest unfinished one."""
+    """Which run to continue for ``trainer.resume``: a given dir, or the newest unfinished one.
+
+    The auto-pick (``true``) skips runs a live process holds (their ``LOCK``) and runs that
+    ended with an error (``FAILED``: resuming would most likely fail the same way); a given
+    dir (or this invocation's own ``hydra.run.dir``) is the user's choice: a FAILED one is
+    continued, a locked one refused."""
     if resume is False or resume in ("false", "False", ""):
         return None
     if isinstance(resume, str) and resume not in ("true", "True"):
         path = Path(resume)
         if not (path / "config.yaml").exists():
             raise ConfigError("trainer.resume", f"'{resume}' is not a Lingjie run directory (no config.yaml)")
+        refuse_if_in_use(path)
         return path
     if (current / "config.yaml").exists() and RunDir(current).latest_checkpoint():
+        refuse_if_in_use(current)
         return current
     for run in reversed(find_runs(output_root, experiment_name)):
-        if run.root.resolve() != current.resolve() and not run.is_done() and run.latest_checkpoint():
-            return run.root
+        if run.root.resolve() == current.resolve() or run.is_done() or not run.latest_checkpoint():
+            continue
+        if run.is_failed():
+            log.info("trainer.resume: skipping %s: it failed (%s)", run.root, _first_line(run.failed_marker))
+            continue
+        pid = held_by_other(run.root)
+        if pid is not None:
+            log.info("trainer.resume: skipping %s: in use by a live process (pid %s)", run.root, pid)
+            continue
+        return run.root
     return None
+
+
+def refuse_if_in_use(path: Path, key: str = "trainer.resume") -> None:
+    """A ConfigError (at config path ``key``) when a live process (not this one or its
+    launcher) holds the run ``path``."""
+    pid = held_by_other(path)
+    if pid is not None:
+        raise ConfigError(key, f"run {path} is in use by a live process (pid {pid or '?'}); "
+                          "wait for it or pick another run")
+
+
+def _first_line(path: Path) -> str:
+    try:
+        return path.read_text(errors="replace").strip().splitlines()[0]
+    except (OSError, IndexError):
+        return "no message"
 
 
 def resolve_checkpoint(ref: str | None, output_root: str, experiment_name: str) -> Path:
