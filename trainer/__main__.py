@@ -1,10 +1,12 @@
 """`python -m trainer +experiment=NAME [overrides]`: compose, validate and run one job.
 
-Errors the user can fix (config, data) print one clear line and exit with status 2; the last
-line of a successful run names the run directory.
+Errors the user can fix (config, data, a full disk or an unwritable output root) print one
+clear line and exit with status 2; a bug keeps its traceback and exits with status 1; the
+last line of a successful run names the run directory.
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -19,6 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from lingjie.errors import LingjieError
 
 log = logging.getLogger("lingjie")
+FULL_ERROR = "HYDRA_FULL_ERROR"
+_user_full_error = os.environ.get(FULL_ERROR)  # the user's choice, given back to the job
 
 
 @hydra.main(config_path="../configs", config_name="config", version_base="1.3")
@@ -27,6 +31,7 @@ def main(cfg: DictConfig) -> float | None:
 
     from trainer.job import run_job
 
+    _restore_full_error()
     try:
         plain = OmegaConf.to_container(cfg, resolve=True)
         config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
@@ -36,8 +41,70 @@ def main(cfg: DictConfig) -> float | None:
         run_dir = run_job(plain, config_yaml)
     except LingjieError as exc:
         _fail(str(exc))
+    except OSError as exc:  # a full disk, an unwritable directory: one line; other OSErrors are bugs
+        _fail_os_error(exc)
     print(f"run directory: {run_dir}", flush=True)
     return None
+
+
+def cli() -> None:
+    """Run :func:`main` and turn what Hydra raises before it (a key typo, a bad override, a YAML
+    syntax error, an unwritable run directory) into one ``error:`` line, exit status 2.
+
+    Hydra reports those itself in several lines (and advises appending a typo with ``+``), so
+    $HYDRA_FULL_ERROR=1 is set while Hydra composes: the exception then reaches this frame
+    instead of Hydra's printer. :func:`main` gives the user's own value back to the job.
+    """
+    os.environ[FULL_ERROR] = "1"
+    try:
+        main()
+    except Exception as exc:
+        message = _explain(exc, sys.argv[1:])
+        if message is None:
+            raise
+        _fail(message)
+    finally:
+        _restore_full_error()
+
+
+def _explain(exc: Exception, argv: list[str]) -> str | None:
+    """The one line for ``exc`` when the user can fix it, else None."""
+    from trainer.compose import explain_compose_error, explain_os_error, user_paths
+
+    overrides, config_dir = _overrides(argv)
+    if isinstance(exc, LingjieError):
+        return str(exc)
+    message = explain_compose_error(exc, overrides, config_dir)
+    if message is None and isinstance(exc, OSError):
+        message = explain_os_error(exc, user_paths(overrides, dict(os.environ)))
+    return message
+
+
+def _overrides(argv: list[str]) -> tuple[list[str], str | None]:
+    """(the overrides, --config-dir) of a command line, parsed as Hydra parses them."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--config-dir", "-cd")
+    parser.add_argument("--config-name", "-cn")
+    parser.add_argument("--config-path", "-cp")
+    parser.add_argument("overrides", nargs="*")
+    known, _ = parser.parse_known_args(argv)
+    return [o for o in known.overrides if not o.startswith("-")], known.config_dir
+
+
+def _restore_full_error() -> None:
+    if _user_full_error is None:
+        os.environ.pop(FULL_ERROR, None)
+    else:
+        os.environ[FULL_ERROR] = _user_full_error
+
+
+def _fail_os_error(exc: OSError) -> None:
+    from trainer.compose import explain_os_error, user_paths
+
+    message = explain_os_error(exc, user_paths(_overrides(sys.argv[1:])[0], dict(os.environ)))
+    if message is None:
+        raise exc
+    _fail(message)
 
 
 def _fail(message: str) -> None:
@@ -46,4 +113,4 @@ def _fail(message: str) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli()
