@@ -40,9 +40,13 @@ def main(cfg: DictConfig) -> float | None:
     try:
         run_dir = run_job(plain, config_yaml)
     except LingjieError as exc:
+        _discard_untouched_run_dir(plain)
         _fail(str(exc))
     except OSError as exc:  # a full disk, an unwritable directory: one line; other OSErrors are bugs
-        _fail_os_error(exc)
+        message = _os_error_line(exc, str((plain.get("paths") or {}).get("run_dir") or ""))
+        if message is None:
+            raise
+        _fail(message)
     print(f"run directory: {run_dir}", flush=True)
     return None
 
@@ -98,13 +102,33 @@ def _restore_full_error() -> None:
         os.environ[FULL_ERROR] = _user_full_error
 
 
-def _fail_os_error(exc: OSError) -> None:
+def _os_error_line(exc: OSError, run_dir: str) -> str | None:
+    """The one line of a user-fixable OSError raised by the job; a write that fails for lack of
+    space names no file, so the run directory stands in for it."""
     from trainer.compose import explain_os_error, user_paths
 
-    message = explain_os_error(exc, user_paths(_overrides(sys.argv[1:])[0], dict(os.environ)))
-    if message is None:
-        raise exc
-    _fail(message)
+    return explain_os_error(exc, user_paths(_overrides(sys.argv[1:])[0], dict(os.environ)), where=run_dir)
+
+
+def _discard_untouched_run_dir(plain: dict) -> None:
+    """Remove the run directory Hydra made for a job that failed before writing anything (a
+    config error found by validation): it holds only Hydra's job log and empty folders, and left
+    behind it reads as a run (to people, and to ``trainer.resume=true``). Only a directory of the
+    default layout, ``<paths.output_root>/<experiment_name>/<time>``, is touched: one a user named
+    with ``hydra.run.dir`` may be theirs."""
+    import shutil
+    from pathlib import Path
+
+    paths = plain.get("paths") or {}
+    run_dir, root = paths.get("run_dir"), paths.get("output_root")
+    if not run_dir or not root or not Path(run_dir).is_dir():
+        return
+    run = Path(run_dir).resolve()
+    if run.parent != (Path(root) / str(plain.get("experiment_name"))).resolve():
+        return
+    files = [p for p in run.rglob("*") if not p.is_dir()]
+    if all(p.parent == run and p.name == "__main__.log" for p in files):
+        shutil.rmtree(run, ignore_errors=True)
 
 
 def _fail(message: str) -> None:

@@ -147,15 +147,22 @@ FIXES = {
     errno.ENOTDIR: "a part of the path is a file; set paths.output_root to a directory",
     errno.ENAMETOOLONG: "use a shorter paths.output_root",
 }
+SPACE = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # out of room: whichever file was being written
 
 
-def explain_os_error(exc: BaseException, user_paths: list[str]) -> str | None:
+def explain_os_error(exc: BaseException, user_paths: list[str], where: str | None = None) -> str | None:
     """``cannot write <path>: <cause> (<fix>)`` for an OSError the user can fix: one that
     names a file and whose errno is in :data:`FIXES`, or "no such file" under a path the user
-    gave (``paths.output_root=/proc/x``). None otherwise: an OSError without a file or errno,
-    or a missing file the code itself chose, is a bug and keeps its traceback."""
-    if not isinstance(exc, OSError) or exc.errno is None or not exc.filename:
+    gave (``paths.output_root=/proc/x``). A full disk (or quota, or file size limit) is never a
+    bug, but the OS names no file when a write() fails: ``where`` (the run directory) stands in.
+    None otherwise: an OSError without a file or errno, or a missing file the code itself
+    chose, is a bug and keeps its traceback."""
+    if not isinstance(exc, OSError) or exc.errno is None:
         return None
+    if not exc.filename:
+        if exc.errno not in SPACE or not where:
+            return None
+        return f"cannot write under {where}: {exc.strerror or os.strerror(exc.errno)} ({FIXES[exc.errno]})"
     path = str(exc.filename)
     absolute = os.path.abspath(path)
     cause = exc.strerror or errno.errorcode.get(exc.errno, str(exc.errno))
