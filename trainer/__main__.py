@@ -63,7 +63,7 @@ def cli() -> None:
     try:
         main()
     except Exception as exc:
-        message = _explain(exc, sys.argv[1:])
+        message = explain_error(exc, sys.argv[1:])
         if message is None:
             raise
         _fail(message)
@@ -71,7 +71,7 @@ def cli() -> None:
         _restore_full_error()
 
 
-def _explain(exc: Exception, argv: list[str]) -> str | None:
+def explain_error(exc: Exception, argv: list[str]) -> str | None:
     """The one line for ``exc`` when the user can fix it, else None."""
     from trainer.compose import explain_compose_error, explain_os_error, user_paths
 
