@@ -35,8 +35,12 @@ def main(cfg: DictConfig) -> float | None:
     try:
         plain = OmegaConf.to_container(cfg, resolve=True)
         config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
-    except OmegaConfBaseException as exc:
-        _fail(f"config error: {exc}")
+    except OmegaConfBaseException as exc:  # e.g. an interpolation that names no key
+        from trainer.compose import omegaconf_line
+
+        where = getattr(exc, "full_key", None)
+        _discard_untouched_run_dir(_layout(cfg))
+        _fail(f"config error at '{where}': {omegaconf_line(exc)}" if where else f"config error: {omegaconf_line(exc)}")
     try:
         run_dir = run_job(plain, config_yaml)
     except LingjieError as exc:
@@ -108,6 +112,20 @@ def _os_error_line(exc: OSError, run_dir: str) -> str | None:
     from trainer.compose import explain_os_error, user_paths
 
     return explain_os_error(exc, user_paths(_overrides(sys.argv[1:])[0], dict(os.environ)), where=run_dir)
+
+
+def _layout(cfg: DictConfig) -> dict:
+    """What :func:`_discard_untouched_run_dir` reads, from a config that does not resolve as a
+    whole (each value resolved on its own; {} when even these do not)."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return {"paths": {"run_dir": HydraConfig.get().runtime.output_dir,
+                          "output_root": OmegaConf.select(cfg, "paths.output_root")},
+                "experiment_name": OmegaConf.select(cfg, "experiment_name")}
+    except (OmegaConfBaseException, ValueError):
+        return {}
 
 
 def _discard_untouched_run_dir(plain: dict) -> None:

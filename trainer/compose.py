@@ -60,9 +60,17 @@ def explain_compose_error(exc: BaseException, overrides: list[str], config_dir: 
         key = re.match(r"Could not override '([^']+)'", str(exc))
         if key and "not in struct" in str(exc.__cause__ or ""):
             return unknown_key_line(key.group(1), overrides, config_dir)
+        if key and exc.__cause__ is not None:  # e.g. hydra.job.chdirr: Hydra's own typed config
+            return f"{key.group(1)}: {omegaconf_line(exc.__cause__)}"
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        return "; ".join(lines[:2]) if lines else None
+        return " ".join(lines[:2]) if lines else None
     return None
+
+
+def omegaconf_line(exc: BaseException) -> str:
+    """The first line of an OmegaConf error (its text goes on with full_key / object_type lines)."""
+    msg = getattr(exc, "msg", None) or str(exc)
+    return msg.strip().splitlines()[0] if msg.strip() else type(exc).__name__
 
 
 def _yaml_cause(exc: BaseException) -> Any:
