@@ -61,10 +61,26 @@ def explain_compose_error(exc: BaseException, overrides: list[str], config_dir: 
         if key and "not in struct" in str(exc.__cause__ or ""):
             return unknown_key_line(key.group(1), overrides, config_dir)
         if key and exc.__cause__ is not None:  # e.g. hydra.job.chdirr: Hydra's own typed config
-            return f"{key.group(1)}: {omegaconf_line(exc.__cause__)}"
+            return typed_key_line(key.group(1), exc.__cause__)
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         return " ".join(lines[:2]) if lines else None
     return None
+
+
+def typed_key_line(key: str, cause: BaseException) -> str:
+    """A typo under a structured config (hydra.*, hydra.sweeper.*: dataclasses, not our schema):
+    the closest field names of that dataclass, as the schema does for ours."""
+    import dataclasses
+
+    from lingjie.schema import close_names
+
+    cls = getattr(cause, "object_type", None)
+    if not (dataclasses.is_dataclass(cls) and getattr(cause, "key", None)):
+        return f"{key}: {omegaconf_line(cause)}"
+    parent = key.rpartition(".")[0]
+    close = close_names(str(cause.key), [f.name for f in dataclasses.fields(cls)])
+    text = f"{key}: unknown key"
+    return text + ("; did you mean " + " or ".join(f"{parent}.{c}" for c in close) + "?" if close else "")
 
 
 def omegaconf_line(exc: BaseException) -> str:
