@@ -449,6 +449,7 @@ class Sweep:
         study.tell(trial, values, state=state)
 
     def _lost(self, trial: Any, why: Any) -> None:
+        """Record that ``trial``'s result could not be stored: a problem (exit 1), not a crash."""
         self.problems.append(f"trial {trial.number} was finished by another process before this sweep could "
                              f"record its result ({why})")
         log.error("trial %d: finished by another process: %s", trial.number, why)

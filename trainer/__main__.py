@@ -100,6 +100,8 @@ def _overrides(argv: list[str]) -> tuple[list[str], str | None]:
 
 
 def _restore_full_error() -> None:
+    """Give $HYDRA_FULL_ERROR its value from before :func:`cli` (the job and its child processes
+    see what the user set)."""
     if _user_full_error is None:
         os.environ.pop(FULL_ERROR, None)
     else:
