@@ -46,5 +46,5 @@ setup(
     include_package_data=True,
     install_requires=BASE,
     extras_require=EXTRAS,
-    entry_points={"console_scripts": ["lingjie=trainer.__main__:main"]},
+    entry_points={"console_scripts": ["lingjie=trainer.__main__:cli"]},
 )

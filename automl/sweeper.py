@@ -18,6 +18,14 @@ Pruning acts on the first seed's run only (every trial's first run has the same 
 pruner compares like with like); a pruned trial never starts its other seeds. The study lives in
 the storage (a journal file in the sweep directory unless `storage` is an RDB URL): rerunning the
 command resumes it, `n_trials` is the total.
+
+Two sweeps of one study at once (the same command twice, or several machines on one RDB URL) join:
+each asks its own trials (trial numbers are unique in the storage), every trial records its owner
+process (automl.trial_owner), and a resumed sweep records as failed only RUNNING trials whose owner
+is gone — never those of a live sweep. The n_trials check and `ask` are atomic only within one
+process, so k sweeps started together may run up to k-1 trials beyond n_trials. The command exits
+non-zero when a trial process crashed (an exit status other than 0 or 2, the trainer's config/data
+error, or a signal), a trial's result could not be recorded, or the sweep itself raised.
 """
 from __future__ import annotations
 
@@ -35,6 +43,7 @@ from typing import Any
 
 from automl.reporting import ENV
 from automl.study import is_rdb_url, make_pruner, make_sampler, make_storage
+from automl.trial_owner import OWNER_ATTR, is_stale, this_process
 from automl.sweeper_space import distribution, override_value, split_arguments, targets
 from lingjie.errors import ConfigError
 from trainer.callbacks import ENV as CALLBACKS_ENV
@@ -84,7 +93,13 @@ def _as_list(v: Any) -> list[Any]:
 
 class TrialFailed(Exception):
     """A trial's training process failed (timeout, exit status, no objective): the message is the
-    error recorded on the trial; the sweep goes on."""
+    error recorded on the trial; the sweep goes on. ``crashed``: the process died of a bug or a
+    signal (not exit status 2, the trainer's "config or data error", nor a timeout), so the sweep
+    exits non-zero once it is done."""
+
+    def __init__(self, message: str, crashed: bool = False) -> None:
+        super().__init__(message)
+        self.crashed = crashed
 
 
 @dataclass
@@ -140,6 +155,10 @@ class Sweep:
                              f"{len(s.direction)} direction(s)")
         self.multi = len(s.optimize_metric) > 1
         self.lock = threading.Lock()
+        self.owner = this_process()  # recorded on every trial this sweep runs (automl.trial_owner)
+        # what went wrong beyond a failed trial (a crashed trial process, an exception of the sweep
+        # itself, a result another process made unrecordable): non-empty -> the command exits 1
+        self.problems: list[str] = []
         inherited_callbacks()  # a malformed $LINGJIE_CALLBACKS stops the sweep here, not every trial
         if s.report_every_n_steps is not None and int(s.report_every_n_steps) < 1:
             raise ConfigError("hydra.sweeper.report_every_n_steps", f"must be >= 1 (report every N train steps) "
@@ -229,17 +248,18 @@ class Sweep:
                   flush=True)
 
     def _fail_stale(self, study: Any) -> None:
-        """Trials left RUNNING by an interrupted sweep: recorded as failed (journal file only — with
-        an RDB, other machines' trials may really be running)."""
+        """Trials left RUNNING by a sweep that is gone: recorded as failed. A trial whose owner
+        process still runs (a second sweep of the same study on this host) or cannot be checked
+        (another host) is left alone: this sweep joins the study beside it."""
         from optuna.trial import TrialState
 
-        if self.s.storage and is_rdb_url(self.s.storage):
-            return
-        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-            if t.state == TrialState.RUNNING:
-                study._storage.set_trial_user_attr(t._trial_id, "error", "interrupted: found running when resuming")
-                study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
-                log.warning("trial %d was interrupted by a previous sweep: recorded as failed", t.number)
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if not is_stale(t):
+                log.info("trial %d is running in %s: left alone", t.number, t.user_attrs.get(OWNER_ATTR))
+                continue
+            study._storage.set_trial_user_attr(t._trial_id, "error", "interrupted: found running when resuming")
+            study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            log.warning("trial %d was interrupted by a previous sweep: recorded as failed", t.number)
 
     # ----- trials -----
     def run(self) -> Any:
@@ -257,15 +277,30 @@ class Sweep:
         return study
 
     def _worker(self, study: Any) -> None:
+        """One worker thread: trials until the study has n_trials. An exception of the sweep's own
+        (not of a trial process) stops the worker and makes the command exit non-zero."""
+        try:
+            self._work(study)
+        except Exception as exc:
+            log.exception("sweep worker")
+            self.problems.append(f"sweep worker stopped: {type(exc).__name__}: {exc}")
+
+    def _work(self, study: Any) -> None:
+        from optuna.exceptions import UpdateFinishedTrialError
+
         while True:
             with self.lock:
                 if len(study.get_trials(deepcopy=False)) >= self.s.n_trials:
                     return
                 trial = study.ask(self.space)
+                trial.set_user_attr(OWNER_ATTR, self.owner)
             try:
                 self._run_trial(study, trial)
+            except UpdateFinishedTrialError as exc:  # its result is lost; the sweep goes on
+                self._lost(trial, exc)
             except Exception as exc:  # the sweep goes on; the trial is recorded as failed
                 log.exception("trial %d", trial.number)
+                self.problems.append(f"trial {trial.number}: {type(exc).__name__}: {exc}")
                 self._tell_failed(study, trial, f"{type(exc).__name__}: {exc}")
 
     def trial_overrides(self, params: dict[str, Any]) -> list[str]:
@@ -291,6 +326,8 @@ class Sweep:
             self._run_seeds(trial, trial_dir, params, seeds, runs)
         except TrialFailed as exc:
             trial.set_user_attr("seconds", round(time.perf_counter() - t0, 2))
+            if exc.crashed:
+                self.problems.append(f"trial {trial.number} crashed: {exc} (log: {trial_dir / 'trial.log'})")
             self._tell_failed(study, trial, str(exc))
             return
         self._tell_result(study, trial, runs, seeds, time.perf_counter() - t0)
@@ -329,8 +366,8 @@ class Sweep:
         where = f" (seed {seed})" if seed is not None else ""
         if rc is None:
             raise TrialFailed(f"timed out after {s.trial_timeout_s}s{where}")
-        if rc != 0:
-            raise TrialFailed(f"exit status {rc}{where}: {_last_error(run_dir / 'trial.log')}")
+        if rc != 0:  # 2: the trainer rejected the config or data (a failed trial, not a crash)
+            raise TrialFailed(f"exit status {rc}{where}: {_last_error(run_dir / 'trial.log')}", crashed=rc != 2)
         return json.loads((run_dir / "metrics.json").read_text())
 
     def _objectives(self, metrics: dict[str, Any]) -> list[float]:
@@ -379,9 +416,9 @@ class Sweep:
                                                 for x, v in zip(seeds, runs.per_seed)})
         with self.lock:
             if runs.pruned:
-                study.tell(trial, state=TrialState.PRUNED)
+                self._tell(study, trial, state=TrialState.PRUNED)
             else:
-                study.tell(trial, values if self.multi else values[0])
+                self._tell(study, trial, values if self.multi else values[0])
         spread = ""
         if s.seeds and not runs.pruned and len(runs.per_seed) > 1:
             spread = " (per seed: " + ", ".join(f"{v[0]:.5f}" for v in runs.per_seed) + ")"
@@ -390,12 +427,32 @@ class Sweep:
               + ", ".join(f"{m}={v:.5f}" for m, v in zip(s.optimize_metric, values)) + spread, flush=True)
 
     def _tell_failed(self, study: Any, trial: Any, error: str) -> None:
+        from optuna.exceptions import UpdateFinishedTrialError
         from optuna.trial import TrialState
 
         with self.lock:
-            trial.set_user_attr("error", error[-2000:])
-            study.tell(trial, state=TrialState.FAIL)
+            try:
+                trial.set_user_attr("error", error[-2000:])
+            except UpdateFinishedTrialError as exc:
+                self._lost(trial, exc)
+                return
+            self._tell(study, trial, state=TrialState.FAIL)
         print(f"[sweep] trial {trial.number} failed: {error[-500:]}", flush=True)
+
+    def _tell(self, study: Any, trial: Any, values: Any = None, state: Any = None) -> None:
+        """study.tell, except that a trial another process already finished (it took the trial
+        for abandoned) is a problem of this sweep, not an exception that ends its worker."""
+        current = study._storage.get_trial(trial._trial_id).state
+        if current.is_finished():
+            self._lost(trial, f"it is already {current.name}")
+            return
+        study.tell(trial, values, state=state)
+
+    def _lost(self, trial: Any, why: Any) -> None:
+        """Record that ``trial``'s result could not be stored: a problem (exit 1), not a crash."""
+        self.problems.append(f"trial {trial.number} was finished by another process before this sweep could "
+                             f"record its result ({why})")
+        log.error("trial %d: finished by another process: %s", trial.number, why)
 
 
 def run_objective(metrics: dict[str, Any], metric: str, last_epochs: int = 1) -> float | None:

@@ -1,10 +1,12 @@
 """`python -m trainer +experiment=NAME [overrides]`: compose, validate and run one job.
 
-Errors the user can fix (config, data) print one clear line and exit with status 2; the last
-line of a successful run names the run directory.
+Errors the user can fix (config, data, a full disk or an unwritable output root) print one
+clear line and exit with status 2; a bug keeps its traceback and exits with status 1; the
+last line of a successful run names the run directory.
 """
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -19,6 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from lingjie.errors import LingjieError
 
 log = logging.getLogger("lingjie")
+FULL_ERROR = "HYDRA_FULL_ERROR"
+_user_full_error = os.environ.get(FULL_ERROR)  # the user's choice, given back to the job
 
 
 @hydra.main(config_path="../configs", config_name="config", version_base="1.3")
@@ -27,17 +31,124 @@ def main(cfg: DictConfig) -> float | None:
 
     from trainer.job import run_job
 
+    _restore_full_error()
     try:
         plain = OmegaConf.to_container(cfg, resolve=True)
         config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
-    except OmegaConfBaseException as exc:
-        _fail(f"config error: {exc}")
+    except OmegaConfBaseException as exc:  # e.g. an interpolation that names no key
+        from trainer.compose import omegaconf_line
+
+        where = getattr(exc, "full_key", None)
+        _discard_untouched_run_dir(_layout(cfg))
+        _fail(f"config error at '{where}': {omegaconf_line(exc)}" if where else f"config error: {omegaconf_line(exc)}")
     try:
         run_dir = run_job(plain, config_yaml)
     except LingjieError as exc:
+        _discard_untouched_run_dir(plain)
         _fail(str(exc))
+    except OSError as exc:  # a full disk, an unwritable directory: one line; other OSErrors are bugs
+        message = _os_error_line(exc, str((plain.get("paths") or {}).get("run_dir") or ""))
+        if message is None:
+            raise
+        _fail(message)
     print(f"run directory: {run_dir}", flush=True)
     return None
+
+
+def cli() -> None:
+    """Run :func:`main` and turn what Hydra raises before it (a key typo, a bad override, a YAML
+    syntax error, an unwritable run directory) into one ``error:`` line, exit status 2.
+
+    Hydra reports those itself in several lines (and advises appending a typo with ``+``), so
+    $HYDRA_FULL_ERROR=1 is set while Hydra composes: the exception then reaches this frame
+    instead of Hydra's printer. :func:`main` gives the user's own value back to the job.
+    """
+    os.environ[FULL_ERROR] = "1"
+    try:
+        main()
+    except Exception as exc:
+        message = explain_error(exc, sys.argv[1:])
+        if message is None:
+            raise
+        _fail(message)
+    finally:
+        _restore_full_error()
+
+
+def explain_error(exc: Exception, argv: list[str]) -> str | None:
+    """The one line for ``exc`` when the user can fix it, else None."""
+    from trainer.compose import explain_compose_error, explain_os_error, user_paths
+
+    overrides, config_dir = _overrides(argv)
+    if isinstance(exc, LingjieError):
+        return str(exc)
+    message = explain_compose_error(exc, overrides, config_dir)
+    if message is None and isinstance(exc, OSError):
+        message = explain_os_error(exc, user_paths(overrides, dict(os.environ)))
+    return message
+
+
+def _overrides(argv: list[str]) -> tuple[list[str], str | None]:
+    """(the overrides, --config-dir) of a command line, parsed as Hydra parses them."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument("--config-dir", "-cd")
+    parser.add_argument("--config-name", "-cn")
+    parser.add_argument("--config-path", "-cp")
+    parser.add_argument("overrides", nargs="*")
+    known, _ = parser.parse_known_args(argv)
+    return [o for o in known.overrides if not o.startswith("-")], known.config_dir
+
+
+def _restore_full_error() -> None:
+    """Give $HYDRA_FULL_ERROR its value from before :func:`cli` (the job and its child processes
+    see what the user set)."""
+    if _user_full_error is None:
+        os.environ.pop(FULL_ERROR, None)
+    else:
+        os.environ[FULL_ERROR] = _user_full_error
+
+
+def _os_error_line(exc: OSError, run_dir: str) -> str | None:
+    """The one line of a user-fixable OSError raised by the job; a write that fails for lack of
+    space names no file, so the run directory stands in for it."""
+    from trainer.compose import explain_os_error, user_paths
+
+    return explain_os_error(exc, user_paths(_overrides(sys.argv[1:])[0], dict(os.environ)), where=run_dir)
+
+
+def _layout(cfg: DictConfig) -> dict:
+    """What :func:`_discard_untouched_run_dir` reads, from a config that does not resolve as a
+    whole (each value resolved on its own; {} when even these do not)."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        return {"paths": {"run_dir": HydraConfig.get().runtime.output_dir,
+                          "output_root": OmegaConf.select(cfg, "paths.output_root")},
+                "experiment_name": OmegaConf.select(cfg, "experiment_name")}
+    except (OmegaConfBaseException, ValueError):
+        return {}
+
+
+def _discard_untouched_run_dir(plain: dict) -> None:
+    """Remove the run directory Hydra made for a job that failed before writing anything (a
+    config error found by validation): it holds only Hydra's job log and empty folders, and left
+    behind it reads as a run (to people, and to ``trainer.resume=true``). Only a directory of the
+    default layout, ``<paths.output_root>/<experiment_name>/<time>``, is touched: one a user named
+    with ``hydra.run.dir`` may be theirs."""
+    import shutil
+    from pathlib import Path
+
+    paths = plain.get("paths") or {}
+    run_dir, root = paths.get("run_dir"), paths.get("output_root")
+    if not run_dir or not root or not Path(run_dir).is_dir():
+        return
+    run = Path(run_dir).resolve()
+    if run.parent != (Path(root) / str(plain.get("experiment_name"))).resolve():
+        return
+    files = [p for p in run.rglob("*") if not p.is_dir()]
+    if all(p.parent == run and p.name == "__main__.log" for p in files):
+        shutil.rmtree(run, ignore_errors=True)
 
 
 def _fail(message: str) -> None:
@@ -46,4 +157,4 @@ def _fail(message: str) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    cli()

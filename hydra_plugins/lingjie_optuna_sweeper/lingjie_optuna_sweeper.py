@@ -107,6 +107,10 @@ class LingjieOptunaSweeper(Sweeper):
             print(f"error: {exc}", file=sys.stderr, flush=True)
             sys.exit(2)
         write_outputs(study, sweep)
+        if sweep.problems:  # a crashed trial or a sweep error is never an exit status 0
+            more = f" (and {len(sweep.problems) - 1} more, logged above)" if len(sweep.problems) > 1 else ""
+            print(f"error: sweep '{settings.study_name}': {sweep.problems[0]}{more}", file=sys.stderr, flush=True)
+            sys.exit(1)
         return study
 
 
