@@ -134,7 +134,9 @@ class _CsvPass:
         self.opts = opts
         self.header = 1 if opts.csv_header else 0
         self.done = _Progress()
-        self.pending: list[tuple[int, str]] = []  # lines of the current block that did not parse
+        self.pending: list[tuple[int, str]] = []  # lines that did not parse, from pyarrow's callback
+        self.waiting: list[tuple[int, str]] = []  # ... not yet reported (after the current batch)
+        self.batch: pa.RecordBatch | None = None  # the current batch, text columns converted
         self.ragged: list[int] = []  # file rows of every such line so far (sorted)
         self.parsed = 0  # rows pyarrow returned so far
 
@@ -174,19 +176,33 @@ class _CsvPass:
                 return 0
             while True:
                 batch = self._next(reader)
-                events = list(self.pending)
                 self.ragged.extend(row for row, _ in self.pending)
+                self.waiting += self.pending  # pyarrow may parse a block ahead: hold them
                 self.pending.clear()
-                if batch is not None and self.text:
-                    batch, text_events = self._to_numbers(batch)
-                    events += text_events
-                self._report(sorted(events))
+                self._report(self._events(batch))
                 if batch is None:
                     return self.done.good
                 if batch.num_rows:
-                    out = self._unseen(batch)
+                    out = self._unseen(self.batch)
                     if out is not None and out.num_rows:
                         yield self.done.good - out.num_rows, out
+
+    def _events(self, batch: pa.RecordBatch | None) -> list[tuple[int, str]]:
+        """The bad rows up to the end of ``batch`` (all that are left at the end), in file
+        order; the batch's text columns converted (kept in ``self.batch``)."""
+        self.batch = batch
+        if batch is None:
+            events, self.waiting = self.waiting, []
+            return sorted(events)
+        parsed = np.arange(self.parsed, self.parsed + batch.num_rows, dtype=np.int64)
+        self.parsed += batch.num_rows
+        events: list[tuple[int, str]] = []
+        if self.text:
+            self.batch, events = self._to_numbers(batch, parsed)
+        end = int(self._file_rows(parsed[-1:])[0]) if batch.num_rows else -1
+        ready = [e for e in self.waiting if e[0] < end]
+        self.waiting = [e for e in self.waiting if e[0] >= end]
+        return sorted(ready + events)
 
     def _report(self, events: list[tuple[int, str]]) -> None:
         """Bad rows in file order; ``good_before`` is the row less the bad rows before it."""
@@ -214,7 +230,7 @@ class _CsvPass:
                 return rows
             rows = nxt
 
-    def _to_numbers(self, batch: pa.RecordBatch) -> tuple[pa.RecordBatch, list[tuple[int, str]]]:
+    def _to_numbers(self, batch: pa.RecordBatch, parsed: np.ndarray) -> tuple[pa.RecordBatch, list[tuple[int, str]]]:
         """The text columns converted to their numeric types; rows whose text is no number
         dropped and returned as (file row, reason) events. Vectorised (a regex per column)."""
         bad = np.zeros(batch.num_rows, dtype=bool)
@@ -235,8 +251,6 @@ class _CsvPass:
                 columns[name] = pc.cast(pc.if_else(pa.array(wrong), pa.scalar(None, pa.string()), values), target)
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
                 raise DataError(f"column '{name}' cannot be read as {target} ({exc})", file=self.file.url) from exc
-        parsed = np.arange(self.parsed, self.parsed + batch.num_rows, dtype=np.int64)
-        self.parsed += batch.num_rows
         out = pa.RecordBatch.from_arrays(list(columns.values()), names=list(columns))
         if not bad.any():
             return out, []
