@@ -66,7 +66,7 @@ class Violation:
 def _show(value: float) -> str:
     if np.isnan(value):
         return "null/NaN"
-    return repr(int(value)) if float(value).is_integer() else repr(float(value))
+    return repr(int(value)) if float(value).is_integer() and abs(value) < 1e15 else repr(float(value))
 
 
 def _is_numeric(t: pa.DataType) -> bool:
@@ -88,14 +88,19 @@ def _bad_mask(values: pa.Array | pa.ChunkedArray, rule: ColumnRule) -> np.ndarra
         return ~pc.is_valid(values).to_numpy(zero_copy_only=False)
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
-    if rule.binary and not floating and values.null_count == 0 and not pa.types.is_decimal(t):
-        x = values.to_numpy(zero_copy_only=False)  # no copy: two reductions, no mask, when all pass
-        if x.size == 0 or (x.min() >= 0 and x.max() <= 1):
+    if rule.binary and pa.types.is_boolean(t) and values.null_count == 0:
+        return None
+    if rule.binary and pa.types.is_integer(t) and values.null_count == 0:
+        x = values.to_numpy(zero_copy_only=False)  # no copy; one reduction, no mask, when all pass
+        as_unsigned = x.view(x.dtype.str.replace("i", "u"))  # negatives become huge
+        if x.size == 0 or as_unsigned.max() <= 1:
             return None
     x = (values.to_numpy(zero_copy_only=False) if floating
          else pc.cast(values, pa.float64()).to_numpy(zero_copy_only=False))  # nulls -> NaN
-    if not rule.binary and not rule.allow_inf and np.isfinite(np.add.reduce(x)):
-        return None  # a finite sum: no inf, no NaN (one pass, no mask; the common case)
+    if not rule.binary and not rule.allow_inf:
+        with np.errstate(over="ignore", invalid="ignore"):
+            if np.isfinite(np.add.reduce(x)):  # no inf, no NaN: one pass, no mask (the common case)
+                return None
     if rule.binary:
         bad = (x != 0) & (x != 1)
         if rule.allow_missing:
