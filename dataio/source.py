@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from dataio.checks import ColumnRule, find_violations, numeric_columns
 from dataio.columns import require_columns
 from dataio.files import DataFile, expand_paths
 from dataio.readers import ReadOptions, reader_for
@@ -62,6 +63,11 @@ class Source:
     ``on_error="skip"``), ``bad_rows_by_file``, ``empty_files`` and ``files_read``. Bad rows are
     counted by the shard that owns their chunk, so summing over shards gives the total.
 
+    ``rules`` (:class:`~dataio.checks.ColumnRule`) say what numeric columns may hold; a row that
+    breaks one (a 7 in a binary label, an infinity in a feature) is a bad row like one that does
+    not parse, and a CSV column a rule names is read as numbers even where its first block holds
+    text, so text in it is a bad row too.
+
     Remote URLs get their credentials from :mod:`dataio.credentials` and are listed and opened
     with bounded retries (``retry``: a :class:`~dataio.retry.RetryPolicy` or a dict of its
     fields); :func:`dataio.sources.open_source` also dispatches ``odps://`` and ``kafka://``.
@@ -77,7 +83,8 @@ class Source:
                  storage_options: dict | None = None,
                  read_block_bytes: int = 1 << 20,
                  retry: RetryPolicy | dict | None = None,
-                 column_types: dict[str, str] | None = None) -> None:
+                 column_types: dict[str, str] | None = None,
+                 rules: Sequence[ColumnRule] = ()) -> None:
         if on_error not in _ON_ERROR:
             raise ConfigError("on_error", f"must be 'raise' or 'skip', got {on_error!r}",
                               list(_ON_ERROR))
@@ -107,6 +114,7 @@ class Source:
         # declared Arrow types (e.g. an EasyNLP 'text:str' schema) win over the inferred ones, so a
         # text column whose first block looks numeric is still read as text
         self.column_types = {k: pa.type_for_alias(v) for k, v in (column_types or {}).items()}
+        self.rules = tuple(rules)
         self._unified: _FileSchema | None = None
         self.stats: dict = self._fresh_stats()
 
@@ -117,13 +125,25 @@ class Source:
             for file in self._files:
                 schema = reader_for(file.format).peek_schema(file, self._options)
                 if schema is not None:
-                    schema = pa.schema([f.with_type(self.column_types.get(f.name, f.type)) for f in schema])
+                    schema = pa.schema([f.with_type(self._declared_type(file, f)) for f in schema])
                     self._unified = _FileSchema(schema.remove_metadata(), file.url)
                     break
             else:
                 raise DataError(f"all {len(self._files)} input file(s) are empty",
                                 file=self.files[0] if len(self.files) == 1 else None)
         return self._unified
+
+    def _declared_type(self, file: DataFile, field: pa.Field) -> pa.DataType:
+        """``column_types`` first; then a CSV column a rule calls numeric whose first block held
+        text (or nothing) is read as float64, so its text values become bad rows, not a string
+        column the model cannot use."""
+        if field.name in self.column_types:
+            return self.column_types[field.name]
+        t = field.type
+        if file.format == "csv" and field.name in numeric_columns(self.rules) and (
+                pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t)):
+            return pa.float64()
+        return t
 
     def schema(self) -> pa.Schema:
         """The schema of the batches: the first non-empty file's, projected to ``columns``."""
@@ -186,6 +206,24 @@ class Source:
         self._count_bad(file, bad)
         return batch.filter(valid)
 
+    def _drop_rule_breakers(self, file: DataFile, batch: pa.RecordBatch, first_row: int) -> pa.RecordBatch:
+        """Rows breaking a value rule (``rules``) are bad rows: raised naming the first, or
+        dropped and counted. Vectorised over the chunk; nothing is allocated when all pass."""
+        if not self.rules or not batch.num_rows:
+            return batch
+        found = find_violations(batch, self.rules)
+        if not found:
+            return batch
+        if self.on_error == "raise":
+            first = min(found, key=lambda v: v.first)
+            raise DataError(f"{first.message()} (or set on_error='skip' to drop such rows)",
+                            file=file.url, row=first_row + first.first)
+        bad = found[0].mask
+        for v in found[1:]:
+            bad = bad | v.mask
+        self._count_bad(file, int(bad.sum()))
+        return batch.filter(pa.array(~bad))
+
     def _conform(self, file: DataFile, batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
         """Select the output columns in order and cast them to the unified types."""
         batch = batch.select(target.names)
@@ -237,6 +275,7 @@ class Source:
                     break
                 batch = self._drop_null_required(file, batch, chunk_no * rows)
                 batch = self._conform(file, batch, target)
+                batch = self._drop_rule_breakers(file, batch, chunk_no * rows)
                 if batch.num_rows:
                     self.stats["rows_read"] += batch.num_rows
                     yield batch

@@ -22,6 +22,7 @@ def make_source(spec: Any, path: str, pipeline: Any, with_labels: bool, extra_co
     data = spec.root.data
     columns = list(dict.fromkeys(pipeline.required_columns(with_labels=with_labels) + list(extra_columns or [])))
     required = [lab.column for lab in spec.labels.values()] if with_labels else []
+    rules = source_rules(spec, pipeline, with_labels)
     if str(path).startswith("kafka://"):
         raise ConfigError("data.train_path", "kafka:// is a stream: use trainer.mode=stream to train from it")
     if str(path).startswith("odps://"):
@@ -35,10 +36,19 @@ def make_source(spec: Any, path: str, pipeline: Any, with_labels: bool, extra_co
         src = Source(path, format=data.format, columns=columns, on_error=data.on_error, required_columns=required,
                      csv_delimiter=data.csv.delimiter, csv_header=data.csv.header,
                      csv_column_names=data.csv.column_names, read_rows=read_rows or data.read_rows,
-                     storage_options=data.storage_options or None)
+                     storage_options=data.storage_options or None, rules=rules)
     if hasattr(src, "check_columns"):
         src.check_columns(columns)
     return src
+
+
+def source_rules(spec: Any, pipeline: Any, with_labels: bool) -> list[Any]:
+    """The value rules (:mod:`dataio.checks`) of this run's numeric columns: what the model's
+    raw features and labels may hold; labels of binary tasks must be 0/1 (or thresholded)."""
+    from easyrec.features.rules import value_rules
+
+    binary = {t.label for t in spec.model.tasks if t.type == "binary"}
+    return value_rules(pipeline, binary, with_labels)
 
 
 def make_loader(spec: Any, pipeline: Any, path: str, train: bool, with_labels: bool = True, dist: Any = None) -> Any:

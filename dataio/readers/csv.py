@@ -6,9 +6,11 @@ is the same on every shard.
 """
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from dataio.columns import missing_columns_error
@@ -76,44 +78,183 @@ def peek_schema(file: DataFile, opts: ReadOptions) -> pa.Schema | None:
         return None
 
 
+@dataclass
+class _Progress:
+    """How far a pass got: good records yielded and bad rows reported."""
+
+    good: int = 0
+    bad: int = 0
+
+
+class _TextInNumbers(Exception):
+    """pyarrow could not convert a value of a numeric column (text in it): read it as text."""
+
+
+#: what pyarrow's CSV conversion accepts as a number, as a vectorised regex over a text column
+_NUMBER = {"float": r"^[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|inf|infinity|nan)$",
+           "int": r"^-?\d+$"}
+
+
+def _numeric(t: pa.DataType) -> bool:
+    return pa.types.is_integer(t) or pa.types.is_floating(t)
+
+
 def read(file: DataFile, opts: ReadOptions, wanted: RowRangeFilter,
          on_bad: BadRowHandler) -> RecordStream:
-    """Yield ``(offset, batch)`` over all good rows; report bad lines; return the good count."""
-    header = 1 if opts.csv_header else 0
-    pending: list[tuple[int, str]] = []
+    """Yield ``(offset, batch)`` over all good rows; report bad lines; return the good count.
 
-    def on_invalid(row) -> str:  # called by pyarrow; must not raise (pyarrow would swallow it)
-        pending.append((row.number - 1 - header,
-                        f"expected {row.expected_columns} fields, got {row.actual_columns}: "
-                        f"{row.text[:120]!r}"))
+    The fast pass lets pyarrow convert numeric columns. Where one holds text (``'abc'`` in a
+    column of numbers), pyarrow stops without saying which row; the file is then read again
+    with the numeric columns as text, converted here, so each such row is reported by number
+    (and dropped with ``on_error=skip``). The second pass skips what the first already
+    yielded and reported, so offsets and counts are those of one pass."""
+    first = _CsvPass(file, opts, on_bad, text_columns=[], skip=_Progress())
+    try:
+        return (yield from first.records())
+    except _TextInNumbers:
+        pass
+    schema = opts.schema
+    text = [f.name for f in schema if _numeric(f.type) and (opts.columns is None or f.name in opts.columns)] \
+        if schema is not None else []
+    return (yield from _CsvPass(file, opts, on_bad, text_columns=text, skip=first.done).records())
+
+
+class _CsvPass:
+    """One pass over a CSV file; ``text_columns`` (numeric in the schema) are read as text and
+    converted here, their unparseable values reported as bad rows."""
+
+    def __init__(self, file: DataFile, opts: ReadOptions, on_bad: BadRowHandler,
+                 text_columns: list[str], skip: _Progress) -> None:
+        self.file, self.on_bad, self.skip = file, on_bad, skip
+        self.types = {f.name: f.type for f in opts.schema} if opts.schema is not None else {}
+        self.text = text_columns
+        if text_columns:
+            opts = replace(opts, schema=pa.schema(
+                [f.with_type(pa.string()) if f.name in text_columns else f for f in opts.schema]))
+        self.opts = opts
+        self.header = 1 if opts.csv_header else 0
+        self.done = _Progress()
+        self.pending: list[tuple[int, str]] = []  # lines that did not parse, from pyarrow's callback
+        self.waiting: list[tuple[int, str]] = []  # ... not yet reported (after the current batch)
+        self.batch: pa.RecordBatch | None = None  # the current batch, text columns converted
+        self.ragged: list[int] = []  # file rows of every such line so far (sorted)
+        self.parsed = 0  # rows pyarrow returned so far
+
+    def on_invalid(self, row) -> str:  # called by pyarrow; must not raise (pyarrow would swallow it)
+        self.pending.append((row.number - 1 - self.header,
+                             f"expected {row.expected_columns} fields, got {row.actual_columns}: "
+                             f"{row.text[:120]!r}"))
         return "skip"
 
-    with file.open() as handle:
+    def _open(self, handle) -> pacsv.CSVStreamingReader | None:
+        opts, file = self.opts, self.file
         try:
-            reader = _open_reader(file, handle, opts, opts.columns, on_invalid)
+            return _open_reader(file, handle, opts, opts.columns, self.on_invalid)
         except DataError as exc:
+            if not self.text and "conversion error" in str(exc):  # the first block: read at open
+                raise _TextInNumbers() from exc
             if opts.columns is not None and "include_columns" in str(exc):
                 names = _header_names(file, opts)
                 raise missing_columns_error([c for c in opts.columns if c not in names],
                                             names, file.url) from exc
             raise
-        if reader is None:
-            return 0
-        good = 0
-        bad_seen = 0
+
+    def _next(self, reader: pacsv.CSVStreamingReader) -> pa.RecordBatch | None:
+        try:
+            return reader.read_next_batch()
+        except StopIteration:
+            return None
+        except (pa.ArrowException, OSError, EOFError) as exc:
+            if not self.text and "conversion error" in str(exc):
+                raise _TextInNumbers() from exc
+            raise DataError(f"cannot parse CSV ({exc})", file=self.file.url) from exc
+
+    def records(self) -> RecordStream:
+        with self.file.open() as handle:
+            reader = self._open(handle)
+            if reader is None:
+                return 0
+            while True:
+                batch = self._next(reader)
+                self.ragged.extend(row for row, _ in self.pending)
+                self.waiting += self.pending  # pyarrow may parse a block ahead: hold them
+                self.pending.clear()
+                self._report(self._events(batch))
+                if batch is None:
+                    return self.done.good
+                if batch.num_rows:
+                    out = self._unseen(self.batch)
+                    if out is not None and out.num_rows:
+                        yield self.done.good - out.num_rows, out
+
+    def _events(self, batch: pa.RecordBatch | None) -> list[tuple[int, str]]:
+        """The bad rows up to the end of ``batch`` (all that are left at the end), in file
+        order; the batch's text columns converted (kept in ``self.batch``)."""
+        self.batch = batch
+        if batch is None:
+            events, self.waiting = self.waiting, []
+            return sorted(events)
+        parsed = np.arange(self.parsed, self.parsed + batch.num_rows, dtype=np.int64)
+        self.parsed += batch.num_rows
+        events: list[tuple[int, str]] = []
+        if self.text:
+            self.batch, events = self._to_numbers(batch, parsed)
+        end = int(self._file_rows(parsed[-1:])[0]) if batch.num_rows else -1
+        ready = [e for e in self.waiting if e[0] < end]
+        self.waiting = [e for e in self.waiting if e[0] >= end]
+        return sorted(ready + events)
+
+    def _report(self, events: list[tuple[int, str]]) -> None:
+        """Bad rows in file order; ``good_before`` is the row less the bad rows before it."""
+        for row, reason in events:
+            if self.done.bad >= self.skip.bad:  # the first pass reported the rest
+                self.on_bad(row, row - self.done.bad, reason)
+            self.done.bad += 1
+
+    def _unseen(self, batch: pa.RecordBatch) -> pa.RecordBatch | None:
+        """Count ``batch`` as yielded; return the part the first pass did not yield."""
+        start = self.done.good
+        self.done.good += batch.num_rows
+        if self.done.good <= self.skip.good:
+            return None
+        return batch.slice(max(0, self.skip.good - start))
+
+    def _file_rows(self, parsed: np.ndarray) -> np.ndarray:
+        """File rows of parsed-row numbers: shifted past the lines that did not parse (the
+        smallest r with r - #(ragged <= r) == parsed; a monotone fixed point)."""
+        ragged = np.asarray(self.ragged, dtype=np.int64)
+        rows = parsed
         while True:
+            nxt = parsed + np.searchsorted(ragged, rows, side="right")
+            if np.array_equal(nxt, rows):
+                return rows
+            rows = nxt
+
+    def _to_numbers(self, batch: pa.RecordBatch, parsed: np.ndarray) -> tuple[pa.RecordBatch, list[tuple[int, str]]]:
+        """The text columns converted to their numeric types; rows whose text is no number
+        dropped and returned as (file row, reason) events. Vectorised (a regex per column)."""
+        bad = np.zeros(batch.num_rows, dtype=bool)
+        reasons: dict[int, str] = {}
+        columns = dict(zip(batch.schema.names, batch.columns))
+        for name in self.text:
+            if name not in columns:
+                continue
+            target = self.types[name]
+            values = columns[name]
+            ok = pc.match_substring_regex(values, _NUMBER["int" if pa.types.is_integer(target) else "float"],
+                                          ignore_case=True)
+            wrong = ~pc.fill_null(ok, True).to_numpy(zero_copy_only=False)
+            for i in np.flatnonzero(wrong & ~bad)[:1]:
+                reasons[int(i)] = f"column '{name}' ({target}) holds {values[int(i)].as_py()!r}, not a number"
+            bad |= wrong
             try:
-                batch = reader.read_next_batch()
-            except StopIteration:
-                batch = None
-            except (pa.ArrowException, OSError, EOFError) as exc:
-                raise DataError(f"cannot parse CSV ({exc})", file=file.url) from exc
-            for row, reason in pending:  # bad lines precede the rows of the batch they were in
-                on_bad(row, row - bad_seen, reason)
-                bad_seen += 1
-            pending.clear()
-            if batch is None:
-                return good
-            if batch.num_rows:
-                yield good, batch
-                good += batch.num_rows
+                columns[name] = pc.cast(pc.if_else(pa.array(wrong), pa.scalar(None, pa.string()), values), target)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise DataError(f"column '{name}' cannot be read as {target} ({exc})", file=self.file.url) from exc
+        out = pa.RecordBatch.from_arrays(list(columns.values()), names=list(columns))
+        if not bad.any():
+            return out, []
+        idx = np.flatnonzero(bad)
+        rows = self._file_rows(parsed[idx])
+        events = [(int(r), reasons.get(int(i), "a numeric column holds text")) for i, r in zip(idx, rows)]
+        return out.filter(pa.array(~bad)), events
