@@ -50,6 +50,8 @@ class RunDir:
             name = checkpoint_pointer_name(pointer.read_text(errors="replace"))
             if name is not None and (self.checkpoints / name).exists():  # never a path out of the dir
                 return self.checkpoints / name
+            if name is None:
+                log.warning("ignoring %s: it must name a checkpoint file in that directory", pointer)
         if not self.checkpoints.is_dir():
             return None
         found = sorted((p for p in self.checkpoints.iterdir()

@@ -75,6 +75,13 @@ def _no_marker(tmp: Path, proc: subprocess.CompletedProcess) -> None:
     assert not (tmp / MARKER).exists(), "the checkpoint's payload ran"
 
 
+def _pointer_ignored(tmp: Path, proc: subprocess.CompletedProcess) -> None:
+    _no_marker(tmp, proc)
+    assert "ignoring" in proc.stdout + proc.stderr and "latest" in proc.stdout + proc.stderr
+    (run,) = run_dirs(tmp)
+    assert (run / "DONE").exists(), "the run did not resume from its own newest checkpoint"
+
+
 def _no_marker_run_kept(tmp: Path, proc: subprocess.CompletedProcess) -> None:
     _no_marker(tmp, proc)
     (run,) = run_dirs(tmp)
@@ -96,7 +103,7 @@ CASES = [
     Case("ckpt-resume-pickle-payload", [*SMALL, "trainer.export.enabled=false", "trainer.resume=true"],
          message=r"epoch-0001\.pt", setup=_evil_in_run, check=_no_marker_run_kept, before="ran the payload"),
     Case("ckpt-latest-pointer-escapes", [*SMALL, "trainer.export.enabled=false", "trainer.resume=true"],
-         message=r"latest", setup=_pointer_escapes, check=_no_marker,
+         code=0, setup=_pointer_escapes, check=_pointer_ignored,
          before="followed ../ out of the run dir and ran the payload"),
     Case("ckpt-torn-file", [*SMALL, "trainer.mode=evaluate", "trainer.evaluate.checkpoint={tmp}/torn.pt"],
          message=r"torn\.pt", setup=_torn_pt, check=_no_marker, before="one line (same)"),

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from functools import lru_cache
 from pathlib import Path
 
@@ -26,9 +27,17 @@ OLD = "2020-01-01_00-00-00_000000-0000"  # sorts before every run a row starts
 _HOLDERS: dict[str, subprocess.Popen] = {}
 
 
-@lru_cache(maxsize=1)
+_TRAIN_LOCK = threading.Lock()  # the table runs two rows at a time: train once, not twice
+
+
 def _trained() -> Path:
     """One finished SMALL run (no export), made once per session."""
+    with _TRAIN_LOCK:
+        return _train_once()
+
+
+@lru_cache(maxsize=1)
+def _train_once() -> Path:
     base = Path(tempfile.mkdtemp(prefix="lingjie-runs-"))
     run_cli([*SMALL, "trainer.export.enabled=false", f"paths.output_root={base / 'out'}",
              f"hydra.run.dir={base / 'run'}"], cwd=base)
