@@ -120,7 +120,7 @@ def redact_options(options: dict | None) -> dict:
 
 # words that make a config key or an environment variable name a credential (whole words of
 # the name split at _ - . and camelCase: "tokenizer" and "max_tokens" are not credentials)
-_SECRET_WORDS = frozenset({"secret", "secrets", "password", "passwd", "pwd", "passphrase", "token",
+_SECRET_WORDS = frozenset({"secret", "secrets", "password", "passwd", "passphrase", "token",
                            "credential", "credentials", "signature", "apikey", "accesskey", "privatekey"})
 _SECRET_PAIRS = frozenset({("access", "key"), ("private", "key"), ("api", "key"), ("secret", "key"),
                            ("sts", "token"), ("account", "key"), ("sas", "token")})
@@ -170,6 +170,7 @@ class RedactedConfig:
 
     tree: object
     literals: dict[str, object]
+    from_env: dict[str, str]  # NAME -> value of the credential variables found in the config
 
 
 def redact_config(tree: object, environ: dict[str, str] | None = None) -> RedactedConfig:
@@ -184,6 +185,12 @@ def redact_config(tree: object, environ: dict[str, str] | None = None) -> Redact
     pattern = (re.compile("|".join(re.escape(v) for v in sorted(by_value, key=len, reverse=True)))
                if by_value else None)
     literals: dict[str, object] = {}
+    from_env: dict[str, str] = {}
+
+    def to_env(match: re.Match) -> str:
+        name = by_value[match.group(0)]
+        from_env[name] = match.group(0)
+        return "${oc.env:" + name + "}"
 
     def walk(node: object, path: str, secret_key: bool) -> object:
         if isinstance(node, dict):
@@ -193,7 +200,7 @@ def redact_config(tree: object, environ: dict[str, str] | None = None) -> Redact
             return [walk(v, f"{path}[{i}]", secret_key) for i, v in enumerate(node)]
         if isinstance(node, str):
             if pattern is not None and pattern.search(node):
-                return pattern.sub(lambda m: "${oc.env:" + by_value[m.group(0)] + "}", node)
+                return pattern.sub(to_env, node)
             shown = redact_url(node) if "://" in node else redact(node)
             if shown != node or (secret_key and node and not node.startswith("${oc.env:")):
                 literals[path] = node
@@ -204,7 +211,7 @@ def redact_config(tree: object, environ: dict[str, str] | None = None) -> Redact
             return REDACTED
         return node
 
-    return RedactedConfig(walk(tree, "", False), literals)
+    return RedactedConfig(walk(tree, "", False), literals, from_env)
 
 
 class _RedactingFilter(logging.Filter):
@@ -221,6 +228,14 @@ class _RedactingFilter(logging.Filter):
         if clean != message:
             record.msg, record.args = clean, None
         return True
+
+
+def redact_log_handlers() -> None:
+    """Scrub remembered secrets from every record the root logger's handlers write (the
+    console and Hydra's log file in the run directory), whichever logger made it."""
+    for handler in logging.getLogger().handlers:
+        if _filter not in handler.filters:
+            handler.addFilter(_filter)
 
 
 _FILTERED_LOGGERS = ("urllib3.connectionpool", "requests", "fsspec", "fsspec.webhdfs", "ossfs",

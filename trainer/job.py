@@ -16,12 +16,14 @@ from lingjie.errors import ConfigError
 from trainer.process import resolve_run, setup_omp, write_config
 from trainer.run_dir import RunDir
 from trainer.schema.validate import validate
+from trainer.secrets import config_at_rest
 
 log = logging.getLogger("lingjie")
 
 
 def run_job(cfg: dict[str, Any], config_yaml: str) -> Path:
     """Run the job described by the resolved config ``cfg``; returns the run directory."""
+    config_yaml = config_at_rest(cfg)  # what is written down holds no secret (trainer.secrets)
     spec = validate(cfg)
     setup_omp(spec)
     root = spec.root
