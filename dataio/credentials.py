@@ -139,6 +139,8 @@ def looks_secret_key(name: object) -> bool:
     if key.lower() in SECRET_KEYS:
         return True
     words = _words(key)
+    if words and words[-1] == "id":
+        return False  # access_key_id, OSS_ACCESS_KEY_ID: the user name of a key pair, not its secret
     # a tokenizer's special tokens (pad_token, eos_token, ...) are vocabulary, not credentials
     words = [w for i, w in enumerate(words) if not (w == "token" and i and words[i - 1] in _VOCAB_WORDS)]
     return any(w in _SECRET_WORDS for w in words) or any(p in _SECRET_PAIRS for p in zip(words, words[1:]))

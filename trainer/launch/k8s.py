@@ -73,7 +73,6 @@ def render(spec: Any, run: RunDir, config_yaml: str) -> dict[str, dict[str, Any]
     name = job_name(root.experiment_name, run.root.name, _max_replica_index(hw))
     pod_run_dir = f"{hw.output_dir.rstrip('/')}/{root.experiment_name}/{run.root.name}"
     labels = {"app.kubernetes.io/name": "lingjie", "app.kubernetes.io/instance": name}
-    check_pod_secrets(config_yaml, hw)
     configmap = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -90,6 +89,7 @@ def render(spec: Any, run: RunDir, config_yaml: str) -> dict[str, dict[str, Any]
         "spec": {"runPolicy": {"backoffLimit": hw.backoff_limit, "cleanPodPolicy": "None"}},
     }
     template = _pod_template(hw, root.trainer.backend, configmap["metadata"]["name"], pod_run_dir, labels)
+    check_pod_secrets(config_yaml, hw)
     if hw.kind == "PyTorchJob":
         elastic = hw.elastic
         if elastic.min_replicas or elastic.max_replicas:
