@@ -19,6 +19,13 @@ Where each service's credentials come from, first match wins:
 Every secret value that passes through here is remembered for this process, and
 :func:`redact` replaces each remembered value in any text (error messages, reprs, dead-letter
 records, log records of the client libraries) with ``***``.
+
+Secrets at rest: :func:`redact_config` is the one rule for what of a config may be written
+down (config.yaml, checkpoint metadata, the Kubernetes ConfigMap, the remote mirror). Keys
+that look like credentials (:func:`looks_secret_key`) and values of credential environment
+variables (:func:`looks_secret_env`) never appear in clear: a value that came from the
+environment is written back as ``${oc.env:NAME}`` (a worker or pod with the same environment
+resolves it again), any other secret as ``***``.
 """
 from __future__ import annotations
 
@@ -111,6 +118,104 @@ def redact_options(options: dict | None) -> dict:
     return out
 
 
+# words that make a config key or an environment variable name a credential (whole words of
+# the name split at _ - . and camelCase: "tokenizer" and "max_tokens" are not credentials)
+_SECRET_WORDS = frozenset({"secret", "secrets", "password", "passwd", "passphrase", "token",
+                           "credential", "credentials", "signature", "apikey", "accesskey", "privatekey"})
+_SECRET_PAIRS = frozenset({("access", "key"), ("private", "key"), ("api", "key"), ("secret", "key"),
+                           ("sts", "token"), ("account", "key"), ("sas", "token")})
+_VOCAB_WORDS = frozenset({"pad", "cls", "sep", "unk", "mask", "bos", "eos", "special", "start", "end"})
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+
+
+def _words(name: str) -> list[str]:
+    return [w.lower() for w in _WORD.findall(str(name))]
+
+
+def looks_secret_key(name: object) -> bool:
+    """Whether a config key (``storage_options.secret``, ``sasl_plain_password``, ...) names a
+    credential: one of :data:`SECRET_KEYS`, or a name with a credential word in it."""
+    key = str(name)
+    if key.lower() in SECRET_KEYS:
+        return True
+    words = _words(key)
+    if words and words[-1] == "id":
+        return False  # access_key_id, OSS_ACCESS_KEY_ID: the user name of a key pair, not its secret
+    # a tokenizer's special tokens (pad_token, eos_token, ...) are vocabulary, not credentials
+    words = [w for i, w in enumerate(words) if not (w == "token" and i and words[i - 1] in _VOCAB_WORDS)]
+    return any(w in _SECRET_WORDS for w in words) or any(p in _SECRET_PAIRS for p in zip(words, words[1:]))
+
+
+def looks_secret_env(name: str) -> bool:
+    """Whether an environment variable's NAME says it holds a credential (``*SECRET*``,
+    ``*PASSWORD*``, ``*TOKEN*``, ``*ACCESS_KEY*``, ``*_KEY``, ...)."""
+    return looks_secret_key(name) or (name.upper().endswith("_KEY") and len(name) > 4)
+
+
+def secret_env_values(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """``{value: NAME}`` of the credential environment variables (values of 4+ characters;
+    of two names with one value the first in sorted order wins)."""
+    env = os.environ if environ is None else environ
+    out: dict[str, str] = {}
+    for name in sorted(env):
+        value = env[name]
+        if looks_secret_env(name) and isinstance(value, str) and len(value) >= 4 and value not in out:
+            out[value] = name
+    return out
+
+
+@dataclass
+class RedactedConfig:
+    """A config fit to write down, and where literal secrets were replaced by ``***``:
+    ``literals`` maps each such dotted path to the value it held (to be passed on in memory,
+    or refused, by whoever ships the config to other processes)."""
+
+    tree: object
+    literals: dict[str, object]
+    from_env: dict[str, str]  # NAME -> value of the credential variables found in the config
+
+
+def redact_config(tree: object, environ: dict[str, str] | None = None) -> RedactedConfig:
+    """A copy of a plain config tree (dicts, lists, scalars) with no secret in clear.
+
+    - a string holding the value of a credential environment variable: that value becomes
+      ``${oc.env:NAME}`` (OmegaConf resolves it again wherever the variable is set);
+    - any other value under a key that looks like a credential, a string holding a secret
+      this process remembered, or a URL with a password or a secret query parameter: ``***``
+      (recorded in ``literals``)."""
+    by_value = secret_env_values(environ)
+    pattern = (re.compile("|".join(re.escape(v) for v in sorted(by_value, key=len, reverse=True)))
+               if by_value else None)
+    literals: dict[str, object] = {}
+    from_env: dict[str, str] = {}
+
+    def to_env(match: re.Match) -> str:
+        name = by_value[match.group(0)]
+        from_env[name] = match.group(0)
+        return "${oc.env:" + name + "}"
+
+    def walk(node: object, path: str, secret_key: bool) -> object:
+        if isinstance(node, dict):
+            return {k: walk(v, f"{path}.{k}" if path else str(k), looks_secret_key(k))
+                    for k, v in node.items()}
+        if isinstance(node, list):
+            return [walk(v, f"{path}[{i}]", secret_key) for i, v in enumerate(node)]
+        if isinstance(node, str):
+            if pattern is not None and pattern.search(node):
+                return pattern.sub(to_env, node)
+            shown = redact_url(node) if "://" in node else redact(node)
+            if shown != node or (secret_key and node and not node.startswith("${oc.env:")):
+                literals[path] = node
+                return shown if shown != node else REDACTED
+            return node
+        if secret_key and node is not None and not isinstance(node, bool):
+            literals[path] = node
+            return REDACTED
+        return node
+
+    return RedactedConfig(walk(tree, "", False), literals, from_env)
+
+
 class _RedactingFilter(logging.Filter):
     """Scrubs remembered secrets from records of the client libraries (urllib3 logs URLs)."""
 
@@ -125,6 +230,14 @@ class _RedactingFilter(logging.Filter):
         if clean != message:
             record.msg, record.args = clean, None
         return True
+
+
+def redact_log_handlers() -> None:
+    """Scrub remembered secrets from every record the root logger's handlers write (the
+    console and Hydra's log file in the run directory), whichever logger made it."""
+    for handler in logging.getLogger().handlers:
+        if _filter not in handler.filters:
+            handler.addFilter(_filter)
 
 
 _FILTERED_LOGGERS = ("urllib3.connectionpool", "requests", "fsspec", "fsspec.webhdfs", "ossfs",
@@ -167,6 +280,22 @@ def _env(*names: str) -> str | None:
     return None
 
 
+def warn_if_shared(path: str) -> None:
+    """A WARNING when a credentials file can be read by group or others (mode & 0o077).
+
+    Why not refuse: on some shared volumes (NFS, a Kubernetes Secret mounted with a default
+    mode) the owner cannot change the mode, and a run that stops there helps nobody; the
+    warning names the file and the fix, like ssh does for its keys."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if os.name == "posix" and mode & 0o077:
+        logging.getLogger("dataio.credentials").warning(
+            "credentials file %s can be read by group or others (mode %03o): run `chmod 600 %s`",
+            path, mode & 0o777, path)
+
+
 def _read_ini(env_name: str, sections: dict[str, dict[str, str]]) -> dict[str, str]:
     """Values from the INI file named by ``env_name``: ``{our_key: value}``."""
     path = os.environ.get(env_name)
@@ -174,6 +303,7 @@ def _read_ini(env_name: str, sections: dict[str, dict[str, str]]) -> dict[str, s
         return {}
     if not os.path.isfile(path):
         raise ConfigError(env_name, f"credentials file {path!r} does not exist")
+    warn_if_shared(path)
     parser = configparser.ConfigParser(interpolation=None)
     parser.optionxform = str  # keep ossutil's camelCase keys
     try:
@@ -297,7 +427,10 @@ def resolve_odps(options: dict | None = None) -> OdpsCredentials:
 
 
 def kafka_security_options(options: dict | None = None) -> dict:
-    """kafka-python security settings from options or the environment (empty: plaintext)."""
+    """kafka-python security settings from options or the environment (empty: no SASL).
+
+    With SASL credentials the protocol defaults to SASL_SSL; SASL_PLAINTEXT only when asked
+    for (``KAFKA_SECURITY_PROTOCOL`` or the ``security_protocol`` option), with a WARNING."""
     opts = dict(options or {})
     protocol = opts.get("security_protocol") or _env("KAFKA_SECURITY_PROTOCOL")
     mechanism = opts.get("sasl_mechanism") or _env("KAFKA_SASL_MECHANISM")
@@ -313,5 +446,10 @@ def kafka_security_options(options: dict | None = None) -> dict:
         remember_secret(password)
         out.update(sasl_mechanism=mechanism or "PLAIN", sasl_plain_username=user,
                    sasl_plain_password=password)
-        out.setdefault("security_protocol", "SASL_PLAINTEXT")
+        # SASL/PLAIN sends the password as it is: without TLS anyone on the path reads it
+        out.setdefault("security_protocol", "SASL_SSL")
+        if str(out["security_protocol"]).upper() == "SASL_PLAINTEXT":
+            logging.getLogger("dataio.credentials").warning(
+                "Kafka SASL over SASL_PLAINTEXT (asked for explicitly): the password and the data "
+                "cross the network unencrypted; use KAFKA_SECURITY_PROTOCOL=SASL_SSL")
     return out

@@ -45,7 +45,8 @@ from urllib.parse import parse_qsl
 import numpy as np
 import pyarrow as pa
 
-from dataio.credentials import kafka_security_options, redact, redact_options, remember_secret
+from dataio.credentials import (kafka_security_options, looks_secret_key, redact, redact_options,
+                                remember_secret)
 from dataio.messages import Decoder, as_schema, normalise_format
 from dataio.retry import RetryPolicy, describe, with_retries
 from lingjie.errors import ConfigError, DataError
@@ -200,7 +201,7 @@ class KafkaSource:
         self._retry = RetryPolicy.of(retry)
         self._options = dict(consumer_options or {})
         for k, v in self._options.items():
-            if "password" in str(k).lower() and isinstance(v, str):
+            if looks_secret_key(k) and isinstance(v, str):
                 remember_secret(v)
         self.stats: dict = {"messages": 0, "rows": 0, "bad_messages": 0, "dead_lettered": 0,
                             "batches": 0, "bytes": 0, "by_partition": {}}
@@ -236,7 +237,7 @@ class KafkaSource:
             "bootstrap_timeout_ms": int(min(self._retry.timeout_s, 5.0) * 1000),
             "key_deserializer": None,
             "value_deserializer": None,
-            **kafka_security_options(),
+            **kafka_security_options(self._options),
             **self._options,
         }
         log.debug("kafka consumer for %s: %s", self.url.shown(), redact_options(

@@ -24,6 +24,7 @@ from dataio.atomic import atomic_write_bytes, atomic_write_json
 from easyrec.data import make_pipeline
 from lingjie.errors import ConfigError, DataError
 from trainer.run_dir import RunDir
+from trainer.secrets import meta_at_rest
 from easyrec.schema import RunSpec
 
 log = logging.getLogger("lingjie.stream")
@@ -124,7 +125,7 @@ class StreamRun:
         if self.ckpt is not None:
             self.engine.restore(self.ckpt)
         self.recipe.pipeline = self.pipeline
-        self.extra = self.recipe.checkpoint_meta()
+        self.extra = meta_at_rest(self.recipe.checkpoint_meta())
         self.started = self.last_ckpt_time = time.monotonic()
         return stream
 

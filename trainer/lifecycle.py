@@ -29,6 +29,7 @@ from trainer.engine import Engine
 from trainer.metric_report import TaskMetrics
 from trainer.process import setup_threads, start_training_process, write_config
 from trainer.run_dir import RunDir, resolve_checkpoint
+from trainer.secrets import meta_at_rest
 
 log = logging.getLogger("lingjie")
 
@@ -253,7 +254,7 @@ def _make_loop(recipe: Recipe, run: RunDir, dist: Any, device: str,
 
     metrics_file = MetricsFile(run.metrics, body)
     loop = TrainLoop(engine, root.trainer, loaders.train, loaders.eval, spec.task_types, run,
-                     loaders.steps_per_epoch, recipe.checkpoint_meta(), _callbacks(recipe, run, metrics_file),
+                     loaders.steps_per_epoch, meta_at_rest(recipe.checkpoint_meta()), _callbacks(recipe, run, metrics_file),
                      recipe.recall_k(), loaders.eval_steps, dist, recipe.task_metrics())
     return loop, metrics_file
 

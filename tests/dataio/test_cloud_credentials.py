@@ -72,8 +72,47 @@ def test_odps_and_kafka_settings(clean_env):
         kafka_security_options()
     clean_env.setenv("KAFKA_SASL_PASSWORD", "kafka-secret-pw-1")
     opts = kafka_security_options()
-    assert opts["security_protocol"] == "SASL_PLAINTEXT" and opts["sasl_mechanism"] == "PLAIN"
+    # SASL/PLAIN sends the password as it is: TLS unless plaintext is asked for
+    assert opts["security_protocol"] == "SASL_SSL" and opts["sasl_mechanism"] == "PLAIN"
     assert "kafka-secret-pw-1" not in redact(f"conf={opts}")
+
+
+def test_kafka_sasl_plaintext_only_when_asked_and_then_warns(clean_env, caplog):
+    clean_env.setenv("KAFKA_SASL_USERNAME", "u")
+    clean_env.setenv("KAFKA_SASL_PASSWORD", "kafka-secret-pw-2")
+    with caplog.at_level(logging.WARNING, logger="dataio.credentials"):
+        assert kafka_security_options()["security_protocol"] == "SASL_SSL"
+        assert "SASL_PLAINTEXT" not in caplog.text
+        clean_env.setenv("KAFKA_SECURITY_PROTOCOL", "SASL_PLAINTEXT")
+        assert kafka_security_options()["security_protocol"] == "SASL_PLAINTEXT"
+    assert "unencrypted" in caplog.text and "kafka-secret-pw-2" not in caplog.text
+    clean_env.delenv("KAFKA_SECURITY_PROTOCOL")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dataio.credentials"):  # the source's own option
+        assert kafka_security_options({"security_protocol": "SASL_PLAINTEXT"})["security_protocol"] == \
+            "SASL_PLAINTEXT"
+    assert "unencrypted" in caplog.text
+
+
+@pytest.mark.parametrize("mode, warns", [(0o600, False), (0o400, False), (0o640, True), (0o644, True),
+                                         (0o604, True)])
+def test_credentials_file_readable_by_others_warns(clean_env, tmp_path, caplog, mode, warns):
+    cred = tmp_path / "oss.ini"
+    cred.write_text("[oss]\nendpoint = e.example\naccess_key_id = ID\naccess_key_secret = file-secret-3\n")
+    cred.chmod(mode)
+    clean_env.setenv("LINGJIE_OSS_CREDENTIALS", str(cred))
+    with caplog.at_level(logging.WARNING, logger="dataio.credentials"):
+        assert resolve_oss(None).secret.reveal() == "file-secret-3"
+    assert (f"chmod 600 {cred}" in caplog.text) is warns, caplog.text
+    assert "file-secret-3" not in caplog.text
+    odps = tmp_path / "odps.ini"
+    odps.write_text("[odps]\nendpoint = http://o\naccess_id = A\naccess_key = odps-file-key-3\n")
+    odps.chmod(mode)
+    clean_env.setenv("LINGJIE_ODPS_CREDENTIALS", str(odps))
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dataio.credentials"):
+        resolve_odps()
+    assert (f"chmod 600 {odps}" in caplog.text) is warns
 
 
 def test_redaction_of_urls_options_logs_and_secrets(caplog):

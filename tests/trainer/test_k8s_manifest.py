@@ -40,7 +40,8 @@ def _container(replica: dict) -> dict:
 
 
 def _env(container: dict) -> dict[str, str]:
-    return {e["name"]: e["value"] for e in container["env"]}
+    """The plain ``value:`` entries (``valueFrom`` ones come from Kubernetes objects)."""
+    return {e["name"]: e["value"] for e in container["env"] if "value" in e}
 
 
 def _same_config_but_pod_keys(pod_yaml: str, run_config: Path, pod_run_dir: str, output_dir: str) -> None:
@@ -139,10 +140,15 @@ def test_wrong_backend_for_kind_is_one_error(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_rendered_pytorchjob_command_trains_as_two_ranks(tmp_path: Path, data_dir: Path) -> None:
     """Run the rendered worker command as two processes with the env the operator gives the
-    Master and the Worker pod: the job trains as one world of 2."""
-    _, configmap, job = _render(tmp_path, ["+experiment=movielens_deepfm", "hardware=k8s_pytorchjob",
-                                           "hardware.replicas=2", "hardware.threads=1",
-                                           '+hardware.env.OMP_NUM_THREADS="1"', *SMALL])
+    Master and the Worker pod: the job trains as one world of 2; a credential reaches the pods
+    only as the variable their Secret reference feeds (the ConfigMap names it, never holds it)."""
+    secret = "pod-secret-3b1f09"  # the launcher's and the pods' value of the credential
+    run, configmap, job = _render(tmp_path, [
+        "+experiment=movielens_deepfm", "hardware=k8s_pytorchjob", "hardware.replicas=2", "hardware.threads=1",
+        '+hardware.env.OMP_NUM_THREADS="1"', "+data.storage_options.secret=${oc.env:OSS_ACCESS_KEY_SECRET}",
+        "+hardware.env.OSS_ACCESS_KEY_SECRET={secretKeyRef:{name:oss-creds,key:secret}}", *SMALL],
+        env={"OSS_ACCESS_KEY_SECRET": secret})
+    assert not [p for p in run.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
     cfg_file = tmp_path / "etc-lingjie" / "config.yaml"  # stands in for the mounted ConfigMap
     cfg_file.parent.mkdir()
     cfg_file.write_text(configmap["data"]["config.yaml"])
@@ -155,7 +161,9 @@ def test_rendered_pytorchjob_command_trains_as_two_ranks(tmp_path: Path, data_di
         command = [sys.executable if a == "python" else a for a in container["command"]]
         command[command.index("--config") + 1] = str(cfg_file)
         command[command.index("--run-dir") + 1] = str(out)
-        env = {**os.environ, "PYTHONPATH": str(ROOT), **_env(container),
+        refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in container["env"] if "valueFrom" in e}
+        assert refs == {"OSS_ACCESS_KEY_SECRET": {"name": "oss-creds", "key": "secret", "optional": False}}
+        env = {**os.environ, "PYTHONPATH": str(ROOT), **_env(container), "OSS_ACCESS_KEY_SECRET": secret,
                "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "WORLD_SIZE": "2", "RANK": str(rank)}
         for key in ("LINGJIE_WORKER", "TF_CONFIG", "LOCAL_RANK", "TORCHELASTIC_RESTART_COUNT"):
             env.pop(key, None)
@@ -169,7 +177,11 @@ def test_rendered_pytorchjob_command_trains_as_two_ranks(tmp_path: Path, data_di
     assert metrics["world_size"] == 2 and metrics["finished"]
     assert metrics["final"]["eval/rows"] == 1000
     assert (out / "DONE").exists() and (out / "export" / "meta.json").exists()
-    assert yaml.safe_load((out / "config.yaml").read_text())["hardware"]["launcher"] == "local"
+    pod_cfg = yaml.safe_load((out / "config.yaml").read_text())
+    assert pod_cfg["hardware"]["launcher"] == "local"
+    # the pods resolved the credential from their Secret-fed variable and wrote it nowhere
+    assert pod_cfg["data"]["storage_options"]["secret"] == "${oc.env:OSS_ACCESS_KEY_SECRET}"
+    assert not [p for p in out.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
 
 
 def test_submit_without_cluster_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

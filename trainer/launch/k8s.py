@@ -4,7 +4,11 @@ optionally apply it with the official ``kubernetes`` client.
 The operator is the distributed engine: it starts the pods, gives PyTorchJob pods
 MASTER_ADDR / MASTER_PORT / WORLD_SIZE / RANK (and torchrun's PET_* variables under an
 elasticPolicy) and TFJob pods TF_CONFIG; every pod runs ``python -m trainer.worker`` on the
-resolved config, shipped in a ConfigMap mounted at /etc/lingjie. Written into the run dir:
+resolved config, shipped in a ConfigMap mounted at /etc/lingjie. Secrets never travel in the
+ConfigMap or as plain ``value:`` entries: the config names them as ``${oc.env:VAR}``
+(trainer.secrets) and the pods get VAR from a Kubernetes Secret (``hardware.env.VAR:
+{secretKeyRef: {name, key}}`` or ``hardware.env_from: [{secretRef: {name}}]``). Written into
+the run dir:
 
   k8s/configmap.yaml     ConfigMap ``<job>-config`` holding ``config.yaml`` for the pods
   k8s/pytorchjob.yaml    (or tfjob.yaml) the ``kubeflow.org/v1`` job
@@ -21,8 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from dataio.atomic import atomic_write_bytes
+from dataio.credentials import looks_secret_env, redact, secret_env_values
 from lingjie.errors import ConfigError, LingjieError
+from lingjie.schema import to_plain
 from trainer.run_dir import RunDir
+from trainer.secrets import literal_for_pods_message
 
 log = logging.getLogger("lingjie.launch")
 
@@ -82,6 +89,7 @@ def render(spec: Any, run: RunDir, config_yaml: str) -> dict[str, dict[str, Any]
         "spec": {"runPolicy": {"backoffLimit": hw.backoff_limit, "cleanPodPolicy": "None"}},
     }
     template = _pod_template(hw, root.trainer.backend, configmap["metadata"]["name"], pod_run_dir, labels)
+    check_pod_secrets(config_yaml, hw)
     if hw.kind == "PyTorchJob":
         elastic = hw.elastic
         if elastic.min_replicas or elastic.max_replicas:
@@ -164,11 +172,45 @@ def _check_backend(kind: str, backend: str) -> None:
                           "hardware=k8s_pytorchjob for torch)")
 
 
-def _pod_template(hw: Any, backend: str, configmap: str, pod_run_dir: str, labels: dict) -> dict[str, Any]:
-    env = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
+def pod_env(hw: Any, backend: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The container's ``env`` and ``envFrom``: hardware.env values in clear, references to
+    Secrets / ConfigMaps as ``valueFrom``, hardware.env_from as ``envFrom``.
+
+    Why refuse a plain credential: the job manifest is written into the run dir (and stored by
+    the API server, readable by whoever may read jobs); a Secret reference keeps the value in
+    the one object Kubernetes protects for it."""
+    plain = {"TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONUNBUFFERED": "1"}
     if backend == "tf":
-        env["LINGJIE_BACKEND"] = "tf"  # DistContext reads TF_CONFIG only for TF workers
-    env.update({str(k): str(v) for k, v in (hw.env or {}).items()})
+        plain["LINGJIE_BACKEND"] = "tf"  # DistContext reads TF_CONFIG only for TF workers
+    env: dict[str, dict[str, Any]] = {k: {"name": k, "value": v} for k, v in plain.items()}
+    secret_values = secret_env_values()
+    for name, value in (hw.env or {}).items():
+        if isinstance(value, str):
+            if looks_secret_env(name) or value in secret_values or redact(value) != value:
+                raise ConfigError(f"hardware.env.{name}", literal_for_pods_message(f"hardware.env.{name}"))
+            env[name] = {"name": name, "value": value}
+        else:
+            ref = {k: v for k, v in to_plain(value).items() if v is not None}
+            env[name] = {"name": name, "valueFrom": ref}
+    env_from = [{k: v for k, v in to_plain(source).items() if v is not None} for source in hw.env_from]
+    return list(env.values()), env_from
+
+
+def check_pod_secrets(config_yaml: str, hw: Any) -> None:
+    """Every credential variable the pods' config reads (``${oc.env:NAME}``, as
+    trainer.secrets writes them) must reach the pods: from hardware.env or hardware.env_from.
+    Why here: a pod without it would fail at start-up, after scheduling, far from the cause."""
+    if hw.env_from:
+        return  # the Secret's keys are not known here; the pod resolves them
+    for name in dict.fromkeys(re.findall(r"\$\{oc\.env:([A-Za-z_][A-Za-z0-9_]*)\}", config_yaml)):
+        if looks_secret_env(name) and name not in (hw.env or {}):
+            raise ConfigError(f"hardware.env.{name}", f"the config reads the credential ${{oc.env:{name}}} but the "
+                              f"pods do not get {name}: set hardware.env.{name}={{secretKeyRef: {{name: SECRET, "
+                              "key: KEY}} or hardware.env_from=[{secretRef: {name: SECRET}}]")
+
+
+def _pod_template(hw: Any, backend: str, configmap: str, pod_run_dir: str, labels: dict) -> dict[str, Any]:
+    env, env_from = pod_env(hw, backend)
     quantities: dict[str, Any] = {"cpu": str(hw.resources.cpu), "memory": str(hw.resources.memory)}
     if hw.resources.gpu > 0:
         quantities["nvidia.com/gpu"] = hw.resources.gpu
@@ -176,7 +218,8 @@ def _pod_template(hw: Any, backend: str, configmap: str, pod_run_dir: str, label
         "name": _CONTAINER[hw.kind],
         "image": hw.image,
         "command": worker_command(hw, pod_run_dir),
-        "env": [{"name": k, "value": v} for k, v in env.items()],
+        "env": env,
+        **({"envFrom": env_from} if env_from else {}),
         "resources": {"requests": dict(quantities), "limits": dict(quantities)},
         "volumeMounts": [{"name": "lingjie-config", "mountPath": CONFIG_MOUNT, "readOnly": True}],
     }

@@ -7,9 +7,10 @@ schemas, dispatched on ``features.<name>.type`` and ``model.name``.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass
 from typing import Any, Literal
 
+from lingjie.errors import ConfigError
 from lingjie.schema import F, build
 
 
@@ -146,6 +147,43 @@ class ElasticSpec:
 
 
 @dataclass
+class KeyRefSpec:
+    name: str = F(MISSING, "k8s: the Secret (or ConfigMap) to read")
+    key: str = F(MISSING, "k8s: the key inside it")
+    optional: bool = F(False, "k8s: start the pod even when the Secret or key does not exist")
+
+
+@dataclass
+class EnvRefSpec:
+    """One worker variable taken from a Kubernetes object (``valueFrom``), never a value in clear."""
+
+    secretKeyRef: KeyRefSpec | None = F(None, "k8s: valueFrom.secretKeyRef {name, key}")  # noqa: N815 - k8s's name
+    configMapKeyRef: KeyRefSpec | None = F(None, "k8s: valueFrom.configMapKeyRef {name, key}")  # noqa: N815
+
+
+@dataclass
+class NameRefSpec:
+    name: str = F(MISSING, "k8s: the Secret (or ConfigMap) whose keys become variables")
+    optional: bool = F(False, "k8s: start the pod even when it does not exist")
+
+
+@dataclass
+class EnvFromSpec:
+    """A whole Secret or ConfigMap as worker variables (``envFrom``)."""
+
+    secretRef: NameRefSpec | None = F(None, "k8s: envFrom.secretRef {name}")  # noqa: N815 - k8s's name
+    configMapRef: NameRefSpec | None = F(None, "k8s: envFrom.configMapRef {name}")  # noqa: N815
+    prefix: str | None = F(None, "k8s: prepended to every variable name")
+
+
+def _one_ref(obj: Any, names: tuple[str, str], path: str) -> None:
+    given = [n for n in names if getattr(obj, n) is not None]
+    if len(given) != 1:
+        raise ConfigError(path, f"give exactly one of {' or '.join(names)}, e.g. "
+                          f"{{{names[0]}: {{name: SECRET{', key: KEY' if 'Key' in names[0] else ''}}}}}")
+
+
+@dataclass
 class HardwareSpec:
     name: str = F("cpu", "hardware profile name")
     device: Literal["cpu", "cuda", "auto"] = F("cpu", "device to train on")
@@ -172,11 +210,33 @@ class HardwareSpec:
     namespace: str = F("default", "k8s: namespace")
     submit: bool = F(False, "k8s: apply the manifest with the kubernetes client (needs a configured cluster)")
     resources: ResourcesSpec = F(ResourcesSpec(), "k8s: per-worker resources")
-    env: dict[str, str] = F({}, "k8s: extra environment variables of every worker")
+    env: dict[str, Any] = F({}, "k8s: extra environment variables of every worker: a value, or (for "
+                            "credentials, which may not be plain values) {secretKeyRef: {name: SECRET, key: KEY}}")
+    env_from: list[EnvFromSpec] = F([], "k8s: whole Secrets / ConfigMaps as worker variables: "
+                                    "[{secretRef: {name: SECRET}}]")
     restart_policy: Literal["OnFailure", "Never", "Always", "ExitCode"] = F("OnFailure", "k8s: pod restart policy")
     backoff_limit: int = F(3, "k8s: runPolicy.backoffLimit", ge=0)
     elastic: ElasticSpec = F(ElasticSpec(), "k8s PyTorchJob elastic policy")
     output_dir: str = F("/workspace/outputs", "k8s: run directory root inside the pods (a mounted volume)")
+
+    def __post_init__(self) -> None:
+        """hardware.env values are a string or an EnvRefSpec: checked here so that a bad reference
+        gets its own did-you-mean (a str | EnvRefSpec union would only say "expected ...")."""
+        env: dict[str, Any] = {}
+        for name, value in (self.env or {}).items():
+            path = f"hardware.env.{name}"
+            if isinstance(value, (dict, EnvRefSpec)):
+                ref = build(EnvRefSpec, value, path)
+                _one_ref(ref, ("secretKeyRef", "configMapKeyRef"), path)
+                env[str(name)] = ref
+            elif isinstance(value, (str, int, float)) and not isinstance(value, bool):
+                env[str(name)] = str(value)
+            else:
+                raise ConfigError(path, f"expected a string or {{secretKeyRef: {{name: SECRET, key: KEY}}}}, "
+                                  f"got {type(value).__name__}")
+        self.env = env
+        for i, source in enumerate(self.env_from):
+            _one_ref(source, ("secretRef", "configMapRef"), f"hardware.env_from[{i}]")
 
 
 @dataclass
