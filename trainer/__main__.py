@@ -39,12 +39,11 @@ def main(cfg: DictConfig) -> float | None:
         from trainer.compose import omegaconf_line
 
         where = getattr(exc, "full_key", None)
-        _discard_untouched_run_dir(_layout(cfg))
+        _discard_untouched_run_dir(cfg)
         _fail(f"config error at '{where}': {omegaconf_line(exc)}" if where else f"config error: {omegaconf_line(exc)}")
     try:
         run_dir = run_job(plain, config_yaml)
-    except LingjieError as exc:
-        _discard_untouched_run_dir(plain)
+    except LingjieError as exc:  # run_job removed a fresh run dir or marked the run FAILED
         _fail(str(exc))
     except OSError as exc:  # a full disk, an unwritable directory: one line; other OSErrors are bugs
         message = _os_error_line(exc, str((plain.get("paths") or {}).get("run_dir") or ""))
@@ -116,39 +115,20 @@ def _os_error_line(exc: OSError, run_dir: str) -> str | None:
     return explain_os_error(exc, user_paths(_overrides(sys.argv[1:])[0], dict(os.environ)), where=run_dir)
 
 
-def _layout(cfg: DictConfig) -> dict:
-    """What :func:`_discard_untouched_run_dir` reads, from a config that does not resolve as a
-    whole (each value resolved on its own; {} when even these do not)."""
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf.errors import OmegaConfBaseException
-
-    try:
-        return {"paths": {"run_dir": HydraConfig.get().runtime.output_dir,
-                          "output_root": OmegaConf.select(cfg, "paths.output_root")},
-                "experiment_name": OmegaConf.select(cfg, "experiment_name")}
-    except (OmegaConfBaseException, ValueError):
-        return {}
-
-
-def _discard_untouched_run_dir(plain: dict) -> None:
-    """Remove the run directory Hydra made for a job that failed before writing anything (a
-    config error found by validation): it holds only Hydra's job log and empty folders, and left
-    behind it reads as a run (to people, and to ``trainer.resume=true``). Only a directory of the
-    default layout, ``<paths.output_root>/<experiment_name>/<time>``, is touched: one a user named
-    with ``hydra.run.dir`` may be theirs."""
-    import shutil
+def _discard_untouched_run_dir(cfg: DictConfig) -> None:
+    """Remove the run directory Hydra made for a job whose config does not even resolve: it
+    holds only Hydra's log, and left behind it reads as a run (to people and to
+    ``trainer.resume=true``). Errors after this point are handled by :func:`trainer.job.run_job`."""
     from pathlib import Path
 
-    paths = plain.get("paths") or {}
-    run_dir, root = paths.get("run_dir"), paths.get("output_root")
-    if not run_dir or not root or not Path(run_dir).is_dir():
+    from hydra.core.hydra_config import HydraConfig
+
+    from trainer.process import remove_fresh_dir
+
+    try:
+        remove_fresh_dir(Path(HydraConfig.get().runtime.output_dir))
+    except ValueError:  # no Hydra config (not run through hydra.main)
         return
-    run = Path(run_dir).resolve()
-    if run.parent != (Path(root) / str(plain.get("experiment_name"))).resolve():
-        return
-    files = [p for p in run.rglob("*") if not p.is_dir()]
-    if all(p.parent == run and p.name == "__main__.log" for p in files):
-        shutil.rmtree(run, ignore_errors=True)
 
 
 def _fail(message: str) -> None:

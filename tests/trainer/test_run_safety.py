@@ -15,7 +15,7 @@ from lingjie.errors import ConfigError, DataError
 from tests.conftest import ROOT
 from trainer.config_diff import config_differences, describe_differences, merge_sections
 from trainer.job import run_marking_failure
-from trainer.process import remove_fresh_dir
+from trainer.process import hydra_log_name, remove_fresh_dir
 from trainer.run_dir import RunDir, find_runs, resolve_resume_dir
 from trainer.run_id import run_id
 from trainer.run_lock import held_by_other, lock_holder, release_run_lock, remove_stale_temp, try_lock_run
@@ -117,7 +117,7 @@ def test_a_failing_run_writes_failed_and_a_fresh_one_leaves_nothing(tmp_path: Pa
     run = _fake_run(tmp_path, "r")
     fresh = tmp_path / "exp" / "fresh"
     fresh.mkdir()
-    (fresh / "__main__.log").write_text("")
+    (fresh / hydra_log_name()).write_text("")
     assert try_lock_run(run) and try_lock_run(fresh)
 
     def work() -> Path:
