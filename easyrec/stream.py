@@ -24,7 +24,7 @@ from dataio.atomic import atomic_write_bytes, atomic_write_json
 from easyrec.data import make_pipeline
 from lingjie.errors import ConfigError, DataError
 from trainer.run_dir import RunDir
-from trainer.secrets import meta_at_rest
+from trainer.redaction import meta_at_rest
 from easyrec.schema import RunSpec
 
 log = logging.getLogger("lingjie.stream")

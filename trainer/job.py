@@ -23,7 +23,7 @@ from trainer.process import claim_run, remove_fresh_dir, resolve_run, setup_omp,
 from trainer.run_dir import RunDir
 from trainer.run_lock import held_runs
 from trainer.schema.validate import validate
-from trainer.secrets import config_at_rest
+from trainer.redaction import config_at_rest
 
 log = logging.getLogger("lingjie")
 
@@ -33,7 +33,7 @@ RESUME_CONFIG = "resume-config.yaml"  # the config a resumed run's launched work
 def run_job(cfg: dict[str, Any], config_yaml: str) -> Path:
     """Run the job described by the resolved config ``cfg``; returns the run directory."""
     fresh = (cfg.get("paths") or {}).get("run_dir")
-    config_yaml = config_at_rest(cfg)  # what is written down holds no secret (trainer.secrets)
+    config_yaml = config_at_rest(cfg)  # what is written down holds no secret (trainer.redaction)
     try:
         spec = validate(cfg)
         setup_omp(spec)

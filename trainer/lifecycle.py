@@ -29,7 +29,7 @@ from trainer.engine import Engine
 from trainer.metric_report import TaskMetrics
 from trainer.process import setup_threads, start_training_process, write_config
 from trainer.run_dir import RunDir, resolve_checkpoint
-from trainer.secrets import meta_at_rest
+from trainer.redaction import meta_at_rest
 
 log = logging.getLogger("lingjie")
 

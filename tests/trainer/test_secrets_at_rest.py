@@ -18,7 +18,7 @@ from tests.reliability.case import SMALL
 from trainer.compose import compose_config
 from trainer.run_dir import RunDir
 from trainer.schema.validate import validate
-from trainer.secrets import config_at_rest, meta_at_rest, secret_env_name
+from trainer.redaction import config_at_rest, meta_at_rest, secret_env_name
 
 ENV_SECRET = "env-s3cret-9f8e7d6c"
 LITERAL = "typed-literal-pw-4321"

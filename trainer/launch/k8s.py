@@ -6,7 +6,7 @@ MASTER_ADDR / MASTER_PORT / WORLD_SIZE / RANK (and torchrun's PET_* variables un
 elasticPolicy) and TFJob pods TF_CONFIG; every pod runs ``python -m trainer.worker`` on the
 resolved config, shipped in a ConfigMap mounted at /etc/lingjie. Secrets never travel in the
 ConfigMap or as plain ``value:`` entries: the config names them as ``${oc.env:VAR}``
-(trainer.secrets) and the pods get VAR from a Kubernetes Secret (``hardware.env.VAR:
+(trainer.redaction) and the pods get VAR from a Kubernetes Secret (``hardware.env.VAR:
 {secretKeyRef: {name, key}}`` or ``hardware.env_from: [{secretRef: {name}}]``). Written into
 the run dir:
 
@@ -29,7 +29,7 @@ from dataio.credentials import looks_secret_env, redact, secret_env_values
 from lingjie.errors import ConfigError, LingjieError
 from lingjie.schema import to_plain
 from trainer.run_dir import RunDir
-from trainer.secrets import literal_for_pods_message
+from trainer.redaction import literal_for_pods_message
 
 log = logging.getLogger("lingjie.launch")
 
@@ -198,7 +198,7 @@ def pod_env(hw: Any, backend: str) -> tuple[list[dict[str, Any]], list[dict[str,
 
 def check_pod_secrets(config_yaml: str, hw: Any) -> None:
     """Every credential variable the pods' config reads (``${oc.env:NAME}``, as
-    trainer.secrets writes them) must reach the pods: from hardware.env or hardware.env_from.
+    trainer.redaction writes them) must reach the pods: from hardware.env or hardware.env_from.
     Why here: a pod without it would fail at start-up, after scheduling, far from the cause."""
     if hw.env_from:
         return  # the Secret's keys are not known here; the pod resolves them
