@@ -205,7 +205,7 @@ def remove_fresh_dir(path: Path) -> None:
     if not path.is_dir() or held_by_other(path) is not None:
         return
     release_run_lock(path)
-    if all(p.name in (hydra_log_name(), LOCK_NAME) for p in path.iterdir()):
+    if all(p.name in (hydra_log_name(), "__main__.log", LOCK_NAME) for p in path.iterdir()):
         shutil.rmtree(path, ignore_errors=True)
         parent = path.parent
         if parent.is_dir() and not any(parent.iterdir()):
