@@ -162,7 +162,15 @@ def _read_tf_meta(path: Path) -> dict[str, Any]:
                         file=str(path)) from None
     if not isinstance(meta, dict):
         raise DataError(f"{META_FILE} is not a Lingjie checkpoint's metadata (not a JSON object)", file=str(path))
-    return from_safe(meta)
+    return _decoded(meta, path)
+
+
+def _decoded(obj: Any, path: Path) -> Any:
+    """:func:`from_safe`, with a malformed array entry (bad dtype, shape or data) as one line."""
+    try:
+        return from_safe(obj)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        raise DataError(f"a malformed array in the checkpoint ({_first_line(exc)})", file=str(path)) from None
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -184,7 +192,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise DataError(f"cannot read checkpoint ({_first_line(exc)})", file=str(path)) from None
     if not isinstance(state, dict) or "meta" not in state:
         raise DataError("not a Lingjie checkpoint", file=str(path))
-    return from_safe(state)
+    return _decoded(state, path)
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:

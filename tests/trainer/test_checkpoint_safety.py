@@ -171,6 +171,13 @@ def test_tf_checkpoint_metadata_is_json_only(tmp_path: Path) -> None:
     assert "\n" not in str(err.value) and str(bad) in str(err.value)
     assert not marker.exists()
 
+    for broken in ({"__ndarray__": "<f4", "shape": [3], "data": "AAAA"}, {"__ndarray__": "|O", "shape": [1], "data": "AA=="},
+                   {"__ndarray__": "no-dtype", "shape": [], "data": ""}):
+        (bad / META_FILE).write_text(json.dumps({"rng": broken}))
+        with pytest.raises(DataError, match="malformed array") as err:
+            read_meta(bad)
+        assert "\n" not in str(err.value)
+
     good = tmp_path / "epoch-0003.tfckpt"
     good.mkdir()
     (good / META_FILE).write_bytes(meta_json_bytes(_numpy_meta()))
