@@ -8,7 +8,10 @@ file complete, rename not done), during evaluation, and after the export before 
 from __future__ import annotations
 
 import json
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -30,24 +33,46 @@ POINTS = {
 }
 
 
+def _kill_then_resume(point: str, out: Path) -> tuple[subprocess.CompletedProcess, list[tuple[Path, bool]], Any]:
+    """Run until the fault point kills it, note the run dirs (and whether each had finished),
+    then ``trainer.resume=true``."""
+    args = [*ARGS, f"paths.output_root={out}"]
+    killed = run_cli(args, cwd=out.parent, env={"LINGJIE_FAULT": point}, check=False)
+    base = out / "movielens_deepfm"
+    runs = [(p, (p / "DONE").exists()) for p in sorted(base.iterdir())] if base.is_dir() else []
+    if killed.returncode != -9:
+        return killed, runs, None
+    return killed, runs, run_cli([*args, "trainer.resume=true"], cwd=out.parent, check=False)
+
+
 @pytest.fixture(scope="module")
-def straight(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict:
-    tmp = tmp_path_factory.mktemp("straight")
-    run_cli([*ARGS, f"hydra.run.dir={tmp / 'run'}"], cwd=tmp)
-    return json.loads((tmp / "run" / "metrics.json").read_text())
+def outcomes(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str, Any]:
+    """The straight run and every fault scenario, two processes at a time (2-core machine)."""
+    def straight() -> dict:
+        tmp = tmp_path_factory.mktemp("straight")
+        run_cli([*ARGS, f"hydra.run.dir={tmp / 'run'}"], cwd=tmp)
+        return json.loads((tmp / "run" / "metrics.json").read_text())
+
+    def scenario(point: str) -> tuple[Path, Any]:
+        out = tmp_path_factory.mktemp("fault") / "out"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return out, _kill_then_resume(point, out)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        base = pool.submit(straight)
+        runs = dict(zip(POINTS, pool.map(scenario, POINTS)))
+        return {"straight": base.result(), **runs}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("point", list(POINTS))
-def test_killed_then_resumed_matches_uninterrupted(point: str, straight: dict, tmp_path: Path) -> None:
-    out = tmp_path / "out"
-    args = [*ARGS, f"paths.output_root={out}"]
-    killed = run_cli(args, cwd=tmp_path, env={"LINGJIE_FAULT": point}, check=False)
+def test_killed_then_resumed_matches_uninterrupted(point: str, outcomes: dict[str, Any]) -> None:
+    straight = outcomes["straight"]
+    out, (killed, killed_runs, proc) = outcomes[point]
     assert killed.returncode == -9, f"not killed at {point}: exit {killed.returncode}\n{killed.stderr[-2000:]}"
-    (run,) = (out / "movielens_deepfm").iterdir()
-    assert not (run / "DONE").exists()
-
-    proc = run_cli([*args, "trainer.resume=true"], cwd=tmp_path)
+    assert len(killed_runs) == 1 and not killed_runs[0][1], f"the killed run finished: {killed_runs}"
+    run = killed_runs[0][0]
+    assert proc.returncode == 0, f"resume failed:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
     assert "Traceback" not in proc.stderr
     runs = [p for p in (out / "movielens_deepfm").iterdir() if (p / "DONE").exists()]
     assert len(runs) == 1, f"expected one finished run, found {runs}"
