@@ -69,21 +69,27 @@ def test_publish_dir_mode_opens_a_mkdtemp_dir(tmp_path: Path, mask: int, want: i
     assert stat.S_IMODE(tmp.stat().st_mode) == want
 
 
-@pytest.mark.parametrize("mask,file_mode,dir_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)],
-                         ids=["umask022", "umask077"])
+@pytest.mark.parametrize("mask,file_mode,dir_mode,backend", [
+    (0o022, 0o644, 0o755, "torch"), (0o077, 0o600, 0o700, "torch"),
+    (0o022, 0o644, 0o755, "tf"),  # .tfckpt and saved_model/ are mkdtemp dirs renamed into place
+], ids=["umask022", "umask077", "umask022-tf"])
 def test_a_real_run_writes_everything_with_the_umask(tmp_path: Path, mask: int, file_mode: int,
-                                                     dir_mode: int) -> None:
+                                                     dir_mode: int, backend: str) -> None:
     out = tmp_path / "out"
     with umask(mask):  # the subprocess inherits it
-        proc = run_cli([*SMALL, f"paths.output_root={out}"], cwd=tmp_path, timeout=300)
+        proc = run_cli([*SMALL, f"trainer.backend={backend}", f"paths.output_root={out}"], cwd=tmp_path,
+                       timeout=300)
     assert proc.returncode == 0
     (run,) = [p for p in out.glob("*/*") if p.is_dir()]
     modes = modes_under(run)
     for rel in ("config.yaml", "metrics.json", "checkpoints/latest", "feature_state.json",
                 "export/meta.json", "export/feature_state.json"):
         assert rel in modes, f"{rel} missing from the run dir: {sorted(modes)}"
-    assert any(rel.startswith("checkpoints/") and rel.endswith(".pt") for rel in modes)
-    assert any(rel.startswith("export/model.") for rel in modes)
+    if backend == "tf":
+        assert "checkpoints/epoch-0001.tfckpt" in modes and "export/saved_model" in modes, sorted(modes)
+    else:
+        assert any(rel.startswith("checkpoints/") and rel.endswith(".pt") for rel in modes)
+        assert any(rel.startswith("export/model.") for rel in modes)
     wrong = {rel: oct(m) for rel, m in modes.items()
              if m != (dir_mode if (run / rel).is_dir() else file_mode)}
     assert not wrong, f"want files {oct(file_mode)}, dirs {oct(dir_mode)}; got {wrong}"
