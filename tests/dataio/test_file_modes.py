@@ -93,3 +93,30 @@ def test_a_real_run_writes_everything_with_the_umask(tmp_path: Path, mask: int, 
     wrong = {rel: oct(m) for rel, m in modes.items()
              if m != (dir_mode if (run / rel).is_dir() else file_mode)}
     assert not wrong, f"want files {oct(file_mode)}, dirs {oct(dir_mode)}; got {wrong}"
+
+
+@pytest.mark.parametrize("mask,file_mode,dir_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)],
+                         ids=["umask022", "umask077"])
+def test_a_pulled_run_gets_the_umask(tmp_path: Path, mask: int, file_mode: int, dir_mode: int) -> None:
+    """``trainer.remote_mirror.pull_run`` stages the copy in a mkdtemp dir renamed into place."""
+    import fsspec
+
+    from trainer.remote_mirror import pull_run
+    from trainer.run_dir import RunDir
+
+    fs = fsspec.filesystem("memory")
+    base = f"/modes{tmp_path}/run-a"
+    for rel, data in {"config.yaml": b"a: 1\n", "checkpoints/latest": b"epoch-0001.tfckpt\n",
+                      "checkpoints/epoch-0001.tfckpt/meta.json": b"{}"}.items():
+        fs.pipe_file(f"{base}/{rel}", data)
+    local = RunDir(tmp_path / "out" / "run-a")
+    try:
+        with umask(mask):
+            pull_run(f"memory://{base}", local)
+    finally:
+        fs.rm(f"/modes{tmp_path}", recursive=True)
+    modes = modes_under(local.root)
+    assert "checkpoints/epoch-0001.tfckpt/meta.json" in modes
+    wrong = {rel: oct(m) for rel, m in modes.items()
+             if m != (dir_mode if (local.root / rel).is_dir() else file_mode)}
+    assert not wrong, f"want files {oct(file_mode)}, dirs {oct(dir_mode)}; got {wrong}"
