@@ -120,3 +120,16 @@ def test_a_pulled_run_gets_the_umask(tmp_path: Path, mask: int, file_mode: int, 
     wrong = {rel: oct(m) for rel, m in modes.items()
              if m != (dir_mode if (local.root / rel).is_dir() else file_mode)}
     assert not wrong, f"want files {oct(file_mode)}, dirs {oct(dir_mode)}; got {wrong}"
+
+
+def test_atomic_upload_to_a_local_path_gets_the_umask(tmp_path: Path) -> None:
+    """Exports published with ``dataio.remote_atomic`` to a plain path go through mkstemp too."""
+    from dataio.remote_atomic import atomic_upload, atomic_write_url
+
+    src = tmp_path / "model.pt"
+    src.write_bytes(b"weights")
+    with umask(0o022):
+        atomic_upload(src, tmp_path / "pub" / "model.pt")
+        atomic_write_url(str(tmp_path / "pub" / "meta.json"), b"{}")
+    assert {p.name: oct(stat.S_IMODE(p.stat().st_mode)) for p in (tmp_path / "pub").iterdir()} == {
+        "model.pt": "0o644", "meta.json": "0o644"}
