@@ -39,6 +39,8 @@ setup(
     description="Declarative, config-driven training framework (recommendation, vision, language)",
     long_description=open("README.md", encoding="utf-8").read() if __import__("os").path.exists("README.md") else "",
     long_description_content_type="text/markdown",
+    license="Apache-2.0",  # SPDX expression (PEP 639); the full text ships in the wheel
+    license_files=["LICENSE"],
     python_requires=">=3.11",
     # hydra_plugins is a namespace package (no __init__.py): Hydra discovers the Optuna sweeper there
     packages=find_packages(include=["lingjie*", "trainer*", "easyrec*", "easycv*", "easynlp*", "automl*", "dataio*"])

@@ -24,7 +24,7 @@ from typing import BinaryIO
 
 import fsspec
 
-from dataio.atomic import atomic_write_bytes
+from dataio.atomic import atomic_write_bytes, default_file_mode
 from dataio.credentials import redact_url
 from dataio.filesystems import OBJECT_STORE_SCHEMES, endpoint_of, filesystem_for, scheme_of
 from dataio.retry import RetryPolicy, with_retries
@@ -55,6 +55,8 @@ def atomic_upload(local_file: str | os.PathLike, url: str | os.PathLike,
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as out, open(local_file, "rb") as src:
+                if hasattr(os, "fchmod"):
+                    os.fchmod(out.fileno(), default_file_mode())  # not mkstemp's private 0600
                 shutil.copyfileobj(src, out, 1 << 22)
                 out.flush()
                 os.fsync(out.fileno())

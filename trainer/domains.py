@@ -17,11 +17,25 @@ import importlib
 from types import ModuleType
 
 from lingjie.errors import ConfigError
+from lingjie.extras import require
 
 DOMAINS: dict[str, str] = {
     "rec": "easyrec.domain",
     "cv": "easycv.domain",
     "nlp": "easynlp.domain",
+}
+
+# What each domain and backend imports that is an extra, as (module, extras_require key).
+# A domain's own needs come first: a cv user without torch is told to install 'cv' (which
+# brings torch), not 'torch'. safetensors (nlp) is needed only to load pretrained weights.
+DOMAIN_NEEDS: dict[str, list[tuple[str, str]]] = {
+    "rec": [],
+    "cv": [("torch", "cv"), ("PIL", "cv")],
+    "nlp": [("tokenizers", "nlp")],
+}
+BACKEND_NEEDS: dict[str, list[tuple[str, str]]] = {
+    "torch": [("torch", "torch")],
+    "tf": [("tensorflow", "tf")],
 }
 
 
@@ -36,3 +50,13 @@ def domain_module(name: str) -> ModuleType:
         if e.name and target.startswith(e.name):
             raise ConfigError("domain", f"domain {name!r} is not available in this installation ({target})") from e
         raise
+
+
+def require_frameworks(domain: str, backend: str) -> None:
+    """Refuse, in one line naming the pip extra, a job whose domain or backend needs a package
+    this installation lacks. Called before the domain's recipe imports torch / tensorflow, so
+    the user reads ``pip install 'lingjie[tf]'`` instead of an ImportError traceback."""
+    for module, extra in DOMAIN_NEEDS.get(domain, []):
+        require(module, extra, f"domain={domain}", "domain")
+    for module, extra in BACKEND_NEEDS.get(backend, []):
+        require(module, extra, f"trainer.backend={backend}", "trainer.backend")

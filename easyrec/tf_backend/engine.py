@@ -13,7 +13,7 @@ from typing import Any, Iterator, NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from dataio.atomic import atomic_write_bytes, atomic_write_json, fsync_dir, fsync_tree
+from dataio.atomic import atomic_write_bytes, atomic_write_json, fsync_dir, fsync_tree, publish_dir_mode
 from easyrec.features.batch import Batch
 from easyrec.features.info import FeatureInfo
 from trainer.checkpoint_io import META_FILE, TF_SUFFIX, meta_json_bytes
@@ -400,6 +400,7 @@ class TFEngine(Engine):
         self.ckpt.write(str(tmp / "vars"))
         with open(tmp / META_FILE, "wb") as fh:  # JSON, not pickle: reading it never runs code
             fh.write(meta_json_bytes(meta))
+        publish_dir_mode(tmp)  # mkdtemp's 0700 would hide the checkpoint from a serving container
         fsync_tree(tmp)  # TF's files and meta.json are on disk before the rename publishes them
         if final.exists():
             trash = Path(tempfile.mkdtemp(prefix=".old.", dir=run.checkpoints))
@@ -434,6 +435,7 @@ class TFEngine(Engine):
         tmp = Path(tempfile.mkdtemp(prefix=".saved_model.", dir=out_dir))
         tf.saved_model.save(self.model, str(tmp), signatures={"serving_default": serving_signature(self.model,
                                                                                                    self.features)})
+        publish_dir_mode(tmp)  # mkdtemp's 0700 would hide the SavedModel from a serving container
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)

@@ -15,6 +15,8 @@ from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
+from lingjie.extras import require
+
 
 @dataclass
 class LingjieOptunaSweeperConf:
@@ -70,6 +72,8 @@ class LingjieOptunaSweeper(Sweeper):
         self.config = config
 
     def sweep(self, arguments: List[str]) -> Any:
+        # optuna is the 'automl' extra: one line naming it, not a traceback from automl.study
+        require("optuna", "automl", "hparams_search (the Optuna sweeper)", "hparams_search")
         from automl.sweeper import Sweep, SweepSettings
         from automl.sweeper_outputs import write_outputs
         from automl.sweeper_space import split_arguments, targets
