@@ -55,7 +55,8 @@ def start(run: RunDir, mode: str, argv: list[str] | None = None, overrides: list
     if not owns_run():
         return
     try:
-        entry = _attempt(mode, sys.argv if argv is None else argv, hydra_overrides() if overrides is None else overrides)
+        argv = sys.argv if argv is None else argv
+        entry = _attempt(mode, argv, hydra_overrides() if overrides is None else overrides)
         path = run.root / RUN_INFO
         previous = _read(path)
         if previous is None:
@@ -100,9 +101,9 @@ def finish(run: RunDir, status: str, error: str | None = None) -> None:
 
 def _attempt(mode: str, argv: list[str], overrides: list[str]) -> dict[str, Any]:
     """What one process starting the run records about itself."""
-    return {"mode": mode, "status": "running", "executable": sys.executable, "command": redact_command(argv),
-            "overrides": redact_command(overrides), "cwd": os.getcwd(), "host": socket.gethostname(),
-            "pid": os.getpid(), "started_at": _now()}
+    return {"mode": mode, "status": "running", "executable": sys.executable,
+            "command": redact_command(argv), "overrides": redact_command(overrides), "cwd": os.getcwd(),
+            "host": socket.gethostname(), "pid": os.getpid(), "started_at": _now()}
 
 
 def redact_command(args: list[str]) -> list[str]:

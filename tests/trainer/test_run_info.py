@@ -57,8 +57,8 @@ def test_train_and_evaluate_runs_record_how_they_were_made(tmp_path: Path, data_
 @pytest.mark.slow
 def test_a_failed_run_records_the_error_line(tmp_path: Path, data_dir: Path) -> None:
     out = tmp_path / "out"
-    proc = run_cli([*SMALL, f"paths.output_root={out}", "data.dataset=null", f"data.train_path={tmp_path}/nope.parquet"],
-                   cwd=tmp_path, check=False)
+    missing = f"data.train_path={tmp_path}/nope.parquet"
+    proc = run_cli([*SMALL, f"paths.output_root={out}", "data.dataset=null", missing], cwd=tmp_path, check=False)
     assert proc.returncode == 2, proc.stderr
     run = _only_run(out)
     info = json.loads((run / "run_info.json").read_text())
