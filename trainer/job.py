@@ -19,6 +19,7 @@ from typing import Any, Callable
 
 from dataio.atomic import atomic_write_bytes
 from lingjie.errors import ConfigError, LingjieError
+from trainer import run_info
 from trainer.process import claim_run, remove_fresh_dir, resolve_run, setup_omp, write_config
 from trainer.run_dir import RunDir
 from trainer.run_lock import held_runs
@@ -52,7 +53,7 @@ def run_marking_failure(work: Callable[[], Path]) -> Path:
     try:
         return work()
     except Exception as exc:
-        line = str(exc) if isinstance(exc, LingjieError) else f"{type(exc).__name__}: {exc}"
+        line = error_line(exc)
         for root in held_runs():
             remove_fresh_dir(root)
             if root.is_dir():
@@ -61,6 +62,26 @@ def run_marking_failure(work: Callable[[], Path]) -> Path:
                 except OSError:
                     log.warning("could not write FAILED into %s", root)
         raise
+
+
+def error_line(exc: Exception) -> str:
+    """The one line FAILED and run_info.json record for ``exc``."""
+    return (str(exc) if isinstance(exc, LingjieError) else f"{type(exc).__name__}: {exc}").strip()
+
+
+def recorded(run: RunDir, mode: str, work: Callable[[], Path]) -> Callable[[], Path]:
+    """``work`` recording itself in ``run``'s run_info.json (:mod:`trainer.run_info`): running,
+    then finished or failed with the error line. A KeyboardInterrupt (or a kill) leaves running."""
+    def go() -> Path:
+        run_info.start(run, mode)
+        try:
+            out = work()
+        except Exception as exc:
+            run_info.finish(run, "failed", error_line(exc))
+            raise
+        run_info.finish(run, "finished")
+        return out
+    return go
 
 
 def _plan(spec: Any, run: RunDir, config_yaml: str) -> Callable[[], Path]:
@@ -86,14 +107,14 @@ def _plan(spec: Any, run: RunDir, config_yaml: str) -> Callable[[], Path]:
     domain = domain_module(root.domain)
     extra_modes = getattr(domain, "EXTRA_MODES", {})
     if mode in extra_modes:  # e.g. rec's stream mode (online training from Kafka)
-        return lambda: extra_modes[mode](spec, run, config_yaml)
+        return recorded(run, mode, lambda: extra_modes[mode](spec, run, config_yaml))
     recipe = domain.recipe(spec)
     if mode == "train":
         run, resumed = resolve_run(spec, run)
         lifecycle.check_resumable(recipe, run, resumed)
-        return lambda: lifecycle.train(recipe, run, config_yaml, resumed)
+        return recorded(run, mode, lambda: lifecycle.train(recipe, run, config_yaml, resumed))
     claim_run(run, False)
-    return lambda: lifecycle.run_checkpoint_mode(recipe, run, config_yaml)
+    return recorded(run, mode, lambda: lifecycle.run_checkpoint_mode(recipe, run, config_yaml))
 
 
 def _plan_launch(spec: Any, run: RunDir, config_yaml: str) -> Callable[[], Path]:
@@ -111,7 +132,7 @@ def _plan_launch(spec: Any, run: RunDir, config_yaml: str) -> Callable[[], Path]
         from trainer.domains import domain_module
 
         lifecycle.check_resumable(domain_module(root.domain).recipe(spec), run, resumed)
-    return lambda: _launch(spec, run, config_yaml, resumed)
+    return recorded(run, "train", lambda: _launch(spec, run, config_yaml, resumed))
 
 
 def _launch(spec: Any, run: RunDir, config_yaml: str, resumed: bool) -> Path:

@@ -16,6 +16,7 @@ from typing import Any
 from dataio.atomic import atomic_write_bytes
 from lingjie.errors import ConfigError
 from trainer.run_dir import RunDir, refuse_if_in_use, resolve_resume_dir
+from trainer.run_info import RUN_INFO
 from trainer.run_lock import LOCK_NAME, held_by_other, release_run_lock, remove_stale_temp, try_lock_run
 
 log = logging.getLogger("lingjie")
@@ -200,12 +201,13 @@ def _pull_remote_run(spec: Any, url: str) -> RunDir:
 
 
 def remove_fresh_dir(path: Path) -> None:
-    """Remove a just-created run dir holding nothing but Hydra's log files (and this process's
-    lock, released first): a command that failed or moved on to another run leaves no trace."""
+    """Remove a just-created run dir holding nothing but Hydra's log file, its run_info.json
+    (and this process's lock, released first): a command that failed or moved on to another
+    run leaves no trace. ``__main__.log`` counts too: the log's name in runs of Lingjie <= 0.1."""
     if not path.is_dir() or held_by_other(path) is not None:
         return
     release_run_lock(path)
-    if all(p.name in (hydra_log_name(), "__main__.log", LOCK_NAME) for p in path.iterdir()):
+    if all(p.name in (hydra_log_name(), "__main__.log", RUN_INFO, LOCK_NAME) for p in path.iterdir()):
         shutil.rmtree(path, ignore_errors=True)
         parent = path.parent
         if parent.is_dir() and not any(parent.iterdir()):
@@ -213,8 +215,9 @@ def remove_fresh_dir(path: Path) -> None:
 
 
 def hydra_log_name() -> str:
-    """The file Hydra's job logging writes in the run dir (``<job name>.log``). Only it counts
-    as "nothing written": another .log there (e.g. an automl trial's trial.log) is kept."""
+    """The file Hydra's job logging writes in the run dir: ``<job name>.log``, and the job is
+    named for the mode (``train.log``, ``evaluate.log``: configs/hydra/default.yaml). Only it
+    counts as "nothing written": another .log there (e.g. an automl trial's trial.log) is kept."""
     try:
         from hydra.core.hydra_config import HydraConfig
 

@@ -205,7 +205,7 @@ def test_cli_run_leaves_the_secret_in_no_file(tmp_path: Path, data_dir: Path) ->
                     f"paths.remote_dir=file://{mirror}"], cwd=tmp_path, env={"OSS_ACCESS_KEY_SECRET": ENV_SECRET})
     files = [p for p in [*out.rglob("*"), *mirror.rglob("*")] if p.is_file()]
     names = {p.name for p in files}
-    assert {"config.yaml", "metrics.json", "epoch-0001.pt", "__main__.log", "DONE"} <= names, names
+    assert {"config.yaml", "metrics.json", "epoch-0001.pt", "train.log", "run_info.json", "DONE"} <= names, names
     assert any(mirror in p.parents and p.name == "config.yaml" for p in files)
     leaked = [str(p) for p in files if ENV_SECRET.encode() in p.read_bytes() or LITERAL.encode() in p.read_bytes()]
     assert not leaked, f"a secret is written in {leaked}"
