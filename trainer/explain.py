@@ -91,16 +91,25 @@ def tree_knobs(cfg: dict[str, Any]) -> Iterator[Knob]:
         top = knob.path.split(".")[0].split("[")[0]
         if top in ("data", "model", "features") and knob.path != top:
             continue
-        yield knob
-        if top == "data":
-            yield from walk(parts["data"], "data")
-        elif top == "model" and model in parts["models"]:
-            yield from walk(parts["models"][model], "model")
-        elif top == "features":
+        group = {"data": parts["data"], "model": parts["models"].get(model)}.get(knob.path)
+        if group is None:
+            yield knob
+        else:  # the domain's own dataclass stands in for RootSpec's untyped slot
+            yield dataclasses.replace(knob, hint=group, default=_instance(group))
+            yield from walk(group, knob.path)
+        if knob.path == "features":
             for name, item in (cfg.get("features") or {}).items():
                 ftype = (item or {}).get("type")
                 if ftype in parts["features"]:
                     yield from walk(parts["features"][ftype], f"features.{name}")
+
+
+def _instance(cls: type) -> Any:
+    """The default instance of group ``cls`` ("(group)" in the table); MISSING if it has required knobs."""
+    try:
+        return cls()
+    except TypeError:
+        return dataclasses.MISSING
 
 
 def select(rows: list[Knob], path: str) -> list[Knob]:
