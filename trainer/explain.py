@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from lingjie.errors import ConfigError
+from lingjie.errors import ConfigError, LingjieError
 from lingjie.schema import close_names, to_plain, type_name
 from trainer.compose import CONFIGS
 from trainer.schema.defaults import Knob, walk
@@ -40,7 +40,7 @@ def main(argv: list[str]) -> int:
             return write_schema(argv[1:])
         print(help_text())
         return 0
-    except ConfigError as exc:
+    except LingjieError as exc:  # ConfigError included
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
 
@@ -77,7 +77,7 @@ def _composed(overrides: list[str], config_dir: str | None) -> dict[str, Any]:
         message = explain_compose_error(exc, overrides, config_dir)
         if message is None:
             raise
-        raise ConfigError("", message) from exc
+        raise LingjieError(message) from exc
 
 
 def tree_knobs(cfg: dict[str, Any]) -> Iterator[Knob]:
