@@ -11,7 +11,7 @@ from typing import Any
 from easycv.schema import CVRunSpec, validate_root
 from trainer.schema.group_file import GroupFile
 
-__all__ = ["recipe", "validate"]
+__all__ = ["recipe", "schema_parts", "validate"]
 
 
 def validate(cfg: dict[str, Any]) -> CVRunSpec:
@@ -32,3 +32,11 @@ CONFIG_FILES = (
               "Every easycv data knob (domain: cv) with its default; image data sets include this "
               "(`defaults: [cv_base, _self_]`) and override what differs. See README: easycv."),
 )
+
+
+def schema_parts() -> dict[str, Any]:
+    """The dataclasses behind this domain's groups, for ``python -m trainer explain`` and
+    ``schema`` (trainer finds them here by domain name; it imports no domain package)."""
+    from easycv.schema import MODELS, CVDataSpec
+
+    return {"data": CVDataSpec, "features": {}, "models": dict(MODELS)}

@@ -11,7 +11,7 @@ from easynlp.schema import NLPRunSpec
 from easynlp.validate import validate
 from trainer.schema.group_file import GroupFile
 
-__all__ = ["recipe", "validate"]
+__all__ = ["recipe", "schema_parts", "validate"]
 
 
 def recipe(spec: NLPRunSpec) -> Any:
@@ -27,3 +27,11 @@ CONFIG_FILES = (
               "Every text-data knob (domain: nlp) with its default; text datasets include this "
               "(`defaults: [nlp_base, _self_]`) and override what differs. See README: text models."),
 )
+
+
+def schema_parts() -> dict[str, Any]:
+    """The dataclasses behind this domain's groups, for ``python -m trainer explain`` and
+    ``schema`` (trainer finds them here by domain name; it imports no domain package)."""
+    from easynlp.schema import MODELS, NLPDataSpec
+
+    return {"data": NLPDataSpec, "features": {}, "models": dict(MODELS)}

@@ -13,7 +13,7 @@ from easyrec.schema import RunSpec, validate
 from trainer.run_dir import RunDir
 from trainer.schema.group_file import GroupFile
 
-__all__ = ["CONFIG_FILES", "EXTRA_MODES", "recipe", "validate"]
+__all__ = ["CONFIG_FILES", "EXTRA_MODES", "recipe", "schema_parts", "validate"]
 
 
 def recipe(spec: RunSpec) -> Any:
@@ -38,3 +38,14 @@ CONFIG_FILES = (
               "Every recommendation data knob (domain: rec) with its default; dataset files include this "
               "(`defaults: [base, _self_]`) and override what differs."),
 )
+
+
+def schema_parts() -> dict[str, Any]:
+    """The dataclasses behind this domain's groups, for ``python -m trainer explain`` and
+    ``schema`` (trainer finds them here by domain name; it imports no domain package)."""
+    from easyrec.data_spec import DataSpec
+    from easyrec.features.config import FEATURE_TYPES
+    from easyrec.models.specs import MODEL_REGISTRY
+
+    return {"data": DataSpec, "features": dict(FEATURE_TYPES),
+            "models": {name: entry.config_cls for name, entry in MODEL_REGISTRY.items()}}

@@ -55,6 +55,12 @@ def type_hints(cls: type) -> dict[str, Any]:
     return _HINTS_CACHE[cls]
 
 
+def type_name(tp: Any) -> str:
+    """A field type as users read it (``'adam' | 'sgd'``, ``int | null``, ``list of str``): the
+    words of the error messages, ``python -m trainer explain`` and the JSON schema's docs."""
+    return _type_name(tp)
+
+
 def _type_name(tp: Any) -> str:
     origin = get_origin(tp)
     if origin is Literal:

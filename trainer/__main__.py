@@ -62,6 +62,10 @@ def cli() -> None:
     $HYDRA_FULL_ERROR=1 is set while Hydra composes: the exception then reaches this frame
     instead of Hydra's printer. :func:`main` gives the user's own value back to the job.
     """
+    if len(sys.argv) > 1 and sys.argv[1] in ("explain", "schema", "--help", "-h"):
+        from trainer.explain import main as help_main  # our help pages; --hydra-help stays Hydra's
+
+        sys.exit(help_main(sys.argv[1:]))
     os.environ[FULL_ERROR] = "1"
     try:
         main()

@@ -7,6 +7,8 @@ exactly as ``cv`` does to easycv. A domain module provides
                                      # paths, data) + experiment_name, seed, domain
     recipe(spec) -> trainer.lifecycle.Recipe   # train | evaluate | predict | export
     EXTRA_MODES: dict[str, Callable[[spec, RunDir, str], Path]]   # optional (rec: stream)
+    schema_parts() -> {data: class, features: {type: class}, models: {name: class}}
+                                     # for `lingjie explain` / `lingjie schema`
 
 A config selects its domain with the top-level key ``domain`` (default ``rec``). A new domain
 is a package with such a module and a line here.

@@ -22,7 +22,7 @@ import sys
 import textwrap
 import types
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any, Iterator, Literal, Union, get_args, get_origin
 
 import yaml
 
@@ -73,8 +73,57 @@ def render(group: GroupFile) -> str:
     return "\n".join(lines + _block(cls(), 0)) + "\n"
 
 
-def _knobs(obj: Any) -> list[dataclasses.Field]:
+def knobs(obj: Any) -> list[dataclasses.Field]:
+    """The user-settable fields of a dataclass or instance (``init=False`` fields are derived)."""
     return [f for f in dataclasses.fields(obj) if f.init]
+
+
+@dataclasses.dataclass(frozen=True)
+class Knob:
+    """One knob met by :func:`walk`: its dotted path, field, resolved type and default
+    (``dataclasses.MISSING`` when required)."""
+
+    path: str
+    field: dataclasses.Field
+    hint: Any
+    default: Any
+    owner: type
+
+
+def nested_class(hint: Any) -> type | None:
+    """The dataclass a knob of type ``hint`` holds (directly, ``X | None`` or ``list[X]``), or None:
+    where :func:`walk` descends."""
+    if dataclasses.is_dataclass(hint):
+        return hint
+    args = get_args(hint) if get_origin(hint) in (Union, types.UnionType, list, tuple) else ()
+    found = [a for a in args if dataclasses.is_dataclass(a)]
+    return found[0] if len(found) == 1 else None
+
+
+def field_default(f: dataclasses.Field, parent: Any = None) -> Any:
+    """The default of knob ``f``: its value in ``parent`` (the default instance of the group
+    holding it, e.g. ``OptimizerPart(lr=0.01)`` for trainer.optimizer.sparse) when given, else the
+    field's own; ``dataclasses.MISSING`` when required."""
+    if parent is not None:
+        return getattr(parent, f.name)
+    return f.default if f.default_factory is dataclasses.MISSING else f.default_factory()
+
+
+def walk(cls: type, prefix: str, parent: Any = None) -> Iterator[Knob]:
+    """Every knob of dataclass ``cls`` under ``prefix``, depth first; a nested group yields its
+    own row, then its knobs (``list[X]`` items as ``path[]``). ``parent``: the default instance
+    of ``cls`` where the enclosing group gives one. The one walk over the schema that
+    ``python -m trainer explain`` reads (and the group files render, through :func:`knobs`)."""
+    hints = type_hints(cls)
+    for f in knobs(cls):
+        default = field_default(f, parent)
+        path = f"{prefix}.{f.name}" if prefix else f.name
+        yield Knob(path, f, hints[f.name], default, cls)
+        inner = nested_class(hints[f.name])
+        if inner is not None:
+            listed = get_origin(hints[f.name]) in (list, tuple)
+            yield from walk(inner, path + ("[]" if listed else ""),
+                            default if isinstance(default, inner) else None)
 
 
 def file_value(f: dataclasses.Field, value: Any) -> Any:
@@ -83,7 +132,7 @@ def file_value(f: dataclasses.Field, value: Any) -> Any:
     if "interpolation" in f.metadata:
         return f.metadata["interpolation"]
     if dataclasses.is_dataclass(value):
-        return {g.name: file_value(g, getattr(value, g.name)) for g in _knobs(value)}
+        return {g.name: file_value(g, getattr(value, g.name)) for g in knobs(value)}
     return to_plain(value)
 
 
@@ -92,7 +141,7 @@ def _block(obj: Any, indent: int) -> list[str]:
     one line opens its own block."""
     pad = " " * indent
     lines: list[str] = []
-    for f in _knobs(obj):
+    for f in knobs(obj):
         value = getattr(obj, f.name)
         plain = file_value(f, value)
         line = f"{pad}{f.name}: {_flow(plain)}"
@@ -144,7 +193,7 @@ def differences(group: GroupFile, text: str | None = None) -> list[str]:
     if text is None:
         text = (CONFIGS / group.path).read_text(encoding="utf-8")
     cls = spec_class(group)
-    want = {f.name: file_value(f, getattr(cls(), f.name)) for f in _knobs(cls)}
+    want = {f.name: file_value(f, getattr(cls(), f.name)) for f in knobs(cls)}
     return _compare(want, yaml.safe_load(text) or {}, "")
 
 
