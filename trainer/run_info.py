@@ -159,7 +159,8 @@ def git_state(source: Path | None = None) -> dict[str, Any]:
                               timeout=GIT_TIMEOUT_S)
         if head.returncode != 0:
             return {}
-        status = subprocess.run(["git", "--no-optional-locks", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+        status = subprocess.run(["git", "--no-optional-locks", "-C", str(root), "status", "--porcelain",
+                                 "--untracked-files=no"],
                                 capture_output=True, text=True, timeout=GIT_TIMEOUT_S)
     except (OSError, subprocess.SubprocessError):
         return {}
