@@ -15,7 +15,7 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] not in COMMANDS:
-        print(f"usage: python -m automl {{{'|'.join(COMMANDS)}}} +experiment=NAME [overrides] [options]",
+        print(f"usage: lingjie-automl (or python -m automl) {{{'|'.join(COMMANDS)}}} +experiment=NAME [overrides] [options]",
               file=sys.stderr)
         return 2
     import importlib
@@ -30,5 +30,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The ``lingjie-automl`` console script (same as ``python -m automl``)."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()

@@ -18,6 +18,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
+from lingjie.config_tree import CONFIG_DIR
 from lingjie.errors import LingjieError
 
 log = logging.getLogger("lingjie")
@@ -25,7 +26,7 @@ FULL_ERROR = "HYDRA_FULL_ERROR"
 _user_full_error = os.environ.get(FULL_ERROR)  # the user's choice, given back to the job
 
 
-@hydra.main(config_path="../configs", config_name="config", version_base="1.3")
+@hydra.main(config_path=str(CONFIG_DIR), config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | None:
     from omegaconf.errors import OmegaConfBaseException
 

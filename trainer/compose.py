@@ -9,7 +9,9 @@ import re
 from pathlib import Path
 from typing import Any
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+from lingjie.config_tree import CONFIG_DIR
+
+CONFIGS = CONFIG_DIR  # the shipped tree: configs/ in a clone, lingjie/configs in a wheel
 GRAMMAR = "https://hydra.cc/docs/advanced/override_grammar/basic/"
 
 

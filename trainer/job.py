@@ -93,7 +93,8 @@ def _plan(spec: Any, run: RunDir, config_yaml: str) -> Callable[[], Path]:
     if mode == "train" and hw.launcher == "k8s" and not inside_worker:
         from trainer.launch.k8s import render_and_maybe_submit
 
-        return lambda: render_and_maybe_submit(spec, run, config_yaml)
+        # run_info.json records the submission (the pods' own runs record themselves)
+        return recorded(run, "train:k8s", lambda: render_and_maybe_submit(spec, run, config_yaml))
     from trainer.domains import require_frameworks
 
     # the manifests for Kubernetes need no framework here (the pods' image has it); every

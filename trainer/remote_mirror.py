@@ -52,7 +52,7 @@ class RemoteMirror:
         self.push(self.run.checkpoints / "latest")
 
     def push_run_files(self) -> None:
-        for f in (self.run.config, self.run.metrics, self.run.feature_state):
+        for f in (self.run.config, self.run.metrics, self.run.feature_state, self.run.run_info):
             self.push(f)
 
 
@@ -75,7 +75,8 @@ class MirrorCallback(Callback):
 
     def on_run_end(self, loop: Any) -> None:
         run = self.mirror.run
-        for path in (run.metrics, run.export, run.done_marker):
+        # run_info.json as of the run's end (its final status is written after the callbacks)
+        for path in (run.metrics, run.run_info, run.export, run.done_marker):
             self.mirror.push(path)
 
 

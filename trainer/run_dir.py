@@ -38,6 +38,7 @@ class RunDir:
     export = property(lambda self: self.root / "export")
     done_marker = property(lambda self: self.root / "DONE")
     failed_marker = property(lambda self: self.root / "FAILED")
+    run_info = property(lambda self: self.root / "run_info.json")  # trainer.run_info writes it
 
     def create(self) -> None:
         for p in (self.root, self.checkpoints):

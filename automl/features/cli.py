@@ -7,7 +7,7 @@ import warnings
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m automl features",
+    p = argparse.ArgumentParser(prog="lingjie-automl features",
                                 description="Deep Feature Synthesis (featuretools, cutoff times) + cross features")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. +experiment=movielens_deepfm")
     p.add_argument("--max-depth", type=int, default=2)

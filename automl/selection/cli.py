@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
-    p = argparse.ArgumentParser(prog="python -m automl select",
+    p = argparse.ArgumentParser(prog="lingjie-automl select",
                                 description="rank features (dropout gates + permutation importance), select top-k")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. +experiment=movielens_deepfm")
     p.add_argument("--top-k", type=int, default=None,

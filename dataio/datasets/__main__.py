@@ -11,7 +11,7 @@ from lingjie.errors import LingjieError
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m dataio.datasets",
+    parser = argparse.ArgumentParser(prog="lingjie-datasets",
                                      description="Lingjie's bundled datasets")
     sub = parser.add_subparsers(dest="command", required=True)
     listing = sub.add_parser("list", help="show the datasets and whether each is prepared")
@@ -52,5 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The ``lingjie-datasets`` console script (same as ``python -m dataio.datasets``)."""
     sys.exit(main())
+
+
+if __name__ == "__main__":
+    cli()

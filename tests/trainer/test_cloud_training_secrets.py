@@ -61,7 +61,7 @@ def test_run_mirrored_to_oss_resumes_on_a_fresh_machine(oss_server, tmp_path: Pa
     keys = oss_server.keys("runs")
     base = "lingjie/movielens_deepfm/run-a"
     for name in ("config.yaml", "metrics.json", "feature_state.json", "checkpoints/latest",
-                 "checkpoints/epoch-0001.pt", "export/meta.json", "DONE"):
+                 "checkpoints/epoch-0001.pt", "export/meta.json", "DONE", "run_info.json"):
         assert f"{base}/{name}" in keys, name
     second = tmp_path / "machine2"
     second.mkdir()

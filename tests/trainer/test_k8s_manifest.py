@@ -28,6 +28,8 @@ def _render(tmp_path: Path, args: list[str], env: dict[str, str] | None = None) 
     proc = run_cli([*args, f"hydra.run.dir={run}"], cwd=tmp_path, env=env)
     assert proc.stdout.strip().splitlines()[-1] == f"run directory: {run}"
     assert f"kubectl apply -f {run / 'k8s'}" in proc.stderr + proc.stdout
+    info = json.loads((run / "run_info.json").read_text())  # the submission records itself
+    assert info["mode"] == "train:k8s" and info["status"] == "finished", info
     docs = {p.name: yaml.safe_load(p.read_text()) for p in (run / "k8s").glob("*.yaml")}
     configmap = docs.pop("configmap.yaml")
     (job,) = docs.values()
