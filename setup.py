@@ -23,7 +23,8 @@ EXTRAS = {
     "cloud": ["ossfs==2025.5.0", "oss2==2.18.4",  # ossfs 2025.5.0 pins oss2==2.18.4
                "pyhdfs==0.4.0", "kafka-python==3.0.12", "pyodps==0.13.2"],
     "k8s": ["kubernetes==37.0.2"],  # hardware.submit=true (rendering the manifests needs nothing extra)
-    "cv": ["torch==2.13.0", "tensorboard==2.21.0", "pillow==13.0.0"],  # easycv: image decoding
+    # easycv: pillow decodes images; faster-coco-eval computes the COCO box metrics (easycv.coco_eval)
+    "cv": ["torch==2.13.0", "tensorboard==2.21.0", "pillow==13.0.0", "faster-coco-eval==1.8.0"],
     # easynlp: tokenizers trains/loads tokenizers (Rust; pulls huggingface-hub, never used for
     # downloads); safetensors reads pretrained encoder weights (e.g. the bundled MiniLM)
     "nlp": ["tokenizers==0.23.3", "safetensors==0.8.0"],
