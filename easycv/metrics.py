@@ -3,19 +3,24 @@
 Both plug into :class:`trainer.metric_report.TaskMetrics`: collectors hold what the metric
 needs (top-k class indices; per-image detections and ground truth), their states gather
 across ranks, and keys are ``<split>/<metric>`` (``eval/top1``, ``eval/top5``, ``eval/map``,
-``eval/map50``, ``eval/map75``), so ``trainer.early_stopping.metric`` and the sweeper's
-``optimize_metric`` name them directly.
+``eval/map50``, ``eval/map75``, ``eval/map_small`` ... ``eval/mar_100``: see
+:data:`easycv.coco_eval.SUMMARY_KEYS`), so ``trainer.early_stopping.metric`` and the sweeper's
+``optimize_metric`` name them directly. The COCO evaluator that ran (faster-coco-eval,
+pycocotools or ours) is logged once per process, when it is first used or changes.
 """
 from __future__ import annotations
 
+import logging
+import math
 from typing import Any
 
 import numpy as np
 
-from easycv.coco_eval import coco_map
+from easycv.coco_eval import SUMMARY_KEYS, coco_map
 from trainer.metric_report import TaskMetrics
 
 TOPK = 5
+log = logging.getLogger("lingjie.easycv")
 
 
 class TopKCollector:
@@ -91,13 +96,17 @@ class DetectionCollector:
 
 
 class DetectionMetrics(TaskMetrics):
-    """COCO mAP@[.5:.95] (``map``), mAP@.5 (``map50``) and mAP@.75 (``map75``)."""
+    """COCO box metrics: mAP@[.5:.95] (``map``), mAP@.5 (``map50``), mAP@.75 (``map75``), AP
+    per size (``map_small`` / ``_medium`` / ``_large``) and AR (``mar_1`` / ``_10`` / ``_100``,
+    ``mar_small`` / ...). A size key is left out while no ground truth has that size (COCO
+    prints -1 there; a missing key cannot be mistaken for a score)."""
 
     train_metrics = False
 
     def __init__(self, task_types: dict[str, str], num_classes: int) -> None:
         super().__init__(task_types)
         self.num_classes = num_classes
+        self.evaluator = ""  # the last COCO evaluator logged
 
     def collector(self, max_rows: int | None = None) -> DetectionCollector:
         return DetectionCollector(max_rows)
@@ -113,4 +122,7 @@ class DetectionMetrics(TaskMetrics):
         if not collector.gts:
             return {}
         m = coco_map(collector.dets, collector.gts, self.num_classes)
-        return {f"{split}/map": m["map"], f"{split}/map50": m["map50"], f"{split}/map75": m["map75"]}
+        if m["evaluator"] != self.evaluator:
+            log.info("COCO box metrics computed by %s", m["evaluator"])
+            self.evaluator = m["evaluator"]
+        return {f"{split}/{k}": m[k] for k in SUMMARY_KEYS if not math.isnan(m[k])}

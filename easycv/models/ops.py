@@ -1,17 +1,34 @@
 """Box operations: pairwise IoU and class-wise non-maximum suppression.
 
-NMS uses ``torchvision.ops.batched_nms`` when torchvision is installed, otherwise the greedy
-algorithm below (same result: highest score first, drop every box of the same class whose
-IoU with a kept box exceeds the threshold).
+NMS uses ``torchvision.ops.batched_nms`` when a working torchvision is installed, otherwise
+the greedy algorithm below (same result: highest score first, drop every box of the same class
+whose IoU with a kept box exceeds the threshold). "Working" matters: a torchvision wheel built
+for another torch imports with ``RuntimeError: operator torchvision::nms does not exist`` (its
+C++ ops did not load), not ImportError, and an op can also be missing only for a device at call
+time; both fall back to the greedy NMS instead of failing a training run.
 """
 from __future__ import annotations
 
+import logging
+from typing import Callable
+
 import torch
 
-try:  # optional: torchvision's C++ NMS
-    from torchvision.ops import batched_nms as _tv_batched_nms
-except ImportError:  # pragma: no cover - depends on the installation
-    _tv_batched_nms = None
+log = logging.getLogger("lingjie.easycv")
+
+
+def load_torchvision_nms() -> Callable | None:
+    """torchvision's ``batched_nms``, or None when torchvision is missing or broken."""
+    try:
+        from torchvision.ops import batched_nms as tv_batched_nms
+    except (ImportError, RuntimeError, OSError) as e:  # missing / built for another torch / bad .so
+        if not isinstance(e, ImportError):
+            log.warning("torchvision is installed but unusable (%s); using easycv's own NMS", e)
+        return None
+    return tv_batched_nms
+
+
+TORCHVISION_NMS = load_torchvision_nms()
 
 
 def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -57,7 +74,12 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor
     """Class-wise NMS: boxes of different classes never suppress each other."""
     if boxes.numel() == 0:
         return torch.zeros(0, dtype=torch.long, device=boxes.device)
-    if _tv_batched_nms is not None:
-        return _tv_batched_nms(boxes.float(), scores.float(), classes, iou_thresh)
+    global TORCHVISION_NMS
+    if TORCHVISION_NMS is not None:
+        try:
+            return TORCHVISION_NMS(boxes.float(), scores.float(), classes, iou_thresh)
+        except (RuntimeError, NotImplementedError) as e:  # e.g. no kernel for this device / build
+            log.warning("torchvision NMS failed (%s); using easycv's own NMS from now on", e)
+            TORCHVISION_NMS = None
     offset = classes.to(boxes.dtype)[:, None] * (boxes.max() + 1)  # shift each class apart
     return greedy_nms(boxes + offset, scores, iou_thresh)

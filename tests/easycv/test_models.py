@@ -1,6 +1,7 @@
 """easycv models: shapes, label assignment, NMS, a tiny overfit per model, EMA, export round trip."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,8 @@ import torch
 from easycv.engine import CVEngine
 from easycv.metrics import DetectionMetrics
 from easycv.models import build_model
-from easycv.models.ops import batched_nms, greedy_nms
+from easycv.models import ops
+from easycv.models.ops import batched_nms, greedy_nms, load_torchvision_nms
 from easycv.schema import ClassifierSpec, EmaSpec, NormalizeT, YoloxSpec, build_model_spec
 from trainer.schema.spec import TrainerSpec
 from trainer.torch_backend.engine import to_host
@@ -82,6 +84,37 @@ def test_nms_by_hand() -> None:
     assert greedy_nms(boxes, scores, 0.7).tolist() == [0, 1, 2]
     # class-wise: box 3 of another class survives
     assert sorted(batched_nms(boxes, scores, torch.tensor([0, 0, 0, 1]), 0.5).tolist()) == [0, 2, 3]
+
+
+class BrokenTorchvision:
+    """A meta-path finder making ``import torchvision`` fail as a wheel built for another torch
+    does (RuntimeError from its operator registration), or as a missing one (ImportError)."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def find_spec(self, name: str, path: object, target: object = None) -> None:
+        if name.split(".")[0] == "torchvision":
+            raise self.error
+
+
+@pytest.mark.parametrize("error", [RuntimeError("operator torchvision::nms does not exist"),
+                                   ImportError("No module named 'torchvision'")])
+def test_broken_torchvision_falls_back_to_own_nms(monkeypatch: pytest.MonkeyPatch, error: Exception) -> None:
+    for name in [m for m in sys.modules if m.split(".")[0] == "torchvision"]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setattr(sys, "meta_path", [BrokenTorchvision(error), *sys.meta_path])
+    assert load_torchvision_nms() is None
+
+
+def test_torchvision_nms_failing_at_call_time_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object) -> torch.Tensor:
+        raise RuntimeError("Could not run 'torchvision::nms' with arguments from the 'CUDA' backend")
+
+    monkeypatch.setattr(ops, "TORCHVISION_NMS", broken)
+    boxes = torch.tensor([[0, 0, 10, 10.], [1, 1, 11, 11], [20, 20, 30, 30]])
+    kept = batched_nms(boxes, torch.tensor([.9, .8, .7]), torch.tensor([0, 0, 0]), 0.5)
+    assert kept.tolist() == [0, 2] and ops.TORCHVISION_NMS is None  # not retried on every batch
 
 
 def _digit_batch(n: int = 24) -> tuple[torch.Tensor, torch.Tensor]:
