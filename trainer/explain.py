@@ -38,6 +38,8 @@ def main(argv: list[str]) -> int:
             return explain(argv[1:])
         if argv[0] == "schema":
             return write_schema(argv[1:])
+        if len(argv) > 1:  # `--help trainer.optimizer [overrides]` is `explain trainer.optimizer ...`
+            return explain(argv[1:])
         print(help_text())
         return 0
     except LingjieError as exc:  # ConfigError included

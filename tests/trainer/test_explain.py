@@ -16,6 +16,7 @@ import pytest
 from lingjie.errors import ConfigError
 from trainer.compose import compose_config
 from trainer.explain import explain, help_text
+from trainer.explain import main as help_main
 from trainer.schema.json_schema import domain_parts, root_schema
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -57,8 +58,9 @@ def schema() -> dict[str, Any]:
     return root_schema(domain_parts())
 
 
-def test_explain_optimizer_lists_lr_with_default_and_help(capsys: pytest.CaptureFixture[str]) -> None:
-    assert explain(["trainer.optimizer"]) == 0
+@pytest.mark.parametrize("argv", [["explain", "trainer.optimizer"], ["--help", "trainer.optimizer"]])
+def test_explain_optimizer_lists_lr_with_default_and_help(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    assert help_main(argv) == 0
     out = capsys.readouterr().out
     lines = {line.split()[0]: line for line in out.splitlines()}
     assert "0.001" in lines["trainer.optimizer.dense.lr"] and "learning rate" in lines["trainer.optimizer.dense.lr"]
