@@ -65,6 +65,21 @@ def test_multi_task_models_get_one_set_per_binary_task() -> None:
     assert [i.prefix for i in TaskMetrics({"ctr": "binary"}).plot_inputs(c)] == [""]
 
 
+def test_classifiers_get_a_confusion_matrix() -> None:
+    from easycv.metrics import ClassificationMetrics
+    from easynlp.metrics import NLPMetrics
+
+    cv = ClassificationMetrics({"label": "multiclass"}, ["a", "b", "c"])
+    c = cv.collector()
+    c.add({"label": np.eye(3)[[0, 1, 2, 1]]}, {"label": np.array([0, 1, 1, 1])})
+    (conf,) = cv.plot_inputs(c)
+    assert isinstance(conf, Confusion) and list(conf.predicted) == [0, 1, 2, 1] and conf.class_names == ["a", "b", "c"]
+    nlp = NLPMetrics({"sentiment": "multiclass"}, {"sentiment": ["neg", "pos"]})
+    c = nlp.collector()
+    c.add({"sentiment": np.array([[0.8, 0.2], [0.3, 0.7]])}, {"sentiment": np.array([0, 1])})
+    assert [type(i) for i in nlp.plot_inputs(c)] == [Confusion, BinaryCurves]  # two classes: curves too
+
+
 def test_no_plots_when_switched_off_or_nothing_was_evaluated(tmp_path: Path) -> None:
     y, s = _binary(50)
     c = PredictionCollector(["ctr"])
