@@ -44,13 +44,19 @@ def metric_mode(name: str) -> Literal["max", "min"]:
 
 
 def headline_metrics(history: list[dict[str, Any]]) -> list[str]:
-    """The ``<split>/<metric>`` keys worth a row (per-task duplicates and timings left out),
-    in first-seen order."""
+    """The keys worth a row, in first-seen order: ``<split>/<metric>`` and the per-task
+    ``<split>/<task>/<metric>`` of tasks other than the first (the first task's are the short
+    keys again, same values); timings and row counts left out."""
     keys: dict[str, None] = {}
     for epoch in history:
         for k, v in epoch.items():
-            if isinstance(v, (int, float)) and k.count("/") == 1 and not k.endswith(HIDDEN):
-                keys[k] = None
+            if not isinstance(v, (int, float)) or k.endswith(HIDDEN) or k.count("/") not in (1, 2):
+                continue
+            if k.count("/") == 2:
+                split, _, name = k.split("/")
+                if epoch.get(f"{split}/{name}") == v:  # the first task's duplicate of a short key
+                    continue
+            keys[k] = None
     return list(keys)
 
 

@@ -101,6 +101,14 @@ def test_best_and_last_by_natural_direction() -> None:
     assert metric_mode("eval/top1") == "max" and metric_mode("eval/mse") == "min"
 
 
+def test_other_tasks_of_a_multi_task_model_get_rows() -> None:
+    history = [{"epoch": 1.0, "eval/auc": 0.7, "eval/like/auc": 0.7, "eval/rating/mse": 1.2},
+               {"epoch": 2.0, "eval/auc": 0.8, "eval/like/auc": 0.8, "eval/rating/mse": 1.3}]
+    rows = {r.metric: r for r in best_last_rows(history)}
+    assert list(rows) == ["eval/auc", "eval/rating/mse"]
+    assert rows["eval/rating/mse"].best_epoch == 1
+
+
 def test_best_follows_the_selection_metric_when_set() -> None:
     rows = {r.metric: r for r in best_last_rows(HISTORY, "eval/logloss", "min")}
     assert {r.best_epoch for r in rows.values()} == {1}  # the epoch early stopping kept as best
