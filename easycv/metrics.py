@@ -56,6 +56,19 @@ class TopKCollector:
 class ClassificationMetrics(TaskMetrics):
     """top1 / top5 accuracy (top5 is top-k with k = min(5, classes))."""
 
+    def __init__(self, task_types: dict[str, str], class_names: list[str] | None = None) -> None:
+        super().__init__(task_types)
+        self.class_names = list(class_names or [])
+
+    def plot_inputs(self, collector: TopKCollector) -> list[Any]:
+        """The confusion matrix of the top-1 class (trainer.plots)."""
+        from trainer.plots import Confusion
+
+        st = collector.state()
+        if not len(st["labels"]):
+            return []
+        return [Confusion(st["labels"], st["topk"][:, 0], self.class_names)]
+
     def collector(self, max_rows: int | None = None) -> TopKCollector:
         return TopKCollector(max_rows)
 

@@ -91,7 +91,7 @@ class CVRecipe(Recipe):
                 "channels": d.channels, "image_size": d.image_size, "task": spec.model.task}
 
     def task_metrics(self) -> TaskMetrics:
-        return _metrics(self.spec, len(self.classes))
+        return _metrics(self.spec, list(self.classes))
 
     def metrics_extra(self, loop: Any, loaders: Loaders, final: bool) -> dict[str, Any]:
         bad_files = loaders.train.source.stats["bad_files"] + (loaders.eval.source.stats["bad_files"]
@@ -133,7 +133,7 @@ class CVRecipe(Recipe):
         loader = _loader(spec, records, train=False, channels=st.channels)
         metrics = evaluate(restored.engine, loader, spec.task_types, root.trainer.limit_eval_batches,
                            show_progress=root.trainer.progress_bar, total=loader.num_batches(),
-                           metrics=_metrics(spec, len(st.classes)))
+                           metrics=_metrics(spec, list(st.classes)))
         return metrics, {"bad_rows": loader.source.stats["bad_rows"]}
 
     def predict(self, restored: Restored, run: RunDir) -> Path:
@@ -197,12 +197,12 @@ def _loader(spec: CVRunSpec, records: Any, train: bool, channels: int | None = N
                        prefetch=d.prefetch_batches, augment=train)
 
 
-def _metrics(spec: CVRunSpec, num_classes: int) -> Any:
+def _metrics(spec: CVRunSpec, classes: list[str]) -> Any:
     from easycv.metrics import ClassificationMetrics, DetectionMetrics
 
     if spec.detection:
-        return DetectionMetrics(spec.task_types, num_classes)
-    return ClassificationMetrics(spec.task_types)
+        return DetectionMetrics(spec.task_types, len(classes))
+    return ClassificationMetrics(spec.task_types, classes)
 
 
 def _check_classes(found: list[str], classes: list[str], path: str) -> None:

@@ -176,3 +176,20 @@ class NLPMetrics(TaskMetrics):
             out[f"{split}/{self.task}/{name}"] = float(v)
             out[f"{split}/{name}"] = float(v)
         return out
+
+    def plot_inputs(self, collector: Any) -> list[Any]:
+        """Sentence classifiers: the confusion matrix, and with two classes also the ROC / PR /
+        calibration curves of P(second class). Token taggers: none (per-tag confusion of BIO
+        tags says little next to the entity scores)."""
+        from trainer.plots import BinaryCurves, Confusion
+
+        if self.kind == "token":
+            return []
+        probs, labels = collector.arrays()
+        if not len(labels):
+            return []
+        names = self.label_names[self.task]
+        out: list[Any] = [Confusion(labels, probs.argmax(1), names, title=self.task)]
+        if len(names) == 2 and probs.shape[1] == 2:
+            out.append(BinaryCurves((labels == 1).astype(np.float32), probs[:, 1], title=self.task))
+        return out

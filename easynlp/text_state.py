@@ -46,7 +46,7 @@ def resolve_pretrained(spec: NLPRunSpec) -> Path | None:
     from dataio.datasets import DATASETS, ensure_dataset
 
     if name in DATASETS:
-        return ensure_dataset(name, spec.root.paths.data_dir)
+        return ensure_dataset(name, spec.root.paths.data_dir, show_progress=spec.root.trainer.progress_bar)
     path = Path(name).expanduser()
     if not path.is_dir():
         raise ConfigError("model.pretrained", f"'{name}' is neither a directory nor a bundled model "

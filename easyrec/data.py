@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from dataio.progress import progress
 from dataio.sharding import shard_limit
 from lingjie.errors import ConfigError
 from lingjie.faults import fault_point
@@ -88,16 +89,25 @@ def make_pipeline(spec: Any) -> Any:
 
 
 def fit_pipeline(spec: Any, pipeline: Any) -> Any:
-    """Fit ``pipeline`` on the train split (``data.fit_rows`` or the train limit); returns it."""
+    """Fit ``pipeline`` on the train split (``data.fit_rows`` or the train limit); returns it.
+    A progress bar counts the rows read (the fit is one silent pass over the data otherwise;
+    ``trainer.progress_bar=false`` hides it)."""
     data = spec.root.data
+    limit = data.fit_rows or data.limit_train_rows
     src = make_source(spec, data.train_path, pipeline, with_labels=True)
-    pipeline.fit(_with_fault_point(src.iter_batches(data.read_rows, limit_rows=data.fit_rows or data.limit_train_rows)))
+    bar = progress(None, desc="fit features", total=count_rows(src, limit), unit="row",
+                   enabled=spec.root.trainer.progress_bar)
+    try:
+        pipeline.fit(_with_fault_point(src.iter_batches(data.read_rows, limit_rows=limit), bar))
+    finally:
+        bar.close()
     return pipeline
 
 
-def _with_fault_point(batches: Any) -> Any:
+def _with_fault_point(batches: Any, bar: Any) -> Any:
     for batch in batches:
         yield batch
+        bar.update(batch.num_rows)
         fault_point("feature_fit")
 
 

@@ -29,6 +29,7 @@ from trainer.engine import Engine
 from trainer.metric_report import TaskMetrics
 from trainer.process import setup_threads, start_training_process, write_config
 from trainer.run_dir import RunDir, resolve_checkpoint
+from trainer.run_summary import log_summary, write_run_plots
 from trainer.redaction import meta_at_rest
 
 log = logging.getLogger("lingjie")
@@ -287,6 +288,7 @@ def train(recipe: Recipe, run: RunDir, config_yaml: str, resumed: bool) -> Path:
     recipe.after_fit(loop, loaders, dist)
     if dist.is_main:
         metrics_file.write(True)
+        write_run_plots(loop, loop.metrics, run.root / "plots")
     dist.barrier()
     if dist.is_main:
         if recipe.spec.root.trainer.export.enabled:
@@ -299,6 +301,7 @@ def train(recipe: Recipe, run: RunDir, config_yaml: str, resumed: bool) -> Path:
         loop.notify_run_end()
         final = loop.progress.history[-1] if loop.progress.history else {}
         log.info("final: %s", format_metrics(final))
+        log_summary(loop.progress.history, recipe.spec.root.trainer.early_stopping)
     dist.barrier()
     dist.shutdown()
     return run.root

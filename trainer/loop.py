@@ -58,6 +58,16 @@ def evaluate(engine: Engine, loader: Any, task_types: dict[str, str], limit_batc
     Distributed: each rank scores its shard and the predictions are gathered, so the metrics
     are those of the whole eval set — the same numbers as a single-process evaluation.
     """
+    return evaluate_predictions(engine, loader, task_types, limit_batches, recall_k, desc, show_progress,
+                                total, dist, metrics)[0]
+
+
+def evaluate_predictions(engine: Engine, loader: Any, task_types: dict[str, str], limit_batches: int | None = None,
+                         recall_k: list[int] | None = None, desc: str = "eval", show_progress: bool = True,
+                         total: int | None = None, dist: DistContext | None = None,
+                         metrics: TaskMetrics | None = None) -> tuple[dict[str, float], Any]:
+    """:func:`evaluate`'s metrics and the collector of the predictions they came from (every
+    rank's rows when distributed): the end of a run draws its plots from the last one."""
     dist = dist or DistContext()
     metrics = metrics or TaskMetrics(task_types)
     collector = metrics.collector()
@@ -90,7 +100,7 @@ def evaluate(engine: Engine, loader: Any, task_types: dict[str, str], limit_batc
         if vals:
             out[f"eval/recall@{k}"] = float(np.mean(vals))
     out["eval/rows"] = float(loss_n)
-    return out
+    return out, collector
 
 
 class TrainLoop:
@@ -118,6 +128,7 @@ class TrainLoop:
         self.eval_steps = eval_steps
         self.progress = Progress()
         self.train_collector = self._new_collector()
+        self.last_eval: Any = None  # the last evaluation's predictions (trainer.plots), rank 0
         # stage timing of this process's steps (trainer.timing): the critical-path report
         self.clock: StageClock | None = None
         self._steps = 0
@@ -297,9 +308,14 @@ class TrainLoop:
         metrics["train/epoch_seconds"] = p.epoch_time
         if self.eval_loader is not None:
             t = time.perf_counter()
-            metrics.update(evaluate(self.engine, self.eval_loader, self.task_types, self.spec.limit_eval_batches,
-                                    self.recall_k, show_progress=self.spec.progress_bar and self.dist.is_main,
-                                    total=self.eval_steps, dist=self.dist, metrics=self.metrics))
+            evaluated, collector = evaluate_predictions(
+                self.engine, self.eval_loader, self.task_types, self.spec.limit_eval_batches, self.recall_k,
+                show_progress=self.spec.progress_bar and self.dist.is_main, total=self.eval_steps, dist=self.dist,
+                metrics=self.metrics)
+            metrics.update(evaluated)
+            # the plots of the run's end (trainer.plots) draw the last evaluation's predictions
+            keep = getattr(self.spec, "plots", False) and self.dist.is_main and not self.engine.retrieval
+            self.last_eval = collector if keep else None
             metrics["eval/seconds"] = time.perf_counter() - t
         p.history.append(metrics)
         improved = self._early_stopping(metrics)

@@ -6,7 +6,7 @@ Binary tasks: auc, gauc (when group ids exist), logloss. Regression: mse, mae.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -118,3 +118,17 @@ class TaskMetrics:
 
     def compute(self, split: str, collector: PredictionCollector) -> dict[str, float]:
         return compute_metrics(split, self.task_types, collector)
+
+    def plot_inputs(self, collector: Any) -> list[Any]:
+        """What :func:`trainer.plots.write_plots` draws of ``collector`` (the final evaluation):
+        ROC / PR / calibration curves of every binary task, file names prefixed by the task's
+        name when the model has several (``ctr_roc.png``). Regression tasks get none; a
+        domain with other predictions overrides this (or returns [])."""
+        from trainer.plots import BinaryCurves
+
+        if not isinstance(collector, PredictionCollector):
+            return []
+        preds, labels, _ = collector.arrays()
+        binary = [t for t, kind in self.task_types.items() if kind == "binary"]
+        return [BinaryCurves(labels[t], preds[t], prefix=f"{t}_" if len(binary) > 1 else "", title=t)
+                for t in binary]

@@ -110,7 +110,8 @@ def ensure_data(spec: Any) -> None:
     if getattr(spec.root.data, "dataset", None):
         from dataio.datasets import ensure_dataset
 
-        ensure_dataset(spec.root.data.dataset, spec.root.paths.data_dir)
+        ensure_dataset(spec.root.data.dataset, spec.root.paths.data_dir,
+                       show_progress=spec.root.trainer.progress_bar)
 
 
 def write_config(run: RunDir, config_yaml: str) -> None:

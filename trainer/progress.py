@@ -1,14 +1,8 @@
-"""Progress bars (tqdm) that can be switched off for logs and tests."""
+"""Progress bars for the trainer: the one helper lives in :mod:`dataio.progress` (the lowest
+layer that dataset preparation, feature fitting, training and AutoML all import); this name is
+kept so trainer code and callers of ``trainer.progress.progress`` keep working."""
 from __future__ import annotations
 
-import sys
-from typing import Iterable, Iterator
+from dataio.progress import progress
 
-from tqdm import tqdm
-
-
-def progress(items: Iterable, desc: str, total: int | None = None, initial: int = 0,
-             enabled: bool = True) -> "tqdm":
-    """A tqdm bar over ``items``; disabled bars still support set_postfix/close."""
-    return tqdm(items, desc=desc, total=total, initial=initial, disable=not enabled, dynamic_ncols=True,
-                leave=False, file=sys.stderr, mininterval=0.5, unit="batch")
+__all__ = ["progress"]

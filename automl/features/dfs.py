@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from automl.features.entities import EntitySpec
+from dataio.progress import progress
 
 log = logging.getLogger("lingjie.automl")
 
@@ -79,12 +80,13 @@ def build_entityset(events: pd.DataFrame, spec: EntitySpec, instances: np.ndarra
 
 def generate(events: pd.DataFrame, spec: EntitySpec, instances: np.ndarray, max_depth: int = 2,
              max_features: int = 40, primitives: list[str] | None = None,
-             approximate: str | None = None) -> DFSResult:
+             approximate: str | None = None, show_progress: bool = True) -> DFSResult:
     """Generated aggregate features of the event rows at positions ``instances``.
 
     ``events`` holds every event (history for all rows); only features built from an
     aggregation are kept (parents' plain attributes are already columns), at most
-    ``max_features`` of them, in DFS order.
+    ``max_features`` of them, in DFS order. ``show_progress``: a bar (percent done) over the
+    feature-matrix computation, the minutes-long part (``trainer.progress_bar``).
     """
     import featuretools as ft
 
@@ -98,8 +100,12 @@ def generate(events: pd.DataFrame, spec: EntitySpec, instances: np.ndarray, max_
     # aggregates of the parents' events only (not of the instance rows, not plain attributes)
     keep = [f for f in defs if f.get_depth() >= 2 and f"({spec.events}" in f.get_name()][:max_features]
     cutoff = pd.DataFrame({INSTANCE_INDEX: np.arange(len(instances)), "time": cutoffs})
-    matrix = ft.calculate_feature_matrix(keep, es, cutoff_time=cutoff, n_jobs=1, approximate=approximate,
-                                         verbose=False)
+    bar = progress(None, desc="DFS feature matrix", total=100, unit="%", enabled=show_progress)
+    try:  # featuretools reports (increment %, done %, seconds) through progress_callback
+        matrix = ft.calculate_feature_matrix(keep, es, cutoff_time=cutoff, n_jobs=1, approximate=approximate,
+                                             verbose=False, progress_callback=lambda inc, *_: bar.update(inc))
+    finally:
+        bar.close()
     matrix = matrix.reindex(np.arange(len(instances)))  # featuretools sorts by cutoff time; restore our order
     definitions = {column_name(f.get_name()): f.get_name() for f in keep}
     out = pd.DataFrame({column_name(f.get_name()): pd.to_numeric(matrix[f.get_name()], errors="coerce")

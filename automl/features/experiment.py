@@ -10,7 +10,8 @@ def data_paths(cfg: dict[str, Any]) -> tuple[str, str]:
     if data.get("dataset"):
         from dataio.datasets import ensure_dataset
 
-        ensure_dataset(data["dataset"], cfg["paths"]["data_dir"])
+        ensure_dataset(data["dataset"], cfg["paths"]["data_dir"],
+                       show_progress=cfg.get("trainer", {}).get("progress_bar", True))
     if not data.get("train_path") or not data.get("eval_path"):
         from lingjie.errors import ConfigError
 

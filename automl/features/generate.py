@@ -65,7 +65,8 @@ def run_features(overrides: list[str], out: Path | None = None, max_depth: int =
     instances = np.concatenate([np.arange(keep_train), n_train + np.arange(keep_test)])
     t_dfs = time.perf_counter()
     res = generate(events, spec, instances, max_depth=max_depth, max_features=max_features,
-                   primitives=primitives or DEFAULT_PRIMITIVES, approximate=approximate)
+                   primitives=primitives or DEFAULT_PRIMITIVES, approximate=approximate,
+                   show_progress=cfg.get("trainer", {}).get("progress_bar", True))
     dfs_seconds = time.perf_counter() - t_dfs
 
     train_t, test_t = train_t.slice(0, keep_train), test_t.slice(0, keep_test)

@@ -32,12 +32,13 @@ def main(argv: list[str]) -> int:
     cfg = compose_config(a.overrides)
     out = Path(a.out or Path(cfg["paths"]["output_root"]) / "automl" / cfg["experiment_name"] / "select")
     out.mkdir(parents=True, exist_ok=True)
+    show = bool(cfg.get("trainer", {}).get("progress_bar", True))  # trainer.progress_bar=false: quiet
     names = list(dict.fromkeys(n for g in cfg["model"]["feature_groups"].values() for n in g))
     gates = gate_ranking(cfg, names, epochs=a.gate_epochs, penalty=a.gate_penalty)
     run = run_trainer(a.overrides)
     base_auc, perm = permutation_importance(checkpoint_of(run), cfg["data"]["eval_path"], names,
                                             limit_rows=cfg["data"].get("limit_eval_rows"), repeats=a.repeats,
-                                            seed=cfg.get("seed", 0))
+                                            seed=cfg.get("seed", 0), show_progress=show)
     order = combined_order(gates, perm)
     k = a.top_k or max(2, sum(1 for n in names if perm[n] > 0))
     tried: dict[int, float] = {}
@@ -45,7 +46,8 @@ def main(argv: list[str]) -> int:
         from automl.selection.search import search_top_k, subset_evaluator
 
         tried = {len(names): final_metric(run)}
-        k, more = search_top_k(order, subset_evaluator(out, cfg, a.overrides), n_trials=a.trials)
+        k, more = search_top_k(order, subset_evaluator(out, cfg, a.overrides), n_trials=a.trials,
+                               show_progress=show)
         tried.update(more)
     selected = order[:min(k, len(order))]
     header = ("selected by: python -m automl select " + " ".join(a.overrides) + "\n"

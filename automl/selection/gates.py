@@ -19,6 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from dataio.progress import progress
+
 log = logging.getLogger("lingjie.automl")
 
 
@@ -90,8 +92,9 @@ def attach_gates(model: nn.Module, names: list[str]) -> tuple[HardConcreteGates,
 
 def train_gates(model: nn.Module, loader: Any, names: list[str], epochs: int = 1, penalty: float = 0.01,
                 dense_lr: float = 1e-3, sparse_lr: float = 1e-2, gate_lr: float = 0.05,
-                max_steps: int | None = None) -> dict[str, float]:
-    """Train ``model`` and its feature gates jointly; returns feature -> P(gate open)."""
+                max_steps: int | None = None, show_progress: bool = True) -> dict[str, float]:
+    """Train ``model`` and its feature gates jointly; returns feature -> P(gate open).
+    ``show_progress``: a bar over each epoch's batches (``trainer.progress_bar``)."""
     from trainer.torch_backend.tensors import to_inputs, to_labels
 
     gates, handles = attach_gates(model, names)
@@ -104,7 +107,8 @@ def train_gates(model: nn.Module, loader: Any, names: list[str], epochs: int = 1
     t0, steps = time.perf_counter(), 0
     try:
         for epoch in range(epochs):
-            for _, batch in loader.epoch(epoch):
+            for _, batch in progress(loader.epoch(epoch), desc=f"gates epoch {epoch + 1}/{epochs}",
+                                     enabled=show_progress):
                 out = model(to_inputs(batch, device))
                 loss = model.loss(out, to_labels(batch, device)) + penalty * gates.open_probability().sum()
                 for o in opts:

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from dataio.progress import progress
+
 log = logging.getLogger("lingjie.automl")
 
 
@@ -33,8 +35,10 @@ def _auc(engine: Any, pipeline: Any, table: Any, task: str, label: str, batch_ro
 
 
 def permutation_importance(checkpoint: Path, eval_path: str, features: list[str], limit_rows: int | None = None,
-                           repeats: int = 1, seed: int = 0, batch_rows: int = 4096) -> tuple[float, dict[str, float]]:
-    """(base AUC, feature -> mean AUC drop when its columns are permuted)."""
+                           repeats: int = 1, seed: int = 0, batch_rows: int = 4096,
+                           show_progress: bool = True) -> tuple[float, dict[str, float]]:
+    """(base AUC, feature -> mean AUC drop when its columns are permuted); ``show_progress``:
+    a bar over the features (each one re-scores the whole eval table ``repeats`` times)."""
     import pyarrow.parquet as pq
 
     from easyrec.restore import restore
@@ -49,7 +53,7 @@ def permutation_importance(checkpoint: Path, eval_path: str, features: list[str]
     base = _auc(r.engine, r.state, table, task["name"], task["label"], batch_rows)
     rng = np.random.default_rng(seed)
     drops: dict[str, float] = {}
-    for name in features:
+    for name in progress(features, desc="permutation importance", unit="feature", enabled=show_progress):
         cols = input_columns(r.state.configs[name], name)
         vals = []
         for _ in range(repeats):

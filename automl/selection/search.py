@@ -5,12 +5,15 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
+from dataio.progress import progress
+
 log = logging.getLogger("lingjie.automl")
 
 
 def search_top_k(order: list[str], evaluate: Callable[[list[str]], float], n_trials: int = 6, seed: int = 0,
-                 low: int | None = None) -> tuple[int, dict[int, float]]:
-    """Best k in [low, len(order)] (maximising ``evaluate(order[:k])``) and every k tried."""
+                 low: int | None = None, show_progress: bool = True) -> tuple[int, dict[int, float]]:
+    """Best k in [low, len(order)] (maximising ``evaluate(order[:k])``) and every k tried.
+    ``show_progress``: a bar over the trials (each one trains a model)."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -24,7 +27,11 @@ def search_top_k(order: list[str], evaluate: Callable[[list[str]], float], n_tri
         return tried[k]
 
     study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
-    study.optimize(objective, n_trials=n_trials)
+    bar = progress(None, desc="top-k search", total=n_trials, unit="trial", enabled=show_progress)
+    try:
+        study.optimize(objective, n_trials=n_trials, callbacks=[lambda *_: bar.update(1)])
+    finally:
+        bar.close()
     return int(study.best_params["k"]), tried
 
 

@@ -58,4 +58,4 @@ def gate_ranking(cfg: dict[str, Any], names: list[str], epochs: int = 1, penalty
     model = build_model(spec.model, pipeline.feature_infos(), backend="torch")
     opt = spec.root.trainer.optimizer
     return train_gates(model, loader, names, epochs=epochs, penalty=penalty, dense_lr=opt.dense.lr,
-                       sparse_lr=opt.sparse.lr)
+                       sparse_lr=opt.sparse.lr, show_progress=spec.root.trainer.progress_bar)

