@@ -18,6 +18,7 @@ That is how trainer runs automl's pruning without importing automl.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -75,6 +76,13 @@ class MetricsFile(Callback):
 
     def on_epoch_end(self, loop: TrainLoop, metrics: dict[str, float]) -> None:
         self.write(False)
+
+
+def epoch_metrics(row: dict[str, Any]) -> dict[str, float]:
+    """The trackable numbers of an epoch's history row: ``split/name`` keys with finite values
+    (``epoch`` and ``step`` are the axes, a NaN metric of an empty split is no point to plot)."""
+    return {k: float(v) for k, v in row.items()
+            if "/" in k and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 
 
 def instantiate_callbacks(specs: list[dict[str, Any]] | None, path: str = "trainer.callbacks") -> list[Callback]:

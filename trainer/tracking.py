@@ -13,13 +13,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from pathlib import Path
 from typing import Any
 
 from dataio.atomic import atomic_write_bytes
 from lingjie.extras import installed, require
-from trainer.callbacks import Callback, TrainLoop
+from trainer.callbacks import Callback, TrainLoop, epoch_metrics
 from trainer.run_dir import RunDir
 
 # config keys shown as TensorBoard hparams (those present in the run's config): the knobs a
@@ -49,12 +48,6 @@ def flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[name] = value
     return out
-
-
-def epoch_metrics(row: dict[str, Any]) -> dict[str, float]:
-    """The trackable numbers of one history row: ``split/name`` keys with finite values."""
-    return {k: float(v) for k, v in row.items()
-            if "/" in k and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 
 
 def final_metrics(loop: TrainLoop) -> dict[str, float]:

@@ -29,9 +29,8 @@ from typing import Any
 from dataio.atomic import atomic_write_bytes
 from dataio.credentials import redact
 from lingjie.errors import ConfigError
-from trainer.callbacks import Callback, TrainLoop
+from trainer.callbacks import Callback, TrainLoop, epoch_metrics
 from trainer.run_dir import RunDir
-from trainer.tracking import epoch_metrics
 
 log = logging.getLogger("lingjie")
 
