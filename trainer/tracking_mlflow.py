@@ -202,6 +202,8 @@ class MlflowTracker(Callback):
         except Exception as exc:  # the store was moved or the run deleted: track anew
             log.warning("MLflow: cannot continue run %s (%s); starting a new one", run_id, exc)
             return None
+        if "lingjie.error" in self.client.get_run(run_id).data.tags:  # the failure this resume repairs
+            self.client.delete_tag(run_id, "lingjie.error")
         return run_id
 
     def _log_params(self) -> None:

@@ -139,11 +139,21 @@ def test_missing_mlflow_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     from trainer.tracking import require_trackers
 
     root = validate(compose(["logger=mlflow"])).root
-    assert root.logger.mlflow.enabled and not root.logger.tensorboard and not root.logger.csv
     monkeypatch.setitem(sys.modules, "mlflow", None)
     with pytest.raises(ConfigError) as err:
         require_trackers(root)
     assert "logger.mlflow needs the 'mlflow' extra" in str(err.value)
     assert "pip install 'lingjie[mlflow]'" in str(err.value)
-    none = validate(compose(["logger=none"])).root.logger
-    assert not (none.tensorboard or none.csv or none.mlflow.enabled)
+
+
+
+@pytest.mark.parametrize("option, on", [("default", "tensorboard csv"), ("tensorboard", "tensorboard"),
+                                        ("csv", "csv"), ("mlflow", "mlflow"), ("all", "tensorboard csv mlflow"),
+                                        ("none", "")])
+def test_logger_group_options(option: str, on: str) -> None:
+    from tests.conftest import compose
+    from trainer.schema.validate import validate
+
+    logger = validate(compose([f"logger={option}"])).root.logger
+    enabled = {"tensorboard": logger.tensorboard, "csv": logger.csv, "mlflow": logger.mlflow.enabled}
+    assert sorted(k for k, v in enabled.items() if v) == sorted(on.split())
