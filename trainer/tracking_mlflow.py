@@ -22,9 +22,10 @@ import logging
 import os
 import re
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 from dataio.atomic import atomic_write_bytes
 from dataio.credentials import redact
@@ -80,6 +81,24 @@ def quiet_mlflow() -> None:
     their warnings reach the console."""
     for name in ("mlflow", "alembic"):
         logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@contextmanager
+def creation_lock(db: Path | None) -> Iterator[None]:
+    """Hold ``<db>.lock`` (flock) while MLflow opens the SQLite database ``db``. Why: the first
+    open creates and migrates its tables, and two processes doing it at once (parallel sweep
+    trials on a fresh store) both fail ("duplicate column") and can leave it half-migrated."""
+    if db is None:
+        yield
+        return
+    import fcntl
+
+    with open(db.with_name(db.name + ".lock"), "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 @dataclass
@@ -166,14 +185,16 @@ class MlflowTracker(Callback):
             # MLflow 3 refuses its file store unless this is set; the user chose that store
             # explicitly, so allow it for this process only (its children inherit it, no one else)
             os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
-        if uri.startswith("sqlite:///"):
-            Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
         from mlflow import MlflowClient
 
         quiet_mlflow()
+        db = Path(uri[len("sqlite:///"):]) if uri.startswith("sqlite:///") else None
+        if db is not None:
+            db.parent.mkdir(parents=True, exist_ok=True)
         try:
-            client = MlflowClient(tracking_uri=uri)
-            client.search_experiments(max_results=1)  # opens (and on first use creates) the store
+            with creation_lock(db):
+                client = MlflowClient(tracking_uri=uri)  # creates / migrates the database tables
+                client.search_experiments(max_results=1)
         except Exception as exc:
             raise ConfigError("logger.mlflow.tracking_uri", f"cannot open MLflow store {redact(uri)}: {exc}") from None
         return client

@@ -157,3 +157,39 @@ def test_logger_group_options(option: str, on: str) -> None:
     logger = validate(compose([f"logger={option}"])).root.logger
     enabled = {"tensorboard": logger.tensorboard, "csv": logger.csv, "mlflow": logger.mlflow.enabled}
     assert sorted(k for k, v in enabled.items() if v) == sorted(on.split())
+
+
+TRACK_ONE = """
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+from trainer.run_dir import RunDir
+from trainer.tracking_mlflow import MlflowTarget, MlflowTracker
+store, name = Path(sys.argv[1]), sys.argv[2]
+(store / name).mkdir()
+t = MlflowTracker(MlflowTarget(f"sqlite:///{store / 'mlflow.db'}", "exp", name, (store / "art").as_uri()),
+                  RunDir(store / name), {"a": 1}, {})
+loop = SimpleNamespace(progress=SimpleNamespace(epoch=1, global_step=1, history=[]))
+t.on_fit_start(loop)
+t.on_run_end(loop)
+"""
+
+
+def test_parallel_runs_share_a_fresh_sqlite_store(tmp_path: Path) -> None:
+    """Two processes opening a new store at once (parallel sweep trials) both track: without
+    the creation lock both race through MLflow's table migrations and fail."""
+    import os
+    import subprocess
+
+    from tests.conftest import ROOT
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", TRACK_ONE, str(tmp_path), f"r{i}"], env=env,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    runs = client.search_runs([client.get_experiment_by_name("exp").experiment_id])
+    assert sorted((r.info.run_name, r.info.status) for r in runs) == [("r0", "FINISHED"), ("r1", "FINISHED")]
