@@ -62,8 +62,9 @@ def param_value(value: Any) -> str:
 
 
 def is_file_store(uri: str) -> bool:
-    """Whether ``uri`` names MLflow's file store (``file://...`` or a plain directory)."""
-    return uri.startswith("file:") or "://" not in uri
+    """Whether ``uri`` names MLflow's file store (``file://...`` or a plain directory; the
+    scheme-less ``databricks`` profiles are not directories)."""
+    return uri.startswith("file:") or ("://" not in uri and not uri.startswith("databricks"))
 
 
 def store_paths(output_root: str, root_dir: str | None = None) -> tuple[str, str]:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -72,7 +73,8 @@ def test_metrics_csv_has_a_row_per_epoch(runs: SimpleNamespace) -> None:
 
 
 def test_mlflow_run_has_params_metrics_artifacts_and_no_secret(runs: SimpleNamespace) -> None:
-    assert "alembic" not in runs.ok_proc.stderr and "alembic" not in runs.ok_proc.stdout  # MLflow kept quiet
+    console = runs.ok_proc.stderr + runs.ok_proc.stdout  # the first run created the store: MLflow kept quiet
+    assert "alembic" not in console and "Creating initial MLflow" not in console
     assert not (runs.cwd / "mlruns").exists()  # artifacts go beside the store, not into the cwd
     client = _client(runs.cwd)
     run = client.get_run((runs.ok / "mlflow_run_id").read_text())
@@ -105,8 +107,10 @@ def test_file_store_uri_is_allowed_for_this_process(tmp_path: Path, monkeypatch:
     """A file:// store the user chose works (MLflow 3 needs MLFLOW_ALLOW_FILE_STORE for it);
     Ctrl-C marks the run KILLED."""
     from trainer.run_dir import RunDir
-    from trainer.tracking_mlflow import MlflowTarget, MlflowTracker
+    from trainer.tracking_mlflow import MlflowTarget, MlflowTracker, is_file_store
 
+    assert is_file_store("mlruns") and is_file_store("file:///x") and not is_file_store("sqlite:///x.db")
+    assert not is_file_store("databricks") and not is_file_store("http://host:5000")
     monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)  # restored (unset) after the test
     uri = (tmp_path / "store").as_uri()
     (tmp_path / "run").mkdir()
@@ -114,6 +118,7 @@ def test_file_store_uri_is_allowed_for_this_process(tmp_path: Path, monkeypatch:
                             {"a.b": 1, "x@y": [1, 2], "long": "v" * 7000}, {})
     loop = SimpleNamespace(progress=SimpleNamespace(epoch=1, global_step=3))
     tracker.on_fit_start(loop)
+    assert os.environ["MLFLOW_ALLOW_FILE_STORE"] == "true"
     tracker.on_epoch_end(loop, {"epoch": 1.0, "eval/recall@10": 0.5, "eval/auc": float("nan")})
     run_id = tracker.run_id
     tracker.on_run_failed(loop, KeyboardInterrupt())
@@ -178,7 +183,6 @@ t.on_run_end(loop)
 def test_parallel_runs_share_a_fresh_sqlite_store(tmp_path: Path) -> None:
     """Two processes opening a new store at once (parallel sweep trials) both track: without
     the creation lock both race through MLflow's table migrations and fail."""
-    import os
     import subprocess
 
     from tests.conftest import ROOT
