@@ -1,8 +1,8 @@
 """Callbacks: what the train loop tells the outside world, as a list of small objects.
 
 The loop (trainer.loop.TrainLoop) calls every callback's hooks in list order. Lingjie's own
-side effects are callbacks too — metrics.json (:class:`MetricsFile`), TensorBoard
-(:class:`TensorBoard`), the remote mirror (trainer.remote_mirror.MirrorCallback) and Optuna
+side effects are callbacks too — metrics.json (:class:`MetricsFile`), the trackers of the
+``logger`` group (TensorBoard, metrics.csv, MLflow: :mod:`trainer.tracking`), the remote mirror (trainer.remote_mirror.MirrorCallback) and Optuna
 pruning (automl.reporting.OptunaPruning) — so a user's callback is a peer of them, not a hook
 wired by hand. Add your own from YAML::
 
@@ -56,6 +56,11 @@ class Callback:
     def on_run_end(self, loop: TrainLoop) -> None:
         """After the run's final metrics.json, export and DONE marker are written."""
 
+    def on_run_failed(self, loop: TrainLoop, error: BaseException) -> None:
+        """Instead of :meth:`on_run_end` when the run raised after the loop was built (in the fit,
+        the final metrics or the export; ``error`` is a KeyboardInterrupt on Ctrl-C): e.g. mark
+        a tracking run failed. The error propagates afterwards whatever this does."""
+
 
 class MetricsFile(Callback):
     """Writes ``metrics.json`` after every epoch through the domain's ``body(final)`` function."""
@@ -73,37 +78,11 @@ class MetricsFile(Callback):
         self.write(False)
 
 
-class TensorBoard(Callback):
-    """Train loss and learning rate every ``trainer.log_every_n_steps``; every epoch's metrics."""
-
-    def __init__(self, log_dir: Path) -> None:
-        self.log_dir = Path(log_dir)
-        self.writer: Any = None
-
-    def on_fit_start(self, loop: TrainLoop) -> None:
-        from trainer.tensorboard import EventWriter
-
-        self.writer = EventWriter(self.log_dir)
-
-    def on_train_step(self, loop: TrainLoop, loss: float) -> bool:
-        step = loop.progress.global_step
-        if self.writer is not None and step % loop.spec.log_every_n_steps == 0:
-            self.writer.add_scalar("train/loss", loss, step)
-            self.writer.add_scalar("train/lr", loop.engine.current_lr(), step)
-        return False
-
-    def on_epoch_end(self, loop: TrainLoop, metrics: dict[str, float]) -> None:
-        if self.writer is None:
-            return
-        for k, v in metrics.items():
-            if "/" in k and isinstance(v, float) and not math.isnan(v):
-                self.writer.add_scalar(k, v, loop.progress.global_step)
-        self.writer.flush()
-
-    def on_fit_end(self, loop: TrainLoop) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+def epoch_metrics(row: dict[str, Any]) -> dict[str, float]:
+    """The trackable numbers of an epoch's history row: ``split/name`` keys with finite values
+    (``epoch`` and ``step`` are the axes, a NaN metric of an empty split is no point to plot)."""
+    return {k: float(v) for k, v in row.items()
+            if "/" in k and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)}
 
 
 def instantiate_callbacks(specs: list[dict[str, Any]] | None, path: str = "trainer.callbacks") -> list[Callback]:

@@ -100,6 +100,10 @@ def _plan(spec: Any, run: RunDir, config_yaml: str) -> Callable[[], Path]:
     # the manifests for Kubernetes need no framework here (the pods' image has it); every
     # other job imports the backend in this process or in the workers it launches
     require_frameworks(root.domain, root.trainer.backend)
+    if mode == "train":
+        from trainer.tracking import require_trackers
+
+        require_trackers(root)  # logger.mlflow without mlflow: one line, before a run dir exists
     if mode == "train" and hw.launcher in ("torchrun", "tf_multiworker") and not inside_worker:
         return _plan_launch(spec, run, config_yaml)
     from trainer import lifecycle

@@ -6,7 +6,8 @@ rebuild a model from a checkpoint — and :func:`train` / :func:`run_checkpoint_
 
     run directory + config -> device, threads, seeds, process group -> data (rank 0) -> barrier
     -> state (fitted on rank 0 and shared, or restored from the checkpoint being resumed)
-    -> loaders -> engine -> TrainLoop with callbacks (metrics.json, TensorBoard, remote mirror,
+    -> loaders -> engine -> TrainLoop with callbacks (metrics.json, the logger group's trackers,
+    remote mirror,
     the user's and the environment's) -> resume -> fit -> final metrics -> best checkpoint
     -> export -> DONE -> barrier -> shutdown
 
@@ -23,13 +24,14 @@ from typing import Any
 from dataio.atomic import atomic_write_bytes, atomic_write_json
 from lingjie.errors import ConfigError
 from lingjie.faults import fault_point
-from trainer.callbacks import Callback, MetricsFile, TensorBoard, instantiate_callbacks
+from trainer.callbacks import Callback, MetricsFile, instantiate_callbacks
 from trainer.config_diff import config_differences, describe_differences, merge_sections
 from trainer.engine import Engine
 from trainer.metric_report import TaskMetrics
 from trainer.process import setup_threads, start_training_process, write_config
 from trainer.run_dir import RunDir, resolve_checkpoint
 from trainer.run_summary import log_summary, write_run_plots
+from trainer.tracking import tracking_callbacks
 from trainer.redaction import meta_at_rest
 
 log = logging.getLogger("lingjie")
@@ -212,11 +214,10 @@ def run_metrics(loop: Any, root: Any, model: str, backend: str, engine: Any, wor
 
 
 def _callbacks(recipe: Recipe, run: RunDir, metrics_file: MetricsFile) -> list[Callback]:
-    """metrics.json, TensorBoard and the remote mirror, then the user's and the environment's."""
+    """metrics.json, the trackers (trainer.tracking: TensorBoard, metrics.csv, MLflow) and the
+    remote mirror, then the user's and the environment's."""
     root = recipe.spec.root
-    callbacks: list[Callback] = [metrics_file]
-    if root.logger.tensorboard:
-        callbacks.append(TensorBoard(run.tensorboard))
+    callbacks: list[Callback] = [metrics_file, *tracking_callbacks(root, run)]
     if root.paths.remote_dir:
         from trainer.remote_mirror import MirrorCallback
 
@@ -272,8 +273,6 @@ def check_resumable(recipe: Recipe, run: RunDir, resumed: bool) -> None:
 def train(recipe: Recipe, run: RunDir, config_yaml: str, resumed: bool) -> Path:
     """trainer.mode=train for any domain: see the module docstring; returns the run directory.
     Call :func:`check_resumable` first; a resumed run keeps its config.yaml."""
-    from trainer.loop import format_metrics
-
     dist, device = start_training_process(recipe.spec, run, config_yaml, resumed)
     ckpt, loaders = _state_and_loaders(recipe, run, dist, resumed)
     loop, metrics_file = _make_loop(recipe, run, dist, device, loaders)
@@ -281,6 +280,21 @@ def train(recipe: Recipe, run: RunDir, config_yaml: str, resumed: bool) -> Path:
         loop.resume_from(ckpt)
         log.info("resumed from %s (epoch %d, step %d)", ckpt.name, loop.progress.epoch + 1,
                  loop.progress.global_step)
+    try:
+        _fit_and_finish(recipe, run, dist, loop, loaders, metrics_file)
+    except BaseException as exc:  # trackers mark their run failed (KeyboardInterrupt: killed)
+        loop.notify_run_failed(exc)
+        raise
+    dist.barrier()
+    dist.shutdown()
+    return run.root
+
+
+def _fit_and_finish(recipe: Recipe, run: RunDir, dist: Any, loop: Any, loaders: Loaders,
+                    metrics_file: MetricsFile) -> None:
+    """The fit, the final metrics.json, the export of the best checkpoint and DONE."""
+    from trainer.loop import format_metrics
+
     try:
         loop.fit()
     finally:
@@ -302,9 +316,6 @@ def train(recipe: Recipe, run: RunDir, config_yaml: str, resumed: bool) -> Path:
         final = loop.progress.history[-1] if loop.progress.history else {}
         log.info("final: %s", format_metrics(final))
         log_summary(loop.progress.history, recipe.spec.root.trainer.early_stopping)
-    dist.barrier()
-    dist.shutdown()
-    return run.root
 
 
 def run_checkpoint_mode(recipe: Recipe, run: RunDir, config_yaml: str) -> Path:

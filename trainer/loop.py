@@ -174,6 +174,15 @@ class TrainLoop:
         """Tell the callbacks the run is complete (its export and DONE marker are written)."""
         self._notify("on_run_end")
 
+    def notify_run_failed(self, error: BaseException) -> None:
+        """Tell the callbacks the run raised ``error``; a callback's own error is logged, not
+        raised, so that ``error`` is what the run reports."""
+        for cb in self.callbacks:
+            try:
+                cb.on_run_failed(self, error)
+            except Exception as exc:
+                log.warning("callback %s failed in on_run_failed: %s", type(cb).__name__, exc)
+
     def _notify(self, hook: str, *args: Any) -> bool:
         """Call ``hook`` of every callback in order; True when any asked to end the epoch."""
         stop = False

@@ -3,6 +3,8 @@
 Layout (rank 0 writes it):
   config.yaml          the resolved config
   metrics.json         train/eval metrics per epoch and the final ones
+  metrics.csv          one row per epoch (logger.csv)
+  mlflow_run_id        the MLflow run this run logs to (logger.mlflow; a resume continues it)
   feature_state.json   the fitted feature pipeline
   checkpoints/         step-N / epoch-N / best (.pt for torch, .tfckpt dirs for TF), written
                        atomically; the file `latest` names the newest

@@ -46,3 +46,15 @@ class Recorder(Callback):
 
 class NotACallback:
     """Instantiable, but not a trainer.callbacks.Callback."""
+
+
+class Raiser(Callback):
+    """Raises RuntimeError at the end of epoch ``at_epoch``: a run that fails mid-fit for the
+    tracking tests (fault injection kills the process; this lets the run record the failure)."""
+
+    def __init__(self, at_epoch: int = 1) -> None:
+        self.at_epoch = at_epoch
+
+    def on_epoch_end(self, loop: Any, metrics: dict[str, float]) -> None:
+        if loop.progress.epoch >= self.at_epoch:
+            raise RuntimeError(f"planted failure after epoch {loop.progress.epoch}")

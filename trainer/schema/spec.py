@@ -241,8 +241,22 @@ class HardwareSpec:
 
 
 @dataclass
+class MlflowSpec:
+    enabled: bool = F(False, "log params (the redacted config), metrics per epoch and the run's files to MLflow "
+                             "(needs the 'mlflow' extra)")
+    tracking_uri: str | None = F(None, "null: $MLFLOW_TRACKING_URI, else sqlite:///<paths.output_root>/mlflow.db; "
+                                       "a file:// URI or a directory is allowed too")
+    experiment_name: str | None = F(None, "MLflow experiment; null: experiment_name")
+    run_name: str | None = F(None, "MLflow run name; null: the run directory's name")
+    artifact_location: str | None = F(None, "where a new MLflow experiment keeps its artifacts; null: "
+                                            "<paths.output_root>/mlartifacts (beside the default store)")
+
+
+@dataclass
 class LoggerSpec:
-    tensorboard: bool = F(True, "write TensorBoard event files into <run_dir>/tensorboard")
+    tensorboard: bool = F(True, "write TensorBoard scalars and hparams into <run_dir>/tensorboard")
+    csv: bool = F(True, "write <run_dir>/metrics.csv: one row per epoch (epoch, step, every metric)")
+    mlflow: MlflowSpec = F(MlflowSpec(), "MLflow tracking (logger=mlflow or logger=all turns it on)")
 
 
 @dataclass
