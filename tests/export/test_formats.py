@@ -105,7 +105,8 @@ def _formats(exports: dict[str, Any], domain: str) -> dict[str, Path]:
     for fmt, d in dirs.items():
         meta = json.loads((d / "meta.json").read_text())
         assert meta["format"] == fmt and (d / meta["program"]).is_file(), (fmt, meta)
-    assert (dirs["torch_export"] / "model.pt2").is_file() and not (dirs["torch_export"] / "model.torchscript.pt").exists()
+    assert (dirs["torch_export"] / "model.pt2").is_file()
+    assert not (dirs["torch_export"] / "model.torchscript.pt").exists()
     assert (dirs["onnx"] / "model.onnx").is_file()
     return dirs
 
