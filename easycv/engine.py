@@ -125,7 +125,14 @@ class CVEngine(TorchEngine):
             else:
                 exported = torch.export.export(
                     serving, (example,), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},))
-                torch.export.save(exported, buf)
+                if fmt == "onnx":
+                    from trainer.torch_backend.onnx_program import onnx_bytes
+
+                    outputs = list(serving(example))
+                    buf.write(onnx_bytes(exported, ["images"], outputs))
+                    meta = {**meta, "onnx_inputs": ["images"], "outputs": outputs}
+                else:
+                    torch.export.save(exported, buf)
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out_dir / PROGRAM_FILES[fmt], buf.getvalue())
         atomic_write_json(out_dir / "meta.json", {"format": fmt, "program": PROGRAM_FILES[fmt], **meta})

@@ -2,13 +2,14 @@
 
 The export directory is self-contained:
 
-  model.torchscript.pt | model.pt2   the network: token ids -> probabilities
-  tokenizer.json                     the exact tokenizer of training (tokenizers library)
-  meta.json                          labels, task, max_len, text columns, architecture
+  model.pt2 | model.torchscript.pt | model.onnx   the network: token ids -> probabilities
+  tokenizer.json                                 the exact tokenizer of training (tokenizers library)
+  meta.json                                      labels, task, max_len, text columns, architecture
 
 :class:`TextPredictor` (and ``python -m easynlp.export EXPORT_DIR --text ...``) turns raw
-strings into predictions with nothing but torch and tokenizers: no config, no checkpoint, no
-Lingjie training code, the same tokenization and padding-independent network as training.
+strings into predictions with nothing but torch and tokenizers (plus onnxruntime for an ONNX
+export): no config, no checkpoint, no Lingjie training code, the same tokenization and
+padding-independent network as training.
 """
 from __future__ import annotations
 
@@ -24,6 +25,9 @@ import torch
 
 from dataio.atomic import atomic_write_bytes, atomic_write_json
 from trainer.torch_backend.programs import PROGRAM_FILES
+
+
+INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids", "word_starts")  # ServingModule.forward's
 
 
 def _example(batch: int = 2, length: int = 16) -> tuple[torch.Tensor, ...]:
@@ -51,7 +55,13 @@ def export_text_model(model: torch.nn.Module, tokenizer_json: str, out_dir: Path
                 Dim("words", min=1, max=65536)
             shapes = ({0: batch, 1: seq}, {0: batch, 1: seq}, {0: batch, 1: seq}, {0: batch, 1: words})
             program = torch.export.export(serving, _example(), dynamic_shapes=shapes)
-            torch.export.save(program, buf)
+            if fmt == "onnx":
+                from trainer.torch_backend.onnx_program import onnx_bytes
+
+                buf.write(onnx_bytes(program, INPUT_NAMES, ["probs"]))
+                meta = {**meta, "onnx_inputs": list(INPUT_NAMES), "outputs": ["probs"]}
+            else:
+                torch.export.save(program, buf)
     finally:
         model.to(device)
     atomic_write_bytes(out_dir / PROGRAM_FILES[fmt], buf.getvalue())
@@ -68,11 +78,9 @@ class TextPredictor:
 
         self.dir = Path(export_dir)
         self.meta = json.loads((self.dir / "meta.json").read_text())
-        path = self.dir / self.meta["program"]
-        if self.meta["format"] == "torchscript":
-            self.program = torch.jit.load(str(path), map_location="cpu")
-        else:
-            self.program = torch.export.load(str(path)).module()
+        from trainer.torch_backend.programs import load_program
+
+        self.program, _ = load_program(self.dir)
         self.tok = Tokenizer.from_file(str(self.dir / "tokenizer.json"))
         self.tok.no_padding()
         self.tok.enable_truncation(max_length=int(self.meta["max_len"]), strategy="longest_first")

@@ -54,7 +54,7 @@ class RecTorchEngine(TorchEngine):
 
     def export(self, pipeline: Any, example: Any, out_dir: Path, fmt: str, task_types: dict[str, str],
                extra_meta: dict[str, Any]) -> Path:
-        """The TorchScript / torch.export program + feature_state.json + meta.json."""
+        """The torch.export / TorchScript / ONNX program + feature_state.json + meta.json."""
         from easyrec.torch_export import export_model
 
         model = self.model.cpu().eval()

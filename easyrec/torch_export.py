@@ -1,4 +1,4 @@
-"""Export: a TorchScript or torch.export program + the fitted feature state, self-contained.
+"""Export: a torch.export, TorchScript or ONNX program + the fitted feature state, self-contained.
 
 The exported directory is all a server needs: ``feature_state.json`` turns raw rows into the
 model-input dict with the same code as training (online/offline consistency), and the
@@ -29,21 +29,31 @@ def export_model(model: torch.nn.Module, pipeline: Any, example: Batch, out_dir:
     from trainer.torch_backend.tensors import to_inputs
 
     inputs = to_inputs(example, torch.device("cpu"))
+    onnx_meta: dict[str, Any] = {}
     with frozen_for_export(model):  # dynamic tables -> sorted keys + rows (searchsorted lookup)
         serving = ServingModule(model).eval()
         if fmt == "torchscript":
-            program = torch.jit.script(serving)
             buf = io.BytesIO()
-            torch.jit.save(program, buf)
+            torch.jit.save(torch.jit.script(serving), buf)
+            data = buf.getvalue()
         else:
             from easyrec.models.torch.export import export_serving
 
             exported = export_serving(model, inputs)
-            buf = io.BytesIO()
-            torch.export.save(exported, buf)
-    atomic_write_bytes(out_dir / PROGRAM_FILES[fmt], buf.getvalue())
+            if fmt == "onnx":
+                from trainer.torch_backend.onnx_program import onnx_bytes
+
+                with torch.no_grad():
+                    outputs = list(serving(inputs))
+                data = onnx_bytes(exported, list(inputs), outputs)
+                onnx_meta = {"onnx_inputs": list(inputs), "outputs": outputs}
+            else:
+                buf = io.BytesIO()
+                torch.export.save(exported, buf)
+                data = buf.getvalue()
+    atomic_write_bytes(out_dir / PROGRAM_FILES[fmt], data)
     pipeline.save(str(out_dir / "feature_state.json"))
     meta = {"format": fmt, "program": PROGRAM_FILES[fmt], "inputs": sorted(inputs), "tasks": task_types,
-            "input_columns": pipeline.required_columns(with_labels=False), **(extra_meta or {})}
+            "input_columns": pipeline.required_columns(with_labels=False), **onnx_meta, **(extra_meta or {})}
     atomic_write_json(out_dir / "meta.json", meta)
     return out_dir

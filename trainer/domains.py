@@ -39,6 +39,10 @@ BACKEND_NEEDS: dict[str, list[tuple[str, str]]] = {
     "torch": [("torch", "torch")],
     "tf": [("tensorflow", "tf")],
 }
+# trainer.export.format values that need an extra: onnx + onnxscript export, onnxruntime loads it back
+EXPORT_NEEDS: dict[str, list[tuple[str, str]]] = {
+    "onnx": [("onnx", "onnx"), ("onnxscript", "onnx"), ("onnxruntime", "onnx")],
+}
 
 
 def domain_module(name: str) -> ModuleType:
@@ -54,11 +58,17 @@ def domain_module(name: str) -> ModuleType:
         raise
 
 
-def require_frameworks(domain: str, backend: str) -> None:
+def require_frameworks(domain: str, backend: str, export_format: str | None = None) -> None:
     """Refuse, in one line naming the pip extra, a job whose domain or backend needs a package
     this installation lacks. Called before the domain's recipe imports torch / tensorflow, so
-    the user reads ``pip install 'lingjie[tf]'`` instead of an ImportError traceback."""
+    the user reads ``pip install 'lingjie[tf]'`` instead of an ImportError traceback.
+
+    ``export_format``: the ``trainer.export.format`` of a job that will export (None when it
+    will not), checked before training so a missing ONNX exporter does not surface only after
+    the last epoch."""
     for module, extra in DOMAIN_NEEDS.get(domain, []):
         require(module, extra, f"domain={domain}", "domain")
     for module, extra in BACKEND_NEEDS.get(backend, []):
         require(module, extra, f"trainer.backend={backend}", "trainer.backend")
+    for module, extra in EXPORT_NEEDS.get(export_format or "", []):
+        require(module, extra, f"trainer.export.format={export_format}", "trainer.export.format")

@@ -99,7 +99,8 @@ def _plan(spec: Any, run: RunDir, config_yaml: str) -> Callable[[], Path]:
 
     # the manifests for Kubernetes need no framework here (the pods' image has it); every
     # other job imports the backend in this process or in the workers it launches
-    require_frameworks(root.domain, root.trainer.backend)
+    exports = mode in ("export", "stream") or (mode == "train" and root.trainer.export.enabled)
+    require_frameworks(root.domain, root.trainer.backend, root.trainer.export.format if exports else None)
     if mode == "train":
         from trainer.tracking import require_trackers
 

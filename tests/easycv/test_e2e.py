@@ -147,7 +147,7 @@ def test_mnist_detection_trains_exports_and_predicts_boxes(tmp_path: Path, cv_da
     m = _metrics(run)
     assert {"eval/map", "eval/map50", "eval/map75", "train/loss"} <= set(m["final"])
     assert "train/map" not in m["final"]  # detection has no train-time metrics
-    assert (run / "export" / "model.torchscript.pt").exists()
+    assert (run / "export" / "model.pt2").exists()
     assert json.loads((run / "export" / "meta.json").read_text())["postprocess"]["nms_iou"] == 0.65
     pred = _job([*DETECTION, "trainer.mode=predict", f"trainer.predict.checkpoint={run}",
                  "data.limit_eval_rows=4", "model.score_thresh=0.0"], tmp_path / "pred")

@@ -55,7 +55,7 @@ def test_chnsenti_textcnn_cli_then_predict_and_fresh_process_export(tmp_path: Pa
     final = m["final"]
     assert final["eval/rows"] == 200 and 0 <= final["eval/accuracy"] <= 1 and "eval/auc" in final
     assert 0 < m["tokens"]["padding_fraction"] < 0.5 and m["tokens"]["train_tokens_per_sec"] > 0
-    assert (run / "export" / "model.torchscript.pt").exists() and (run / "export" / "tokenizer.json").exists()
+    assert (run / "export" / "model.pt2").exists() and (run / "export" / "tokenizer.json").exists()
     assert list((run / "tensorboard").iterdir())
 
     # predict mode from the checkpoint, with the true label passed through

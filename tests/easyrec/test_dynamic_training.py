@@ -177,7 +177,7 @@ def test_cli_trains_exports_and_predicts_the_shipped_experiment(tmp_path: Path, 
              f"hydra.run.dir={run}"], cwd=tmp_path)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["finished"] and metrics["final"]["eval/auc"] > 0.55
-    assert (run / "export" / "model.torchscript.pt").exists()
+    assert (run / "export" / "model.pt2").exists()
     state = json.loads((run / "feature_state.json").read_text())
     assert state["mappings"]["item_id"]["kind"] == "dynamic"
     out = tmp_path / "pred"

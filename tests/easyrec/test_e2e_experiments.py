@@ -39,7 +39,7 @@ def test_experiment_trains_end_to_end(experiment: str, backend: str, tmp_path: P
         assert (run / name).exists(), name
     suffix = "pt" if backend == "torch" else "tfckpt"
     assert list((run / "checkpoints").glob(f"epoch-*.{suffix}"))
-    assert (run / "export" / ("saved_model" if backend == "tf" else "model.torchscript.pt")).exists()
+    assert (run / "export" / ("saved_model" if backend == "tf" else "model.pt2")).exists()
     assert list((run / "tensorboard").glob("events.out.tfevents.*"))
     metrics = json.loads((run / "metrics.json").read_text())
     final = metrics["final"]

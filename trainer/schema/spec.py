@@ -56,8 +56,9 @@ class CheckpointSpec:
 @dataclass
 class ExportSpec:
     enabled: bool = F(True, "export after training")
-    format: Literal["torchscript", "torch_export"] = F(
-        "torchscript", "torch export format (the tf backend always writes a SavedModel)")
+    format: Literal["torch_export", "torchscript", "onnx"] = F(
+        "torch_export", "torch export format: torch_export (model.pt2), torchscript (model.torchscript.pt) or "
+        "onnx (model.onnx, needs lingjie[onnx]); the tf backend always writes a SavedModel")
     checkpoint: str | None = F(None, "mode=export: run dir or checkpoint file; null: the latest run")
 
 
@@ -131,6 +132,14 @@ class TrainerSpec:
     compile: bool = F(False, "compile the dense part: torch.compile of the table-free modules; TF: XLA (jit_compile) of the MLPs")
     callbacks: list[dict[str, Any]] = F([], "extra train-loop callbacks: mappings with _target_ (a "
                                         "trainer.callbacks.Callback subclass) and its arguments (README: callbacks)")
+
+    def __post_init__(self) -> None:
+        """An ONNX export is made from the torch graph; the tf backend exports a SavedModel, so
+        asking it for onnx is refused here rather than silently ignored (what a user asking for
+        onnx wants is a model.onnx, which a tf run would never write)."""
+        if self.backend == "tf" and self.export.format == "onnx":
+            raise ConfigError("trainer.export.format", "onnx export needs trainer.backend=torch; the tf backend "
+                              "writes a SavedModel (export/saved_model): drop trainer.export.format=onnx")
 
 
 @dataclass
