@@ -37,3 +37,15 @@ class DataError(LingjieError):
             if row is not None:
                 where += f" at row {row}"
         super().__init__(f"data error{where}: {message}")
+
+
+class RequestError(LingjieError):
+    """A request to the inference server is wrong (a missing column, a wrong type, an
+    undecodable image, too many instances): the server answers ``status`` (4xx) with a JSON body
+    naming ``field`` (a JSON path such as ``instances[3].user_id``) and the problem."""
+
+    def __init__(self, field: str, message: str, status: int = 400) -> None:
+        self.field = field
+        self.message = message
+        self.status = status
+        super().__init__(f"bad request at '{field}': {message}" if field else f"bad request: {message}")

@@ -17,6 +17,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCK = ROOT / "requirements-lock.txt"
+SOURCE = ["pyproject.toml", "setup.py", "README.md", "LICENSE", "configs", "lingjie", "trainer", "easyrec", "easycv",
+          "easynlp", "automl", "dataio", "hydra_plugins"]
 QUIET = ["trainer.progress_bar=false", "hardware.threads=1"]
 REC = ["+experiment=movielens_deepfm", "trainer.epochs=1"]
 CV = ["+experiment=digits_resnet", "model.stem_channels=8", "model.widths=[8,16]", "model.depths=[1,1]",
@@ -36,9 +38,16 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv holding the wheel built from this checkout, [torch,cv,nlp] at the locked versions."""
     base = tmp_path_factory.mktemp("wheel")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    # built from a copy: setuptools' build/ dir in the clone would keep deleted modules in the wheel
+    source = base / "source"
+    for name in SOURCE:
+        if (ROOT / name).is_dir():
+            shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy2(ROOT / name, source / name)
     # --no-build-isolation: the build backend (setuptools) is the one the lock put in this venv
     _run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(base / "dist"),
-          str(ROOT)], cwd=base, env=env)
+          str(source)], cwd=base, env=env)
     wheel = next((base / "dist").glob("lingjie-*.whl"))
     venv = base / "venv"
     _run([sys.executable, "-m", "venv", str(venv)], cwd=base, env=env)
