@@ -135,5 +135,5 @@ class CVEngine(TorchEngine):
                     torch.export.save(exported, buf)
         out_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(out_dir / PROGRAM_FILES[fmt], buf.getvalue())
-        atomic_write_json(out_dir / "meta.json", {"format": fmt, "program": PROGRAM_FILES[fmt], **meta})
+        atomic_write_json(out_dir / "meta.json", {"format": fmt, "domain": "cv", "program": PROGRAM_FILES[fmt], **meta})
         return out_dir

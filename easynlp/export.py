@@ -66,7 +66,7 @@ def export_text_model(model: torch.nn.Module, tokenizer_json: str, out_dir: Path
         model.to(device)
     atomic_write_bytes(out_dir / PROGRAM_FILES[fmt], buf.getvalue())
     atomic_write_bytes(out_dir / "tokenizer.json", tokenizer_json.encode())
-    atomic_write_json(out_dir / "meta.json", {"format": fmt, "program": PROGRAM_FILES[fmt], **meta})
+    atomic_write_json(out_dir / "meta.json", {"format": fmt, "domain": "nlp", "program": PROGRAM_FILES[fmt], **meta})
     return out_dir
 
 

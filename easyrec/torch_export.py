@@ -53,7 +53,7 @@ def export_model(model: torch.nn.Module, pipeline: Any, example: Batch, out_dir:
                 data = buf.getvalue()
     atomic_write_bytes(out_dir / PROGRAM_FILES[fmt], data)
     pipeline.save(str(out_dir / "feature_state.json"))
-    meta = {"format": fmt, "program": PROGRAM_FILES[fmt], "inputs": sorted(inputs), "tasks": task_types,
+    meta = {"format": fmt, "domain": "rec", "program": PROGRAM_FILES[fmt], "inputs": sorted(inputs), "tasks": task_types,
             "input_columns": pipeline.required_columns(with_labels=False), **onnx_meta, **(extra_meta or {})}
     atomic_write_json(out_dir / "meta.json", meta)
     return out_dir

@@ -63,6 +63,10 @@ def cli() -> None:
     $HYDRA_FULL_ERROR=1 is set while Hydra composes: the exception then reaches this frame
     instead of Hydra's printer. :func:`main` gives the user's own value back to the job.
     """
+    if len(sys.argv) > 1 and sys.argv[1] == "serve":  # the inference server: no Hydra, no job
+        from trainer.serve.__main__ import main as serve_main
+
+        sys.exit(serve_main(sys.argv[2:]))
     if len(sys.argv) > 1 and sys.argv[1] in ("explain", "schema", "--help", "-h"):
         from trainer.explain import main as help_main  # our help pages; --hydra-help stays Hydra's
 

@@ -58,6 +58,15 @@ def domain_module(name: str) -> ModuleType:
         raise
 
 
+def serving_adapter(name: str) -> type:
+    """The ``Adapter`` class of domain ``name``'s ``serving_adapter`` module (``lingjie serve``):
+    the sibling of its domain module, imported by name so trainer stays below the domains."""
+    package = domain_module(name).__name__.rpartition(".")[0]
+    for module, extra in DOMAIN_NEEDS.get(name, []):
+        require(module, extra, f"serving a {name} model", "domain")
+    return importlib.import_module(f"{package}.serving_adapter").Adapter
+
+
 def require_frameworks(domain: str, backend: str, export_format: str | None = None) -> None:
     """Refuse, in one line naming the pip extra, a job whose domain or backend needs a package
     this installation lacks. Called before the domain's recipe imports torch / tensorflow, so

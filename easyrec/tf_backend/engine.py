@@ -441,6 +441,6 @@ class TFEngine(Engine):
         os.replace(tmp, target)
         pipeline.save(str(out_dir / "feature_state.json"))
         atomic_write_json(out_dir / "meta.json", {
-            "format": "saved_model", "program": "saved_model", "inputs": sorted(self._input_spec),
+            "format": "saved_model", "domain": "rec", "program": "saved_model", "inputs": sorted(self._input_spec),
             "tasks": task_types, "input_columns": pipeline.required_columns(with_labels=False), **extra_meta})
         return out_dir

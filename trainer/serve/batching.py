@@ -1,0 +1,151 @@
+"""Dynamic micro-batching: concurrent requests coalesced into one forward pass.
+
+Why: a forward pass over 32 rows costs little more than over one (the feature transform is
+vectorised over the Arrow table, the program over the batch), so under concurrent load
+scoring requests together multiplies throughput. A request waits at most ``max_latency_ms``
+for company, and a batch closes early when it holds ``max_batch_size`` instances. At most
+``workers`` forward passes run at once (a thread pool: the model releases the GIL in its
+kernels); while all are busy, arriving requests queue and form the next, larger batch.
+
+A batch that fails as a whole (one request's rows upset the model in a way ``check`` did not
+catch) is retried request by request, so one bad request fails alone, not its batch-mates.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable
+
+Predict = Callable[[list[Any]], list[dict[str, Any]]]
+
+
+class MicroBatcher:
+    """``await submit(instances)`` -> that request's predictions, computed in a shared batch."""
+
+    def __init__(self, predict: Predict, max_batch_size: int = 32, max_latency_ms: float = 5.0, workers: int = 2,
+                 on_batch: Callable[[int], None] | None = None) -> None:
+        self.predict = predict
+        self.max_batch_size = max(1, int(max_batch_size))
+        self.max_latency = max(0.0, float(max_latency_ms)) / 1000.0
+        self.workers = max(1, int(workers))
+        self.on_batch = on_batch or (lambda n: None)
+        self.executor = ThreadPoolExecutor(self.workers, thread_name_prefix="lingjie-serve")
+        self._queue: collections.deque[tuple[list[Any], asyncio.Future]] = collections.deque()
+        self._queued = 0
+        self._arrived: asyncio.Event | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._task: asyncio.Task | None = None
+
+    @property
+    def batching(self) -> bool:
+        return self.max_batch_size > 1
+
+    async def start(self) -> None:
+        """Create the loop-bound parts; called from the app's lifespan (inside the event loop)."""
+        self._arrived = asyncio.Event()
+        self._slots = asyncio.Semaphore(self.workers)
+        if self.batching:
+            self._task = asyncio.create_task(self._collect())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+    def run_sync(self, instances: list[Any]) -> list[dict[str, Any]]:
+        """One forward pass outside the event loop (the warm-up before serving)."""
+        return self._forward([instances])[0]
+
+    async def submit(self, instances: list[Any]) -> list[dict[str, Any]]:
+        assert self._slots is not None and self._arrived is not None, "start() the batcher first"
+        if not self.batching:
+            async with self._slots:
+                loop = asyncio.get_running_loop()
+                return (await loop.run_in_executor(self.executor, self._forward, [instances]))[0]
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._queue.append((instances, future))
+        self._queued += len(instances)
+        self._arrived.set()
+        return await future
+
+    def _forward(self, groups: list[list[Any]]) -> list[list[dict[str, Any]]]:
+        """One predict over the concatenated groups, split back per group (runs in a worker)."""
+        flat = [row for group in groups for row in group]
+        self.on_batch(len(flat))
+        predictions = self.predict(flat)
+        out, start = [], 0
+        for group in groups:
+            out.append(predictions[start:start + len(group)])
+            start += len(group)
+        return out
+
+    async def _collect(self) -> None:
+        """Forever: wait for a request, gather company until full or the latency budget is
+        spent, wait for a free worker, then hand the batch off and gather the next one."""
+        assert self._arrived is not None and self._slots is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            await self._arrived.wait()
+            deadline = loop.time() + self.max_latency
+            while self._queued < self.max_batch_size and (remaining := deadline - loop.time()) > 0:
+                self._arrived.clear()
+                try:
+                    await asyncio.wait_for(self._arrived.wait(), remaining)
+                except asyncio.TimeoutError:
+                    break
+            await self._slots.acquire()
+            batch = self._take()
+            if not self._queue:
+                self._arrived.clear()
+            if batch:
+                asyncio.create_task(self._dispatch(batch))
+            else:
+                self._slots.release()
+
+    def _take(self) -> list[tuple[list[Any], asyncio.Future]]:
+        """Requests from the queue up to max_batch_size instances (always at least one request)."""
+        batch: list[tuple[list[Any], asyncio.Future]] = []
+        size = 0
+        while self._queue and (not batch or size + len(self._queue[0][0]) <= self.max_batch_size):
+            instances, future = self._queue.popleft()
+            self._queued -= len(instances)
+            if future.done():  # the client went away while it waited
+                continue
+            batch.append((instances, future))
+            size += len(instances)
+        return batch
+
+    async def _dispatch(self, batch: list[tuple[list[Any], asyncio.Future]]) -> None:
+        assert self._slots is not None
+        loop = asyncio.get_running_loop()
+        try:
+            try:
+                results = await loop.run_in_executor(self.executor, self._forward, [b[0] for b in batch])
+            except Exception as exc:  # noqa: BLE001 - handed to the requests, never kills the collector
+                if len(batch) == 1:
+                    _settle(batch[0][1], exc=exc)
+                    return
+                for instances, future in batch:  # isolate the culprit: each request alone
+                    try:
+                        _settle(future, (await loop.run_in_executor(self.executor, self._forward, [instances]))[0])
+                    except Exception as one:  # noqa: BLE001
+                        _settle(future, exc=one)
+                return
+            for (_, future), result in zip(batch, results):
+                _settle(future, result)
+        finally:
+            self._slots.release()
+
+
+def _settle(future: asyncio.Future, result: Any = None, exc: BaseException | None = None) -> None:
+    if future.done():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)

@@ -1,0 +1,146 @@
+"""The endpoints: KServe v1 (``/v1/models...``), the Open Inference Protocol (``/v2/...``), /metrics.
+
+Request bodies are read and validated by hand (not pydantic models) so each problem is named
+by its JSON path, with the same ``{"error", "field"}`` shape whichever check caught it.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from lingjie.errors import RequestError
+from trainer.serve.common import SERVER_NAME, ServeOptions, Served, read_json
+from trainer.serve.batching import MicroBatcher
+
+
+def add_routes(app: FastAPI, served: Served, options: ServeOptions, batcher: MicroBatcher) -> None:
+    """Register the v1, v2 and metrics endpoints of ``served`` on ``app``."""
+    adapter = served.adapter
+
+    def known(name: str) -> None:
+        if name != served.name:
+            raise RequestError("model", f"unknown model {name!r}; this server serves {served.name!r}", 404)
+
+    async def score(instances: list[Any]) -> list[dict[str, Any]]:
+        if len(instances) > options.max_instances:
+            raise RequestError("instances", f"{len(instances)} instances exceed the limit of "
+                               f"{options.max_instances} per request (--max-instances)")
+        adapter.check(instances)
+        return await batcher.submit(instances)
+
+    @app.post("/v1/models/{name}:predict")
+    async def v1_predict(name: str, request: Request) -> dict[str, Any]:
+        known(name)
+        body = await read_json(request, options.max_body_bytes)
+        if not isinstance(body, dict):
+            raise RequestError("body", 'expected a JSON object {"instances": [...]}')
+        if "instances" not in body:
+            raise RequestError("instances", 'missing: expected {"instances": [...]}')
+        instances = body["instances"]
+        if not isinstance(instances, list):
+            raise RequestError("instances", "must be a list of instances")
+        if not instances:
+            raise RequestError("instances", "is empty: send at least one instance")
+        return {"predictions": await score(instances)}
+
+    @app.get("/v1/models")
+    async def v1_models() -> dict[str, Any]:
+        return {"models": [served.name]}
+
+    @app.get("/v1/models/{name}")
+    async def v1_model(name: str) -> dict[str, Any]:
+        if name.endswith(":predict"):  # GET on the predict URL matched this route's {name}
+            raise RequestError("method", f"method GET not allowed on /v1/models/{name} (use POST)", 405)
+        known(name)
+        return {"name": served.name, "ready": bool(app.state.ready), "version": served.version}
+
+    add_v2_routes(app, served, options, score)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        from prometheus_client import CONTENT_TYPE_LATEST
+
+        return Response(app.state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+def add_v2_routes(app: FastAPI, served: Served, options: ServeOptions, score: Any) -> None:
+    """The Open Inference Protocol (KServe v2) endpoints."""
+    adapter = served.adapter
+
+    def known(name: str, version: str | None = None) -> None:
+        if name != served.name:
+            raise RequestError("model", f"unknown model {name!r}; this server serves {served.name!r}", 404)
+        if version is not None and version != served.version:
+            raise RequestError("version", f"unknown version {version!r}; served: {served.version!r}", 404)
+
+    @app.get("/v2")
+    async def server_metadata() -> dict[str, Any]:
+        from lingjie import __version__
+
+        return {"name": SERVER_NAME, "version": __version__, "extensions": []}
+
+    @app.get("/v2/health/live")
+    async def live() -> dict[str, Any]:
+        return {"live": True}
+
+    @app.get("/v2/health/ready")
+    async def ready() -> JSONResponse:
+        return JSONResponse({"ready": bool(app.state.ready)}, status_code=200 if app.state.ready else 503)
+
+    @app.get("/v2/models/{name}")
+    @app.get("/v2/models/{name}/versions/{version}")
+    async def model_metadata(name: str, version: str | None = None) -> dict[str, Any]:
+        known(name, version)
+        sig = getattr(app.state, "signature", {"inputs": [], "outputs": []})
+        return {"name": served.name, "versions": [served.version], "platform": served.platform, **sig}
+
+    @app.get("/v2/models/{name}/ready")
+    @app.get("/v2/models/{name}/versions/{version}/ready")
+    async def model_ready(name: str, version: str | None = None) -> JSONResponse:
+        known(name, version)
+        return JSONResponse({"name": served.name, "ready": bool(app.state.ready)},
+                            status_code=200 if app.state.ready else 503)
+
+    @app.post("/v2/models/{name}/infer")
+    @app.post("/v2/models/{name}/versions/{version}/infer")
+    async def infer(name: str, request: Request, version: str | None = None) -> dict[str, Any]:
+        known(name, version)
+        body = await read_json(request, options.max_body_bytes)
+        if not isinstance(body, dict):
+            raise RequestError("body", 'expected a JSON object {"inputs": [...]}')
+        inputs = body.get("inputs")
+        if not isinstance(inputs, list) or not inputs:
+            raise RequestError("inputs", "must be a non-empty list of input tensors")
+        for j, tensor in enumerate(inputs):
+            if not isinstance(tensor, dict):
+                raise RequestError(f"inputs[{j}]", "must be an object {name, shape, datatype, data}")
+            for key in ("name", "shape", "datatype", "data"):
+                if key not in tensor:
+                    raise RequestError(f"inputs[{j}].{key}", "missing")
+        instances = adapter.v2_inputs_to_instances(inputs)
+        if not instances:
+            raise RequestError("inputs", "hold no rows: send at least one")
+        outputs = adapter.v2_outputs(await score(instances))
+        outputs = _requested(outputs, body.get("outputs"))
+        reply = {"model_name": served.name, "model_version": served.version, "outputs": outputs}
+        if "id" in body:
+            reply["id"] = body["id"]
+        return reply
+
+
+def _requested(outputs: list[dict[str, Any]], wanted: Any) -> list[dict[str, Any]]:
+    """The outputs a v2 request asked for (``"outputs": [{"name": ...}]``), all when it did not ask."""
+    if wanted is None:
+        return outputs
+    if not isinstance(wanted, list):
+        raise RequestError("outputs", "must be a list of {\"name\": ...}")
+    names = {o["name"] for o in outputs}
+    picked = []
+    for k, item in enumerate(wanted):
+        name = item.get("name") if isinstance(item, dict) else None
+        if name not in names:
+            raise RequestError(f"outputs[{k}].name", f"unknown output {name!r}; outputs: {', '.join(sorted(names))}")
+        picked.append(name)
+    return [o for o in outputs if o["name"] in picked]
