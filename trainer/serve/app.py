@@ -34,7 +34,7 @@ def create_app(served: Served, options: ServeOptions | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await batcher.start()
-        app.state.signature = signature(served.adapter, batcher)
+        app.state.signature = signature(served.adapter)
         app.state.ready = True
         try:
             yield
@@ -52,11 +52,11 @@ def create_app(served: Served, options: ServeOptions | None = None) -> FastAPI:
     return app
 
 
-def signature(adapter: Any, batcher: MicroBatcher) -> dict[str, list[dict[str, Any]]]:
+def signature(adapter: Any) -> dict[str, list[dict[str, Any]]]:
     """Warm the model up (the first forward pass compiles / allocates) and derive the OIP
     input and output metadata from the example rows and their predictions."""
     examples = adapter.example_instances()
-    predictions = batcher.run_sync(examples)
+    predictions = adapter.predict(examples)  # not through the batcher: no batch-size metric for it
     inputs = []
     if examples and isinstance(examples[0], dict):
         inputs = [{"name": k, "datatype": _datatype(v), "shape": [-1]} for k, v in examples[0].items()]

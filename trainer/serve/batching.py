@@ -57,10 +57,6 @@ class MicroBatcher:
                 pass
         self.executor.shutdown(wait=False, cancel_futures=True)
 
-    def run_sync(self, instances: list[Any]) -> list[dict[str, Any]]:
-        """One forward pass outside the event loop (the warm-up before serving)."""
-        return self._forward([instances])[0]
-
     async def submit(self, instances: list[Any]) -> list[dict[str, Any]]:
         assert self._slots is not None and self._arrived is not None, "start() the batcher first"
         if not self.batching:
