@@ -68,19 +68,35 @@ class Client:
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> dict[str, Any]:
-    """The training run, 24 test rows, and ``trainer.mode=predict`` scores of those rows."""
+def run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[dict[str, Any]]:
+    """The training run and 24 test rows; ``trainer.mode=predict`` scores those rows in a
+    subprocess meanwhile (``expected()`` waits for it), overlapping the server's start."""
     tmp = tmp_path_factory.mktemp("serve")
     train = tmp / "train"
     run_cli([*TRAIN, f"hydra.run.dir={train}"], cwd=tmp)
     table = pq.read_table(data_dir / "movielens-100k" / "test.parquet")
     table = table.take(list(range(0, 50 * 24, 50)))
     pq.write_table(table, tmp / "rows.parquet")
-    run_cli([*TRAIN, "trainer.mode=predict", f"trainer.predict.checkpoint={train}",
-             f"trainer.predict.input_path={tmp / 'rows.parquet'}", f"trainer.predict.output_path={tmp / 'pred.parquet'}",
-             f"hydra.run.dir={tmp / 'predict'}"], cwd=tmp)
-    expected = pq.read_table(tmp / "pred.parquet").column("like").to_numpy()
-    return {"dir": train, "rows": table.to_pylist(), "expected": expected, "tmp": tmp}
+    predict = subprocess.Popen(
+        [sys.executable, "-m", "trainer", *TRAIN, "trainer.mode=predict", f"trainer.predict.checkpoint={train}",
+         f"trainer.predict.input_path={tmp / 'rows.parquet'}", f"trainer.predict.output_path={tmp / 'pred.parquet'}",
+         f"hydra.run.dir={tmp / 'predict'}"], cwd=tmp, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    scores: list[np.ndarray] = []
+
+    def expected() -> np.ndarray:
+        if not scores:
+            out, _ = predict.communicate(timeout=300)
+            assert predict.returncode == 0, out[-4000:]
+            scores.append(pq.read_table(tmp / "pred.parquet").column("like").to_numpy())
+        return scores[0]
+
+    try:
+        yield {"dir": train, "rows": table.to_pylist(), "expected": expected, "tmp": tmp}
+    finally:
+        if predict.poll() is None:
+            predict.kill()
+            predict.communicate()
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +136,7 @@ def test_v1_predict_equals_predict_mode(run: dict[str, Any], server: Client) -> 
     status, body = server.call("POST", f"/v1/models/{NAME}:predict", {"instances": run["rows"]})
     assert status == 200, body
     got = np.array([p["like"] for p in body["predictions"]])
-    np.testing.assert_allclose(got, run["expected"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got, run["expected"](), rtol=1e-5, atol=1e-6)
 
 
 def _v2_inputs(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -135,7 +151,7 @@ def test_v2_infer_equals_v1(run: dict[str, Any], server: Client) -> None:
     assert body["model_name"] == NAME and body["id"] == "r1"
     [out] = body["outputs"]
     assert out["name"] == "like" and out["shape"] == [len(run["rows"])] and out["datatype"] == "FP32"
-    np.testing.assert_allclose(out["data"], run["expected"], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out["data"], run["expected"](), rtol=1e-5, atol=1e-6)
 
 
 def test_model_listing_health_and_metadata(server: Client) -> None:
@@ -170,7 +186,7 @@ def test_concurrent_requests_are_coalesced(run: dict[str, Any], server: Client) 
         t.join(60)
     for i, (status, body) in enumerate(answers):
         assert status == 200, body
-        assert body["predictions"][0]["like"] == pytest.approx(run["expected"][i % len(run["rows"])], abs=1e-6)
+        assert body["predictions"][0]["like"] == pytest.approx(run["expected"]()[i % len(run["rows"])], abs=1e-6)
     passes = server.metric("lingjie_serve_batch_size_count") - before_passes
     assert server.metric("lingjie_serve_batch_size_sum") - before_rows == n
     assert passes < n, f"{passes} forward passes for {n} concurrent requests: nothing was coalesced"
