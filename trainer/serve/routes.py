@@ -119,28 +119,30 @@ def add_v2_routes(app: FastAPI, served: Served, options: ServeOptions, score: An
             for key in ("name", "shape", "datatype", "data"):
                 if key not in tensor:
                     raise RequestError(f"inputs[{j}].{key}", "missing")
+        sig = getattr(app.state, "signature", {"outputs": []})
+        wanted = _requested({o["name"] for o in sig["outputs"]}, body.get("outputs"))  # before any work
         instances = adapter.v2_inputs_to_instances(inputs)
         if not instances:
             raise RequestError("inputs", "hold no rows: send at least one")
         outputs = adapter.v2_outputs(await score(instances))
-        outputs = _requested(outputs, body.get("outputs"))
+        if wanted is not None:
+            outputs = [o for o in outputs if o["name"] in wanted]
         reply = {"model_name": served.name, "model_version": served.version, "outputs": outputs}
         if "id" in body:
             reply["id"] = body["id"]
         return reply
 
 
-def _requested(outputs: list[dict[str, Any]], wanted: Any) -> list[dict[str, Any]]:
-    """The outputs a v2 request asked for (``"outputs": [{"name": ...}]``), all when it did not ask."""
+def _requested(names: set[str], wanted: Any) -> set[str] | None:
+    """The output names a v2 request asked for (``"outputs": [{"name": ...}]``); None: all."""
     if wanted is None:
-        return outputs
+        return None
     if not isinstance(wanted, list):
         raise RequestError("outputs", "must be a list of {\"name\": ...}")
-    names = {o["name"] for o in outputs}
-    picked = []
+    picked = set()
     for k, item in enumerate(wanted):
         name = item.get("name") if isinstance(item, dict) else None
         if name not in names:
             raise RequestError(f"outputs[{k}].name", f"unknown output {name!r}; outputs: {', '.join(sorted(names))}")
-        picked.append(name)
-    return [o for o in outputs if o["name"] in picked]
+        picked.add(name)
+    return picked
