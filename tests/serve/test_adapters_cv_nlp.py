@@ -232,3 +232,38 @@ def test_nlp_pair_and_token_models_check_their_fields(nlp: Any, monkeypatch: pyt
     assert rows == [{"tokens": ["a", "b"]}, {"tokens": ["c", "d", "e"]}]
     out = nlp.v2_outputs([{"tags": ["O", "B-PER"]}, {"tags": ["O"]}])
     assert out == [{"name": "tags", "shape": [2, 2], "datatype": "BYTES", "data": ["O", "B-PER", "O", ""]}]
+
+
+# ----------------------------------------------------------------------------- detection
+
+
+def test_detection_boxes_equal_predict_mode_in_original_pixels(tmp_path: Path) -> None:
+    """mnist_detection shrunk as tests/easycv/test_e2e.py DETECTION (score_thresh 0: boxes even
+    from a barely trained model); images served at other sizes map back to their own pixels."""
+    from PIL import Image
+
+    from dataio.datasets import ensure_dataset
+    from easycv.serving_adapter import Adapter
+    from tests.easycv.test_e2e import DETECTION
+
+    ensure_dataset("mnist-detection", os.environ.get("LINGJIE_DATA_DIR"))
+    overrides = [*DETECTION, "data.limit_train_rows=16", "model.score_thresh=0.0", "model.max_detections=20"]
+    run = _job(overrides, tmp_path / "train")
+    pred = _job([*overrides, "trainer.mode=predict", f"trainer.predict.checkpoint={run}",
+                 "data.limit_eval_rows=3"], tmp_path / "pred")
+    want = json.loads((pred / "predictions.json").read_text())["predictions"]
+    det = Adapter(run / "export")
+    assert det.meta["postprocess"]["score_thresh"] == 0.0 and det.max_detections == 20
+    got = det.predict([{"image_url": r["file"]} for r in want])
+    for g, w in zip(got, want):
+        assert len(g["boxes"]) == len(g["scores"]) == len(g["labels"]) == len(w["boxes"]) > 0
+        np.testing.assert_allclose(g["scores"][:5], w["scores"][:5], atol=1e-3)
+        np.testing.assert_allclose(g["boxes"][:5], w["boxes"][:5], atol=0.05)
+        assert g["labels"][:5] == w["labels"][:5]
+    with Image.open(want[0]["file"]) as im:  # the same canvas letterboxed from a 300x90 original
+        wide = im.convert("RGB").resize((300, 90))
+    for width, row in zip((300, 40), det.predict([_b64(wide), _b64(wide.crop((0, 0, 40, 90)))])):
+        assert row["boxes"] and all(0 <= b[0] <= b[2] <= width and 0 <= b[1] <= b[3] <= 90 for b in row["boxes"])
+    out = {t["name"]: t for t in det.v2_outputs(got)}
+    k = max(len(g["scores"]) for g in got)
+    assert out["boxes"]["shape"] == [3, k, 4] and out["num_detections"]["data"] == [len(g["scores"]) for g in got]
