@@ -34,7 +34,7 @@ from trainer.oip_tensors import tensor, v2_string_columns
 from trainer.torch_backend.programs import load_program
 
 MAX_SIDE = 4096  # pixels: a larger image is refused from its header, before it takes memory
-MAX_FILE_BYTES = 32 << 20  # an image_url larger than this is refused unread
+MAX_FILE_BYTES = 32 << 20  # an image_url larger than this is refused (no more than this is read)
 IMAGE_KEYS = ("image_b64", "image_url")
 
 
@@ -93,15 +93,13 @@ class Adapter:
 
         try:
             fs, inner = filesystem_for(value)
-            size = fs.size(inner)
-            if size is not None and size > MAX_FILE_BYTES:
-                raise RequestError(field, f"{value} is {size} bytes, more than {MAX_FILE_BYTES}")
             with fs.open(inner, "rb") as fh:
-                return fh.read(MAX_FILE_BYTES + 1)
-        except RequestError:
-            raise
+                data = fh.read(MAX_FILE_BYTES + 1)  # bounded: a huge file is never read whole
         except Exception as exc:  # noqa: BLE001 - fsspec backends raise many types
             raise RequestError(field, f"cannot read {value} ({type(exc).__name__}: {exc})") from None
+        if len(data) > MAX_FILE_BYTES:
+            raise RequestError(field, f"{value} is larger than {MAX_FILE_BYTES} bytes", status=413)
+        return data
 
     def _decode(self, i: int, inst: Any) -> np.ndarray:
         """uint8 [H, W, C] of instance ``i`` (RequestError naming its field when it is bad)."""

@@ -98,6 +98,16 @@ def test_cv_adapter_equals_predict_mode(runs: dict[str, Any], cv: Any) -> None:
         assert set(g["probabilities"]) == set(cv.classes) and abs(sum(g["probabilities"].values()) - 1) < 1e-4
 
 
+def test_cv_image_url_reads_fsspec_urls(cv: Any) -> None:
+    import fsspec
+
+    data = base64.b64decode(cv.example_instances()[0]["image_b64"])
+    with fsspec.open("memory://serve-test/grey.png", "wb") as fh:
+        fh.write(data)
+    by_url, by_b64 = cv.predict([{"image_url": "memory://serve-test/grey.png"}, cv.example_instances()[0]])
+    assert by_url == by_b64
+
+
 def _mixed_images() -> list[Any]:
     from PIL import Image
 
