@@ -223,26 +223,16 @@ def _saved_spec(meta: dict[str, Any], current: CVRunSpec) -> CVRunSpec:
 
 
 def _classification_row(batch: Any, preds: dict[str, Any], i: int, file: str, classes: list[str]) -> dict[str, Any]:
-    import numpy as np
+    from easycv.results import classification_result
 
-    p = np.asarray(preds["label"][i], np.float64)
-    top = np.argsort(-p, kind="stable")[:5]
-    return {"file": file, "label": classes[int(top[0])], "score": round(float(p[top[0]]), 6),
-            "top5": [{"label": classes[int(k)], "score": round(float(p[k]), 6)} for k in top]}
+    return {"file": file, **classification_result(preds["label"][i], classes)}
 
 
 def _detection_row(batch: Any, preds: dict[str, Any], i: int, file: str, classes: list[str]) -> dict[str, Any]:
     """Boxes mapped back from the network input to the original image's pixels."""
-    import numpy as np
+    from easycv.results import detection_result
 
-    det = np.asarray(preds["boxes"][i], np.float64).reshape(-1, 6)
-    sx, sy, tx, ty = (float(v) for v in batch.affines[i])
-    h, w = (int(v) for v in batch.orig_sizes[i])
-    boxes = det[:, :4].copy()
-    boxes[:, [0, 2]] = ((boxes[:, [0, 2]] - tx) / sx).clip(0, w)
-    boxes[:, [1, 3]] = ((boxes[:, [1, 3]] - ty) / sy).clip(0, h)
-    return {"file": file, "boxes": np.round(boxes, 2).tolist(), "scores": np.round(det[:, 4], 5).tolist(),
-            "labels": [classes[int(c)] for c in det[:, 5]]}
+    return {"file": file, **detection_result(preds["boxes"][i], batch.affines[i], batch.orig_sizes[i], classes)}
 
 
 def _export_meta(spec: CVRunSpec, state: CVState, norm: Any) -> dict[str, Any]:
@@ -251,6 +241,7 @@ def _export_meta(spec: CVRunSpec, state: CVState, norm: Any) -> dict[str, Any]:
     preprocess = [t.__dict__ for t in spec.eval_transforms if t.name != "normalize"]
     meta: dict[str, Any] = {
         "task": spec.model.task, "experiment": spec.root.experiment_name, "model": spec.model.name,
+        "domain": "cv", "experiment_name": spec.root.experiment_name,
         "classes": state.classes,
         "input": {"name": "images", "shape": ["batch", state.channels, d.image_size, d.image_size],
                   "dtype": "float32", "range": [0.0, 1.0], "preprocess": preprocess,

@@ -87,6 +87,7 @@ class TextPredictor:
         self.pad_id = int(self.tok.token_to_id("[PAD]"))
         self.labels: list[str] = list(self.meta["labels"])
         self.token_task = self.meta["task"] == "token_classification"
+        self.pair_task = self.meta["task"] == "matching"  # needs a second text per row
 
     @staticmethod
     def _pad(rows: list[list[int]], fill: int, multiple: int = 8) -> np.ndarray:

@@ -157,7 +157,8 @@ class NLPRecipe(Recipe):
         meta = {"experiment": spec.root.experiment_name, "model": spec.model.name, "task": spec.model.task,
                 "task_name": spec.task_name, "labels": state.labels, "max_len": data.max_len,
                 "text_column": data.text_column, "text_pair_column": data.text_pair_column,
-                "tokenizer_kind": state.tokenizer_kind, "arch": state.arch}
+                "tokenizer_kind": state.tokenizer_kind, "arch": state.arch,
+                "domain": "nlp", "experiment_name": spec.root.experiment_name}
         fmt = spec.root.trainer.export.format
         from easynlp.export import export_text_model
 

@@ -27,6 +27,32 @@ log = logging.getLogger("lingjie.easycv")
 _END = object()
 
 
+class ImageTooLarge(ValueError):
+    """An image whose width or height exceeds the caller's limit (checked before decoding pixels)."""
+
+
+def decode_image(data: bytes, channels: int, max_side: int | None = None) -> np.ndarray:
+    """uint8 [H, W, C] of encoded image bytes (PNG, JPEG, ...), converted to ``channels`` (1: L,
+    else RGB) exactly as training reads its files; serving decodes request images through this
+    too, so a served image sees the pixels training saw. ``max_side`` refuses an oversized image
+    from its header alone (ImageTooLarge), before its pixels take memory."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        if max_side is not None and max(im.size) > max_side:
+            raise ImageTooLarge(f"{im.size[0]}x{im.size[1]} pixels is larger than {max_side}x{max_side}")
+        im.load()
+        arr = np.asarray(im.convert("L" if channels == 1 else "RGB"))
+    return arr[:, :, None] if arr.ndim == 2 else arr
+
+
+def image_sample(arr: np.ndarray) -> Sample:
+    """A :class:`Sample` (float32 [C, H, W] in 0..1) of a decoded uint8 [H, W, C] image; a copy,
+    so a cached array stays intact."""
+    img = torch.tensor(arr).permute(2, 0, 1).float().div_(255.0)
+    return Sample(img, orig_size=(arr.shape[0], arr.shape[1]))
+
+
 class ImageSource:
     """Reads and decodes the images of ``records`` (fsspec), with an optional in-memory cache.
 
@@ -59,17 +85,11 @@ class ImageSource:
             return None
         url = self.records.files[i]
         try:
-            from PIL import Image
-
-            with Image.open(io.BytesIO(self._open(url))) as im:
-                im.load()
-                arr = np.asarray(im.convert("L" if self.channels == 1 else "RGB"))
+            arr = decode_image(self._open(url), self.channels)
         except FileNotFoundError:
             return self._bad(i, url, "file not found")
         except Exception as exc:  # noqa: BLE001 - PIL raises many types for corrupt data
             return self._bad(i, url, f"cannot decode image ({type(exc).__name__}: {exc})")
-        if arr.ndim == 2:
-            arr = arr[:, :, None]
         if self.cache is not None:
             self.cache[i] = arr
         return arr
@@ -91,9 +111,8 @@ class ImageSource:
         arr = self.decode(i)
         if arr is None:
             return None
-        img = torch.tensor(arr).permute(2, 0, 1).float().div_(255.0)  # a copy: the cache stays intact
         r = self.records
-        s = Sample(img, orig_size=(arr.shape[0], arr.shape[1]))
+        s = image_sample(arr)
         if r.labels is not None:
             s.label = int(r.labels[i])
         if r.boxes is not None:

@@ -83,3 +83,18 @@ def batched_nms(boxes: torch.Tensor, scores: torch.Tensor, classes: torch.Tensor
             TORCHVISION_NMS = None
     offset = classes.to(boxes.dtype)[:, None] * (boxes.max() + 1)  # shift each class apart
     return greedy_nms(boxes + offset, scores, iou_thresh)
+
+
+def select_detections(boxes: torch.Tensor, scores: torch.Tensor, score_thresh: float, nms_iou: float,
+                      max_detections: int) -> torch.Tensor:
+    """One image's detections [k, 6] (x1, y1, x2, y2, score, class) from every point's box [P, 4]
+    and class scores [P, C]: threshold, keep the 1000 best, class-wise NMS, keep ``max_detections``.
+    The model's predict (training, predict mode) and the serving adapter (an exported program,
+    settings from its meta.json) both call this, so served boxes are the boxes predict writes."""
+    best, cls = scores.max(1)
+    keep = (best > score_thresh).nonzero().squeeze(1)
+    if keep.numel() > 1000:
+        keep = keep[best[keep].topk(1000).indices]
+    b, s, c = boxes[keep], best[keep], cls[keep]
+    kept = batched_nms(b, s, c, nms_iou)[:max_detections]
+    return torch.cat([b[kept], s[kept, None], c[kept, None].float()], 1)

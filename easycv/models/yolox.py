@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from easycv.models.backbones import Backbone, ConvBNAct
-from easycv.models.ops import aligned_iou, batched_nms, box_iou
+from easycv.models.ops import aligned_iou, box_iou, select_detections
 
 PRIOR = 0.01  # initial probability of objectness and classes (focal-loss style bias init)
 
@@ -188,13 +188,7 @@ class YOLOX(nn.Module):
 
     def postprocess(self, boxes: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         """Threshold, keep the 1000 best, class-wise NMS, keep ``max_detections``."""
-        best, cls = scores.max(1)
-        keep = (best > self.score_thresh).nonzero().squeeze(1)
-        if keep.numel() > 1000:
-            keep = keep[best[keep].topk(1000).indices]
-        b, s, c = boxes[keep], best[keep], cls[keep]
-        kept = batched_nms(b, s, c, self.nms_iou)[: self.max_detections]
-        return torch.cat([b[kept], s[kept, None], c[kept, None].float()], 1)
+        return select_detections(boxes, scores, self.score_thresh, self.nms_iou, self.max_detections)
 
     def serve(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         """The exported computation: every point's box and class scores (NMS is applied after)."""
