@@ -14,6 +14,9 @@ from tests.conftest import ROOT, SHRINK, run_cli
 
 torch = pytest.importorskip("torch")
 
+# every trainer run here: one intra-op thread, no per-stage timing table (nothing here reads it)
+QUICK = ["hardware.threads=1", "trainer.timing.enabled=false"]
+
 
 def test_gates_scale_feature_contributions_through_hooks():
     from automl.selection.gates import attach_gates
@@ -51,7 +54,7 @@ def test_gates_scale_feature_contributions_through_hooks():
 def test_selection_snippet_trains(tmp_path, data_dir):
     out = tmp_path / "sel"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    shrink = [*SHRINK, "trainer.export.enabled=false", f"paths.output_root={tmp_path / 'runs'}"]
+    shrink = [*SHRINK, "trainer.export.enabled=false", f"paths.output_root={tmp_path / 'runs'}", *QUICK]
     proc = subprocess.run([sys.executable, "-m", "automl", "select", "+experiment=movielens_deepfm", *shrink,
                            "--top-k", "4", "--out", str(out)], cwd=ROOT, env=env, text=True,
                           capture_output=True, timeout=300)
@@ -78,7 +81,7 @@ def test_selection_search_picks_top_k_with_optuna_and_its_config_trains(tmp_path
 
     out = tmp_path / "sel"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    shrink = [*SHRINK, "trainer.export.enabled=false", f"paths.output_root={tmp_path / 'runs'}"]
+    shrink = [*SHRINK, "trainer.export.enabled=false", f"paths.output_root={tmp_path / 'runs'}", *QUICK]
     proc = subprocess.run([sys.executable, "-m", "automl", "select", "+experiment=movielens_deepfm", *shrink,
                            "--search", "--trials", "2", "--out", str(out)], cwd=ROOT, env=env, text=True,
                           capture_output=True, timeout=300)

@@ -10,9 +10,13 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import SHRINK, run_cli
+from tests.conftest import SHRINK as _SHRINK, run_cli
 
 optuna = pytest.importorskip("optuna")
+
+# One intra-op thread per trial process (trials run beside each other or beside the sweeper on a
+# 2-core machine) and no per-stage timing table: no test here reads timing.
+SHRINK = [*_SHRINK, "hardware.threads=1", "trainer.timing.enabled=false"]
 
 # trial 0 learns (lr 0.05); a lr of 1e-7 learns nothing and is pruned after epoch 1 against trial
 # 0's curve; batch_size=0 is an invalid config (a failing trial). RandomSampler seed 120 draws
@@ -42,7 +46,7 @@ def _search_path(tmp_path: Path, text: str = SPACE) -> str:
     return f"hydra.searchpath=[file://{tmp_path / 'cfg'}]"
 
 def _lr_sweep(tmp_path: Path, sweeper_lines: str) -> Any:
-    """Run a 2-trial sweep of MovieLens DeepFM (2 epochs, shrunk): RandomSampler seed 0 over lr
+    """Run a 2-trial sweep of MovieLens DeepFM (2 epochs, shrunk) in ``tmp_path``: RandomSampler seed 0 over lr
     {0.05, 1e-9} (trial 0 is the config's own lr 0.05, trial 1 draws 1e-9), a median pruner
     that may prune trial 1 from its first report, plus ``sweeper_lines`` (YAML, one
     ``key: value`` a line) under ``hydra.sweeper``."""
@@ -294,7 +298,7 @@ def test_a_trial_trains_once_per_seed_is_pruned_on_its_first_run_or_fails_with_t
 @pytest.mark.slow
 def test_sweep_prunes_resumes_records_failures_and_best_config_reruns(tmp_path, data_dir):
     args = ["-m", "+experiment=movielens_deepfm", "hparams_search=t", _search_path(tmp_path), *SHRINK,
-            "trainer.epochs=3", "logger.tensorboard=false"]
+            "trainer.epochs=2", "logger.tensorboard=false"]
     first = run_cli([*args, "hydra.sweeper.n_trials=2"], cwd=tmp_path)
     sweep = tmp_path / "sweep"
     assert (sweep / "optuna_journal.log").exists() and len(_trials(sweep)) == 2
@@ -304,7 +308,7 @@ def test_sweep_prunes_resumes_records_failures_and_best_config_reruns(tmp_path, 
     assert [r["number"] for r in rows] == ["0", "1", "2", "3"], first.stdout + second.stdout
     states = {r["number"]: r["state"] for r in rows}
     assert states["0"] == "COMPLETE"
-    # pruned from inside the training process after epoch 1 of 3, through the shared journal
+    # pruned from inside the training process after epoch 1 of 2, through the shared journal
     pruned = [r for r in rows if r["state"] == "PRUNED"]
     assert pruned and all(float(r["user_attrs_epochs"]) == 1 for r in pruned), second.stdout
     assert all(float(r["params_lr"]) < 1e-3 for r in pruned)
@@ -337,7 +341,7 @@ hydra:
     direction: [maximize, minimize]
     sampler: nsga2
     n_jobs: 2
-    n_trials: 3
+    n_trials: 2
     params:
       embedding_dim: {type: categorical, choices: [4, 8], paths: [features.user_id.embedding_dim,
         features.item_id.embedding_dim, features.gender.embedding_dim, features.age.embedding_dim,
@@ -351,8 +355,8 @@ hydra:
     study = optuna.load_study(study_name="movielens_deepfm", storage=optuna.storages.JournalStorage(
         optuna.storages.journal.JournalFileBackend(str(sweep / "optuna_journal.log"))))
     trials = study.trials
-    assert len(trials) == 3 and all(t.state.name == "COMPLETE" for t in trials), out.stdout
-    # two trial processes ran at the same time
+    assert len(trials) == 2 and all(t.state.name == "COMPLETE" for t in trials), out.stdout
+    # the two trial processes ran at the same time
     spans = sorted((t.datetime_start, t.datetime_complete) for t in trials)
     assert any(spans[i + 1][0] < spans[i][1] for i in range(len(spans) - 1)), spans
     assert all(t.values[1] > 1000 for t in trials)  # the parameter count is the second objective
@@ -388,21 +392,36 @@ def test_default_config_values_become_the_first_trial():
     assert isinstance(sweep.space["lr"], FloatDistribution)
 
 
+@pytest.fixture(scope="module")
+def seeded_tuned_sweep(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> tuple[Path, Any]:
+    """One lr sweep shared by the two tests below (each reads its own knobs' effects): seeds [1, 2]
+    averaged over each run's last 2 epochs, a report (and possible pruning) every 4 steps, tuned on
+    the validation split. Returns (its directory, the sweep's CompletedProcess)."""
+    tmp = tmp_path_factory.mktemp("lr_sweep")
+    out = _lr_sweep(tmp, "seeds: [1, 2]\naverage_last_epochs: 2\nreport_every_n_steps: 4\n"
+                         "tune_overrides: [data=movielens_100k_valid]")
+    return tmp, out
+
+
 @pytest.mark.slow
-def test_default_first_tune_split_and_pruning_within_an_epoch(tmp_path, data_dir):
+def test_default_first_tune_split_and_pruning_within_an_epoch(seeded_tuned_sweep):
     """Trial 0 is the config's own lr (0.05 here); trial 1 (lr 1e-9, RandomSampler seed 0) is pruned
     by a mid-epoch report on the validation split; best_config.yaml's final command drops the
     validation split and trains on train, scored on test."""
-    out = _lr_sweep(tmp_path, "report_every_n_steps: 4\ntune_overrides: [data=movielens_100k_valid]")
+    tmp_path, out = seeded_tuned_sweep
     sweep = tmp_path / "sweep"
     rows = {r["number"]: r for r in _trials(sweep)}
     assert rows["0"]["user_attrs_source"] == "default config" and float(rows["0"]["params_lr"]) == 0.05
-    assert rows["0"]["state"] == "COMPLETE" and int(rows["0"]["user_attrs_steps"]) == 24, out.stdout
+    # 2 epochs of 12 steps, once per seed
+    assert rows["0"]["state"] == "COMPLETE" and int(rows["0"]["user_attrs_steps"]) == 2 * 24, out.stdout
     # 3000 rows / 256 = 12 steps per epoch, reports at steps 4 and 8: trial 1 stopped inside epoch 1
     assert float(rows["1"]["params_lr"]) < 1e-6 and rows["1"]["state"] == "PRUNED", out.stdout
     steps = int(rows["1"]["user_attrs_steps"])
     assert steps in (4, 8), out.stdout
-    assert "trial 0 is the config's own values" in out.stdout and f"{24 + steps} trial steps" in out.stdout
+    assert "trial 0 is the config's own values" in out.stdout and f"{2 * 24 + steps} trial steps" in out.stdout
+    for run in (sweep / "0", sweep / "0" / "seed_2"):  # every seed's run tuned on the validation split
+        tuned = yaml.safe_load((run / "config.yaml").read_text())["data"]
+        assert tuned["dataset"] == "movielens-100k-valid" and tuned["eval_path"].endswith("valid.parquet")
     tuned = yaml.safe_load((sweep / "0" / "config.yaml").read_text())["data"]
     assert tuned["dataset"] == "movielens-100k-valid" and tuned["eval_path"].endswith("valid.parquet")
     best = yaml.safe_load((sweep / "best_config.yaml").read_text())
@@ -448,11 +467,11 @@ def test_run_objective_and_seed_knobs_are_checked():
 
 
 @pytest.mark.slow
-def test_seeds_average_the_objective_and_a_pruned_trial_skips_its_other_seeds(tmp_path, data_dir):
+def test_seeds_average_the_objective_and_a_pruned_trial_skips_its_other_seeds(seeded_tuned_sweep):
     """seeds: [1, 2] trains trial 0 twice (seed=1, seed=2) and scores the mean over seeds of each
-    run's 2 epochs' mean; trial 1 (lr 1e-9, RandomSampler seed 0) is pruned after epoch 1 of its
+    run's 2 epochs' mean; trial 1 (lr 1e-9, RandomSampler seed 0) is pruned inside epoch 1 of its
     seed-1 run and never starts seed 2."""
-    out = _lr_sweep(tmp_path, "seeds: [1, 2]\naverage_last_epochs: 2")
+    tmp_path, out = seeded_tuned_sweep
     sweep = tmp_path / "sweep"
     runs = {seed: json.loads((sweep / "0" / sub / "metrics.json").read_text()) for seed, sub in ((1, "."), (2, "seed_2"))}
     for seed, m in runs.items():  # each run really trained with its seed

@@ -3,7 +3,11 @@ that lead out of the run directory. The payload of a malicious file creates ``{t
 each row checks that file never appears."""
 from __future__ import annotations
 
+import shutil
 import subprocess
+import tempfile
+import threading
+from functools import lru_cache
 from pathlib import Path
 
 from tests.reliability.case import SMALL, Case, run_dirs
@@ -46,12 +50,29 @@ def _not_a_checkpoint(tmp: Path) -> None:
     (tmp / "notes.pt").write_text("hello, I am not a checkpoint\n")
 
 
-def _trained(tmp: Path) -> None:
-    """A real finished SMALL run under {tmp}/out (for rows that tamper with it)."""
+_TRAIN_LOCK = threading.Lock()  # the table runs two rows at a time: train once, not twice
+
+
+@lru_cache(maxsize=1)
+def _train_once() -> Path:
+    """One finished SMALL run (step checkpoints every 2 steps, no export), made once per session."""
     from tests.conftest import run_cli
 
+    base = Path(tempfile.mkdtemp(prefix="lingjie-ckpt-run-"))
     run_cli([*SMALL, "trainer.export.enabled=false", "trainer.checkpoint.every_n_steps=2",
-             f"paths.output_root={tmp / 'out'}"], cwd=tmp)
+             f"paths.output_root={base / 'out'}"], cwd=base)
+    (run,) = run_dirs(base)
+    return run
+
+
+def _trained(tmp: Path) -> None:
+    """A real finished SMALL run under {tmp}/out (for rows that tamper with it): a copy of the
+    one run trained per session (the rows change their copy, never that run)."""
+    with _TRAIN_LOCK:
+        run = _train_once()
+    dest = tmp / "out" / run.parent.name / run.name
+    shutil.copytree(run, dest)
+    (dest / "LOCK").unlink(missing_ok=True)
 
 
 def _evil_in_run(tmp: Path) -> None:

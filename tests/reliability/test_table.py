@@ -40,7 +40,9 @@ def _run(case: case_mod.Case, tmp: Path) -> subprocess.CompletedProcess:
     args = [a.replace("{tmp}", str(tmp)) for a in case.args]
     if not any(a.startswith(("paths.output_root=", "hydra.run.dir=")) for a in args):
         args.append(f"paths.output_root={tmp / 'out'}")
-    env = {k: v.replace("{tmp}", str(tmp)) for k, v in case.env.items()}
+    # one OpenMP/torch thread per CLI process: the table runs two rows at a time on a 2-core
+    # machine, where two 2-thread processes spinning against each other train many times slower
+    env = {"OMP_NUM_THREADS": "1", **{k: v.replace("{tmp}", str(tmp)) for k, v in case.env.items()}}
     return run_cli(args, cwd=tmp, env=env, check=False, timeout=300)
 
 

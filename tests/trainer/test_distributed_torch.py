@@ -56,12 +56,14 @@ def _worker_pids(run: Path) -> list[int]:
 def test_killed_worker_restarts_group_from_checkpoint(tmp_path: Path, data_dir: Path) -> None:
     run = tmp_path / "elastic"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    args = [*DDP, "hardware.max_restarts=1", "data.limit_train_rows=40000", "data.batch_size=256",
-            "trainer.epochs=2", "trainer.checkpoint.every_n_steps=20", f"hydra.run.dir={run}"]
+    # 16k rows over 2 ranks / 256 = 32 steps per epoch; step checkpoints every 10 steps
+    args = [*DDP, "hardware.max_restarts=1", "data.limit_train_rows=16000", "data.batch_size=256",
+            "trainer.epochs=2", "trainer.checkpoint.every_n_steps=10", "trainer.timing.enabled=false",
+            "trainer.export.enabled=false", f"hydra.run.dir={run}"]
     launcher = subprocess.Popen([sys.executable, "-m", "trainer", *args], cwd=tmp_path, env=env,
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 300
-    while time.time() < deadline and not list((run / "checkpoints").glob("step-00000040.pt")):
+    while time.time() < deadline and not list((run / "checkpoints").glob("step-00000020.pt")):
         time.sleep(0.02)
     pids = _worker_pids(run)
     assert len(pids) == 2, pids

@@ -14,10 +14,12 @@ import pytest
 
 from tests.conftest import ROOT, run_cli
 
-# 40k rows / 256 = 157 steps per epoch; step checkpoints every 20 steps
-ARGS = ["+experiment=movielens_deepfm", "data.limit_train_rows=40000", "data.limit_eval_rows=5000",
-        "data.batch_size=256", "trainer.epochs=2", "trainer.checkpoint.every_n_steps=20",
-        "trainer.progress_bar=false", "trainer.export.enabled=false", "data.shuffle_buffer_rows=5000"]
+# 16k rows / 256 = 63 steps per epoch (more than 3 shuffle buffers); step checkpoints every 10 steps.
+# One intra-op thread: the straight and the killed run train at the same time on a 2-core machine.
+ARGS = ["+experiment=movielens_deepfm", "data.limit_train_rows=16000", "data.limit_eval_rows=2000",
+        "data.batch_size=256", "trainer.epochs=2", "trainer.checkpoint.every_n_steps=10",
+        "trainer.progress_bar=false", "trainer.export.enabled=false", "data.shuffle_buffer_rows=5000",
+        "hardware.threads=1", "trainer.timing.enabled=false"]
 
 
 @pytest.mark.slow
@@ -29,21 +31,25 @@ def test_sigkill_then_resume_matches_uninterrupted(tmp_path: Path, data_dir: Pat
     of the cached rows (only row indices travel), resumes inside the epoch too."""
     args = [*ARGS, f"trainer.backend={backend}", *extra]
     suffix = ".pt" if backend == "torch" else ".tfckpt"
-    straight = tmp_path / "straight"
-    run_cli([*args, f"hydra.run.dir={straight}"], cwd=tmp_path)
-    expected = json.loads((straight / "metrics.json").read_text())
-
-    killed = tmp_path / "killed"
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # the uninterrupted run and the one to kill are independent: run them side by side
+    log = (tmp_path / "straight.log").open("w")
+    straight_proc = subprocess.Popen([sys.executable, "-m", "trainer", *args, f"hydra.run.dir={straight}"],
+                                     cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     proc = subprocess.Popen([sys.executable, "-m", "trainer", *args, f"hydra.run.dir={killed}"], cwd=tmp_path,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     ckpts = killed / "checkpoints"
-    # kill in the second epoch, right after its second step checkpoint (step 200)
-    while time.time() < deadline and not (ckpts / f"step-00000200{suffix}").exists():
+    # kill in the second epoch (steps 64-126), right after its second step checkpoint (step 80)
+    while time.time() < deadline and not (ckpts / f"step-00000080{suffix}").exists():
         time.sleep(0.005)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    straight_proc.wait(timeout=300)
+    log.close()
+    assert straight_proc.returncode == 0, (tmp_path / "straight.log").read_text()[-4000:]
+    expected = json.loads((straight / "metrics.json").read_text())
     assert not (killed / "DONE").exists(), "the run finished before it could be killed"
     metrics_before = json.loads((killed / "metrics.json").read_text())
     assert not metrics_before["finished"]
