@@ -23,6 +23,7 @@ SHRINK = [
     "data.eval_batch_size=1024",
     "trainer.epochs=1",
     "trainer.progress_bar=false",
+    "trainer.plots=false",  # ~1 s of matplotlib per run; tests/trainer/test_run_report.py tests plots
 ]
 
 

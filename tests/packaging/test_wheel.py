@@ -40,6 +40,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     # built from a copy: setuptools' build/ dir in the clone would keep deleted modules in the wheel
     source = base / "source"
+    source.mkdir()
     for name in SOURCE:
         if (ROOT / name).is_dir():
             shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
@@ -51,7 +52,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     wheel = next((base / "dist").glob("lingjie-*.whl"))
     venv = base / "venv"
     _run([sys.executable, "-m", "venv", str(venv)], cwd=base, env=env)
-    _run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--disable-pip-version-check", "-c", str(LOCK),
+    # --no-compile: byte-compiling torch's thousands of modules costs more than the few imports need
+    _run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-compile", "--disable-pip-version-check",
+          "-c", str(LOCK),
           f"{wheel}[torch,cv,nlp]"], cwd=base, env=env)
     return venv
 

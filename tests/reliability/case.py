@@ -15,7 +15,8 @@ from typing import Callable
 
 # the smallest real training run (MovieLens, deepfm): a few seconds end to end
 SMALL = ["+experiment=movielens_deepfm", "data.limit_train_rows=600", "data.limit_eval_rows=400",
-         "data.batch_size=128", "data.eval_batch_size=512", "trainer.epochs=1", "trainer.progress_bar=false"]
+         "data.batch_size=128", "data.eval_batch_size=512", "trainer.epochs=1", "trainer.progress_bar=false",
+         "trainer.plots=false"]
 
 
 @dataclass
