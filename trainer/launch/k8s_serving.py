@@ -61,7 +61,7 @@ NAME_LIMIT = 40
 def render_and_maybe_submit(spec: Any, run: RunDir, config_yaml: str) -> Path:
     """Write the run's config and the serving manifests; apply them when hardware.submit."""
     hw = spec.root.hardware
-    run.create()
+    run.root.mkdir(parents=True, exist_ok=True)  # no checkpoints/: nothing is trained into this run
     atomic_write_bytes(run.config, config_yaml.encode())
     manifests = render(spec, run)
     out = run.root / "k8s"
