@@ -1,7 +1,8 @@
 """``lingjie serve`` under load: dynamic batching vs none vs the bare forward pass (issue 19).
 
     .venv/bin/python benchmarks/bench_serving.py [--cases movielens,digits,chnsenti] [--duration 8]
-        [--concurrency 1,8,64] [--run movielens=DIR ...] [--pin] [--workers 2]
+        [--concurrency 1,8,64] [--run movielens=DIR ...] [--pin] [--workers 2] [--threads N]
+        [--out DIR] [--json FILE]
 
 For each case a small run is trained through the real CLI (or ``--run CASE=DIR`` is served),
 then, each cell for ``--duration`` seconds after a 2 s warm-up:
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import platform
 import re
@@ -69,16 +71,21 @@ def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, int(round(q / 100 * len(ordered) + 0.5)) - 1))]
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
 
 
 def taskset(cpu: str | None) -> list[str]:
     return ["taskset", "-c", cpu] if cpu is not None and shutil.which("taskset") else []
 
 
-def run_self(args: list[str], cpu: str | None = None) -> dict[str, Any]:
+def thread_env(threads: int | None) -> dict[str, str]:
+    """OMP_NUM_THREADS for the model's processes (server, bound); None: the library default."""
+    return {} if threads is None else {"OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
+
+
+def run_self(args: list[str], cpu: str | None = None, env: dict[str, str] | None = None) -> dict[str, Any]:
     """This script in a fresh process; its last stdout line is the JSON result."""
-    proc = subprocess.run([*taskset(cpu), sys.executable, __file__, *args], env={**os.environ, **ENV},
+    proc = subprocess.run([*taskset(cpu), sys.executable, __file__, *args], env={**os.environ, **ENV, **(env or {})},
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"bench_serving {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
@@ -88,6 +95,8 @@ def run_self(args: list[str], cpu: str | None = None) -> dict[str, Any]:
 def train(case: str, out: Path) -> Path:
     """A small run of the case's experiment through the real CLI; its run dir (with the export)."""
     run = out / f"{case}-run"
+    if (run / "export" / "meta.json").exists() and (run / "DONE").exists():
+        return run  # --out of an earlier invocation: the same run, served again
     cmd = [sys.executable, "-m", "trainer", *TRAIN[case], *QUIET, f"hydra.run.dir={run}"]
     proc = subprocess.run(cmd, cwd=out, env={**os.environ, **ENV}, stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True)
@@ -203,13 +212,14 @@ def batch_stats(port: int) -> tuple[float, float]:
 
 
 def serve_cells(run: Path, name: str, batching: bool, levels: list[int], seconds: float, bodies_file: Path,
-                pin: bool, workers: int, log: Path) -> list[dict[str, Any]]:
+                args: argparse.Namespace, log: Path) -> list[dict[str, Any]]:
     """Start a server, load it at each concurrency level in turn, stop it."""
-    port = free_port()
+    port, pin = free_port(), args.pin
     cmd = [*taskset("0" if pin else None), sys.executable, "-m", "trainer", "serve", str(run), "--host", "127.0.0.1",
-           "--port", str(port), "--workers", str(workers), *([] if batching else ["--no-batching"])]
+           "--port", str(port), "--workers", str(args.workers), *([] if batching else ["--no-batching"])]
     with open(log, "w") as fh:
-        server = subprocess.Popen(cmd, env={**os.environ, **ENV}, stdout=fh, stderr=subprocess.STDOUT)
+        server = subprocess.Popen(cmd, env={**os.environ, **ENV, **thread_env(args.threads)}, stdout=fh,
+                                  stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -248,7 +258,7 @@ def bench_case(case: str, run: Path, args: argparse.Namespace, out: Path) -> dic
     """The bound, then the batching and no-batching servers at every concurrency level."""
     instances_file = out / f"{case}-instances.json"
     b = run_self(["--_bound", str(run), "--domain", DOMAIN[case], "--duration", str(min(args.duration, 5.0)),
-                  "--instances", str(instances_file)], cpu="0" if args.pin else None)
+                  "--instances", str(instances_file)], cpu="0" if args.pin else None, env=thread_env(args.threads))
     print(f"{case}: bound {b['b1']['calls_per_s']:.0f} calls/s at 1 instance, "
           f"{b['b32']['instances_per_s']:.0f} instances/s at 32, {b['b64']['instances_per_s']:.0f} at 64", flush=True)
     instances = json.loads(instances_file.read_text())
@@ -256,15 +266,16 @@ def bench_case(case: str, run: Path, args: argparse.Namespace, out: Path) -> dic
     bodies_file.write_text(json.dumps([json.dumps({"instances": [inst]}) for inst in instances]))
     cells = []
     for batching in (True, False):
-        cells += serve_cells(run, b["name"], batching, args.levels, args.duration, bodies_file, args.pin,
-                             args.workers, out / f"{case}-server-{'b' if batching else 'nb'}.log")
+        cells += serve_cells(run, b["name"], batching, args.levels, args.duration, bodies_file, args,
+                             out / f"{case}-server-{'b' if batching else 'nb'}.log")
     return {"case": case, "bound": b, "cells": cells}
 
 
 # ----------------------------------------------------------------------------- report
 def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     placement = "server pinned to CPU 0, client to CPU 1" if args.pin else "server and client share all cores"
-    lines = [f"machine: {machine()}", f"placement: {placement}; server --workers {args.workers}; "
+    threads = f"OMP_NUM_THREADS={args.threads}" if args.threads else "library default threads"
+    lines = [f"machine: {machine()}", f"placement: {placement}; server --workers {args.workers}, {threads}; "
              f"{args.duration:g} s per cell after {WARMUP_S:g} s warm-up", ""]
     for r in results:
         b = r["bound"]
@@ -298,7 +309,11 @@ def main() -> None:
     p.add_argument("--run", action="append", default=[], help="CASE=RUN_DIR: serve this run instead of training")
     p.add_argument("--pin", action="store_true", help="server on CPU 0, load generator on CPU 1 (taskset)")
     p.add_argument("--workers", type=int, default=2, help="the server's --workers")
+    p.add_argument("--threads", type=int, help="OMP_NUM_THREADS of the server and the bound (default: the "
+                                                "library's, one per core)")
     p.add_argument("--json", help="also write the raw results here")
+    p.add_argument("--out", help="keep the trained runs and server logs here (reused when run again); "
+                                 "default: a temp dir")
     # internal: the sub-processes
     p.add_argument("--_bound", help=argparse.SUPPRESS)
     p.add_argument("--_load", help=argparse.SUPPRESS)
@@ -316,7 +331,8 @@ def main() -> None:
     args.levels = [int(c) for c in args.concurrency.split(",")]
     given = dict(item.split("=", 1) for item in args.run)
     with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
-        out = Path(tmp)
+        out = Path(args.out or tmp)
+        out.mkdir(parents=True, exist_ok=True)
         results = []
         for case in args.cases.split(","):
             run = Path(given[case]) if case in given else train(case, out)
