@@ -90,6 +90,8 @@ def _plan(spec: Any, run: RunDir, config_yaml: str) -> Callable[[], Path]:
     mode = root.trainer.mode
     hw = root.hardware
     inside_worker = os.environ.get("LINGJIE_WORKER") == "1"
+    if hw.launcher == "k8s_serving" and not inside_worker:
+        return _plan_serving(spec, run, config_yaml)
     if mode == "train" and hw.launcher == "k8s" and not inside_worker:
         from trainer.launch.k8s import render_and_maybe_submit
 
@@ -121,6 +123,20 @@ def _plan(spec: Any, run: RunDir, config_yaml: str) -> Callable[[], Path]:
         return recorded(run, mode, lambda: lifecycle.train(recipe, run, config_yaml, resumed))
     claim_run(run, False)
     return recorded(run, mode, lambda: lifecycle.run_checkpoint_mode(recipe, run, config_yaml))
+
+
+def _plan_serving(spec: Any, run: RunDir, config_yaml: str) -> Callable[[], Path]:
+    """hardware=k8s_serving renders (and maybe applies) the serving manifests, whatever it would
+    otherwise train: recorded as mode ``serve:k8s``. Why not a trainer.mode: what it does is
+    where the model runs (the hardware), like k8s training; a mode other than the default train
+    is refused, since evaluating or exporting is not what would happen."""
+    mode = spec.root.trainer.mode
+    if mode != "train":
+        raise ConfigError("trainer.mode", f"hardware=k8s_serving renders serving manifests and runs nothing here; "
+                          f"trainer.mode={mode} would not run: drop it (or pick another hardware)")
+    from trainer.launch.k8s_serving import render_and_maybe_submit
+
+    return recorded(run, "serve:k8s", lambda: render_and_maybe_submit(spec, run, config_yaml))
 
 
 def _plan_launch(spec: Any, run: RunDir, config_yaml: str) -> Callable[[], Path]:

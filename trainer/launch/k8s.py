@@ -21,8 +21,9 @@ import hashlib
 import logging
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from dataio.atomic import atomic_write_bytes
 from dataio.credentials import looks_secret_env, redact, secret_env_values
@@ -141,19 +142,24 @@ def pod_config(config_yaml: str, pod_run_dir: str, output_dir: str) -> str:
 def job_name(experiment: str, run_name: str, max_replica_index: int = 0) -> str:
     """A DNS-1123 (and DNS-1035: starts with a letter) name from experiment + run dir name, short
     enough that the operator's pod/service names ``<job>-worker-<i>`` stay within 63 chars."""
-    limit = 63 - len(f"-worker-{max_replica_index}")
+    exp, suffix = dns_part(experiment) or "lingjie", dns_part(run_name) or "run"
+    return dns_name(f"{exp}-{suffix}", 63 - len(f"-worker-{max_replica_index}"), f"{experiment}/{run_name}")
 
-    def clean(s: str) -> str:
-        return re.sub(r"-+", "-", re.sub(r"[^a-z0-9]+", "-", s.lower())).strip("-")
 
-    exp, suffix = clean(experiment) or "lingjie", clean(run_name) or "run"
-    if not exp[0].isalpha():
-        exp = "lj-" + exp
-    name = f"{exp}-{suffix}"
+def dns_part(text: str) -> str:
+    """``text`` in lower-case letters, digits and single dashes (no dash at either end)."""
+    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9]+", "-", text.lower())).strip("-")
+
+
+def dns_name(name: str, limit: int, identity: str) -> str:
+    """``name`` (already a dns_part) as a DNS-1035 label of at most ``limit`` chars: starting
+    with a letter, and cut with a digest of ``identity`` when too long, so that two long names
+    differing only in their tails stay different."""
+    if not name[:1].isalpha():
+        name = "lj-" + name
     if len(name) > limit:
-        digest = hashlib.sha1(f"{experiment}/{run_name}".encode()).hexdigest()[:8]
-        keep = limit - len(digest) - 1
-        name = f"{name[:keep].rstrip('-')}-{digest}"
+        digest = hashlib.sha1(identity.encode()).hexdigest()[:8]
+        name = f"{name[:limit - len(digest) - 1].rstrip('-')}-{digest}"
     return name
 
 
@@ -257,13 +263,24 @@ def dump_yaml(doc: dict[str, Any]) -> str:
 
 
 # ----------------------------------------------------------------------------- submitting
-def submit(configmap: dict[str, Any], job: dict[str, Any], namespace: str, manifest_dir: Path) -> None:
-    """Create (or replace) the ConfigMap and create the job with the kubernetes client."""
-    where = f"the manifests are in {manifest_dir}; apply them with `kubectl apply -f {manifest_dir}`"
+@dataclass
+class Step:
+    """One object to apply: its manifest, how to create it and, when it may already exist and
+    should then be brought to this manifest (a ConfigMap, a serving Deployment), how to replace
+    it; ``crd`` says what installs a custom resource's definition, for the hint on a 404."""
+
+    doc: dict[str, Any]
+    create: Callable[[dict[str, Any]], Any]
+    replace: Callable[[dict[str, Any]], Any] | None = None
+    crd: tuple[str, str] | None = None  # (apiVersion, what installs it): ("serving.kserve.io/v1beta1", "KServe")
+
+
+def connect(where: str) -> tuple[Any, Any, str]:
+    """(the ``kubernetes.client`` module, an ApiClient for the configured cluster, where its
+    configuration came from). No client installed, or no cluster configured: one ConfigError
+    line at ``hardware.submit`` that says what to do and where the manifests are (``where``)."""
     try:
-        import urllib3
         from kubernetes import client, config
-        from kubernetes.client.rest import ApiException
         from kubernetes.config.config_exception import ConfigException
     except ImportError:
         raise ConfigError("hardware.submit", "the kubernetes client is not installed (pip install "
@@ -281,32 +298,64 @@ def submit(configmap: dict[str, Any], job: dict[str, Any], namespace: str, manif
             raise ConfigError("hardware.submit", f"no Kubernetes cluster is configured ({_first_line(kube_exc)}): "
                               "point KUBECONFIG (or ~/.kube/config) at your cluster, or run inside a pod with a "
                               f"service account; or set hardware.submit=false: {where}") from None
-    api = client.ApiClient(configuration)
-    name = job["metadata"]["name"]
-    kind = job["kind"]
+    return client, client.ApiClient(configuration), source
+
+
+def apply_steps(api: Any, source: str, namespace: str, steps: list[Step], where: str, may_create: str) -> None:
+    """Apply ``steps`` in order with ``api`` (closed afterwards). An object that exists already
+    is replaced when its step says how (else the API's 409 stands); any refusal is one
+    LingjieError line naming the object, an unreachable cluster one ConfigError line.
+    ``may_create`` names the kinds, for the hint on a 401 / 403."""
+    import urllib3
+    from kubernetes.client.rest import ApiException
+
+    host = api.configuration.host
+    step = steps[0]
     try:
-        core = client.CoreV1Api(api)
-        cm_name = configmap["metadata"]["name"]
-        try:
-            core.create_namespaced_config_map(namespace, configmap, _request_timeout=30)
-        except ApiException as exc:
-            if exc.status != 409:
-                raise
-            core.replace_namespaced_config_map(cm_name, namespace, configmap, _request_timeout=30)
-        client.CustomObjectsApi(api).create_namespaced_custom_object(
-            GROUP, VERSION, namespace, _PLURAL[kind], job, _request_timeout=30)
+        for step in steps:
+            try:
+                step.create(step.doc)
+            except ApiException as exc:
+                if exc.status != 409 or step.replace is None:
+                    raise
+                step.replace(step.doc)
     except ApiException as exc:
-        raise LingjieError(_api_error(exc, kind, name, namespace, configuration.host, where)) from None
+        kind, name = step.doc["kind"], step.doc["metadata"]["name"]
+        raise LingjieError(_api_error(exc, kind, name, namespace, host, where, step.crd, may_create)) from None
     except (urllib3.exceptions.HTTPError, OSError) as exc:  # the cluster cannot be reached
-        raise ConfigError("hardware.submit", f"cannot reach the Kubernetes API at {configuration.host} (from the "
+        raise ConfigError("hardware.submit", f"cannot reach the Kubernetes API at {host} (from the "
                           f"{source}): {_first_line(exc)}; check KUBECONFIG / the cluster; {where}") from None
     finally:
         api.close()
+
+
+def manifest_hint(manifest_dir: Path) -> str:
+    """The tail of every submit error: where the rendered manifests are and how to apply them."""
+    return f"the manifests are in {manifest_dir}; apply them with `kubectl apply -f {manifest_dir}`"
+
+
+def submit(configmap: dict[str, Any], job: dict[str, Any], namespace: str, manifest_dir: Path) -> None:
+    """Create (or replace) the ConfigMap and create the job with the kubernetes client."""
+    where = manifest_hint(manifest_dir)
+    client, api, source = connect(where)
+    kind, name = job["kind"], job["metadata"]["name"]
+    core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
+    cm_name = configmap["metadata"]["name"]
+    steps = [
+        Step(configmap, lambda doc: core.create_namespaced_config_map(namespace, doc, _request_timeout=30),
+             lambda doc: core.replace_namespaced_config_map(cm_name, namespace, doc, _request_timeout=30)),
+        # an existing job is not replaced: a second submit of the same run is a mistake (409)
+        Step(job, lambda doc: custom.create_namespaced_custom_object(GROUP, VERSION, namespace, _PLURAL[kind], doc,
+                                                                       _request_timeout=30),
+             crd=(f"{GROUP}/{VERSION}", "the Kubeflow Training Operator")),
+    ]
+    apply_steps(api, source, namespace, steps, where, "ConfigMaps / Kubeflow jobs")
     log.info("submitted %s %s/%s to %s; follow it with: kubectl -n %s get %s %s", kind, namespace, name,
-             configuration.host, namespace, _PLURAL[kind], name)
+             api.configuration.host, namespace, _PLURAL[kind], name)
 
 
-def _api_error(exc: Any, kind: str, name: str, namespace: str, host: str, where: str) -> str:
+def _api_error(exc: Any, kind: str, name: str, namespace: str, host: str, where: str,
+               crd: tuple[str, str] | None, may_create: str) -> str:
     reason = exc.reason or ""
     try:
         import json
@@ -314,14 +363,15 @@ def _api_error(exc: Any, kind: str, name: str, namespace: str, host: str, where:
         reason = json.loads(exc.body).get("message") or reason
     except Exception:  # noqa: BLE001 - the body is not always JSON
         pass
-    if exc.status == 404 and "kubeflow" in (exc.body or "") + str(getattr(exc, "reason", "")):
-        hint = "is the Kubeflow Training Operator installed (kubeflow.org/v1 CRDs)?"
+    group = crd[0].split("/")[0] if crd else ""
+    if exc.status == 404 and crd and group in (exc.body or "") + str(getattr(exc, "reason", "")):
+        hint = f"is {crd[1]} installed ({crd[0]} CRDs)?"
     elif exc.status == 404:
-        hint = f"does namespace '{namespace}' exist, and is the Kubeflow Training Operator installed?"
+        hint = f"does namespace '{namespace}' exist" + (f", and is {crd[1]} installed?" if crd else "?")
     elif exc.status == 409:
         hint = f"a {kind} named '{name}' already exists"
     elif exc.status in (401, 403):
-        hint = "the credentials in use may not create ConfigMaps / Kubeflow jobs in this namespace"
+        hint = f"the credentials in use may not create {may_create} in this namespace"
     else:
         hint = ""
     return (f"Kubernetes API at {host} refused to create {kind} {namespace}/{name}: {exc.status} {reason}"

@@ -186,6 +186,22 @@ class EnvFromSpec:
     prefix: str | None = F(None, "k8s: prepended to every variable name")
 
 
+@dataclass
+class ServingSpec:
+    """The knobs of the rendered ``lingjie serve`` command and of what submit applies."""
+
+    name: str | None = F(None, "Deployment / Service / InferenceService name; null: from experiment_name (stable "
+                               "across renders, so submitting again rolls out the new model)")
+    batching: bool = F(True, "coalesce concurrent requests into one forward pass (false: --no-batching)")
+    max_batch_size: int = F(32, "--max-batch-size: instances per coalesced forward pass", ge=1)
+    max_latency_ms: float = F(5.0, "--max-latency-ms: how long a request waits for company", ge=0)
+    workers: int = F(2, "--workers: forward passes running at once (threads) per pod", ge=1)
+    model_name: str | None = F(None, "--model-name: the name in the URLs; null: the export's experiment name")
+    apply: Literal["both", "deployment", "kserve"] = F(
+        "both", "what hardware.submit applies: deployment (Deployment + Service), kserve (the InferenceService) "
+        "or both (two independent sets of pods); all three manifests are rendered either way")
+
+
 def _one_ref(obj: Any, names: tuple[str, str], path: str) -> None:
     given = [n for n in names if getattr(obj, n) is not None]
     if len(given) != 1:
@@ -204,22 +220,24 @@ class HardwareSpec:
         "processes x threads exceed the cores (CPU DDP), else leave the environment's setting; "
         "null: always leave OMP_WAIT_POLICY as the environment has it")
     precision: Literal["fp32", "bf16", "fp16"] = F("fp32", "bf16: CPU/GPU autocast; fp16: GPU AMP with a grad scaler")
-    launcher: Literal["local", "torchrun", "tf_multiworker", "k8s"] = F(
+    launcher: Literal["local", "torchrun", "tf_multiworker", "k8s", "k8s_serving"] = F(
         "local", "local: this process; torchrun: torch elastic agent; tf_multiworker: one process per TF worker; "
-        "k8s: render (and optionally submit) a Kubeflow manifest")
+        "k8s: render (and optionally submit) a Kubeflow manifest; k8s_serving: render (and optionally submit) "
+        "the Deployment, Service and KServe InferenceService serving hardware.model_uri (trains nothing)")
     nnodes: int = F(1, "machines (torchrun)", ge=1)
     nproc_per_node: int = F(1, "processes per machine (torchrun)", ge=1)
     num_workers: int = F(1, "TF MultiWorkerMirroredStrategy workers (tf_multiworker, k8s_tfjob)", ge=1)
     max_restarts: int = F(0, "torchrun: restart the worker group this many times after a failure", ge=0)
     master_addr: str = F("127.0.0.1", "rendezvous address")
     master_port: int | None = F(None, "rendezvous port; null: a free port", ge=1, le=65535)
-    # Kubernetes (hardware=k8s_pytorchjob | k8s_tfjob)
+    # Kubernetes (hardware=k8s_pytorchjob | k8s_tfjob | k8s_serving)
     kind: Literal["PyTorchJob", "TFJob"] = F("PyTorchJob", "k8s: the Training Operator job kind")
-    replicas: int = F(2, "k8s: worker pods (PyTorchJob: Master + Worker replicas in total)", ge=1)
+    replicas: int = F(2, "k8s: worker pods (PyTorchJob: Master + Worker replicas in total); k8s_serving: serving "
+                      "pods", ge=1)
     image: str = F("lingjie:latest", "k8s: container image with Lingjie installed")
     namespace: str = F("default", "k8s: namespace")
     submit: bool = F(False, "k8s: apply the manifest with the kubernetes client (needs a configured cluster)")
-    resources: ResourcesSpec = F(ResourcesSpec(), "k8s: per-worker resources")
+    resources: ResourcesSpec = F(ResourcesSpec(), "k8s: per-pod resources (training workers, serving pods)")
     env: dict[str, Any] = F({}, "k8s: extra environment variables of every worker: a value, or (for "
                             "credentials, which may not be plain values) {secretKeyRef: {name: SECRET, key: KEY}}")
     env_from: list[EnvFromSpec] = F([], "k8s: whole Secrets / ConfigMaps as worker variables: "
@@ -228,6 +246,12 @@ class HardwareSpec:
     backoff_limit: int = F(3, "k8s: runPolicy.backoffLimit", ge=0)
     elastic: ElasticSpec = F(ElasticSpec(), "k8s PyTorchJob elastic policy")
     output_dir: str = F("/workspace/outputs", "k8s: run directory root inside the pods (a mounted volume)")
+    # Kubernetes serving (hardware=k8s_serving)
+    model_uri: str | None = F(None, "k8s_serving: what the pods serve: an absolute path inside the pods (export "
+                              "dir, run dir or model repository), pvc://CLAIM/PATH (mounted read-only), or a "
+                              "URL (oss://, s3://, hdfs://, ...) copied in by an init container; null: the newest "
+                              "finished run of the experiment under paths.remote_dir")
+    serving: ServingSpec = F(ServingSpec(), "k8s_serving: the `lingjie serve` flags and what submit applies")
 
     def __post_init__(self) -> None:
         """hardware.env values are a string or an EnvRefSpec: checked here so that a bad reference
