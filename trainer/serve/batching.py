@@ -112,17 +112,28 @@ class MicroBatcher:
 
     def _take(self) -> list[Item]:
         """Requests from the queue up to max_batch_size instances (always at least one
-        request), all for the same model: a request for another one closes the batch."""
+        request), all for the model of the oldest one; requests for another model (a reload
+        in between) keep their places for the next batch."""
         batch: list[Item] = []
+        others: collections.deque[Item] = collections.deque()
         size = 0
-        while self._queue and (not batch or (size + len(self._queue[0][0]) <= self.max_batch_size
-                                             and self._queue[0][2] == batch[0][2])):
-            instances, future, predict = self._queue.popleft()
-            self._queued -= len(instances)
+        while self._queue:
+            item = self._queue.popleft()
+            instances, future, predict = item
             if future.done():  # the client went away while it waited
+                self._queued -= len(instances)
                 continue
-            batch.append((instances, future, predict))
+            if batch and predict != batch[0][2]:
+                others.append(item)
+                continue
+            if batch and size + len(instances) > self.max_batch_size:
+                self._queue.appendleft(item)
+                break
+            batch.append(item)
+            self._queued -= len(instances)
             size += len(instances)
+        others.extend(self._queue)
+        self._queue = others
         return batch
 
     async def _dispatch(self, batch: list[Item]) -> None:

@@ -209,6 +209,10 @@ class ModelManager:
             raise LoadFailed(version.name, reason) from None
         finally:
             self.loading = None
+        if self._current is not None and self.repo.stamp_of(version) != version.stamp:
+            # rewritten while it loaded (a stream re-export in place): the next poll loads it again
+            log.info("version %s changed while loading; keeping %s", version.name, self._current.version)
+            raise LoadFailed(version.name, "its files changed while it loaded; try again")
         self.failed.pop(version.name, None)
         with self._swap:
             previous, self._current = self._current, model
