@@ -245,9 +245,9 @@ def test_in_place_re_export_is_reloaded(tmp_path: Path) -> None:
     assert manager.load_initial().version == "10"
     manager.poll()
     assert calls == ["10"]
-    _export(fs, str(export), program="second", version="20")
+    _export(fs, str(export), program="second", version="200")  # another size: a new stamp even within one mtime tick
     manager.poll()
-    assert (manager.current.version, manager.current.platform) == ("20", "second")
+    assert (manager.current.version, manager.current.platform) == ("200", "second")
 
 
 def test_batcher_never_mixes_models_in_one_pass() -> None:

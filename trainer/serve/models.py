@@ -149,7 +149,8 @@ class ModelManager:
             self.listed = self.repo.versions()
             target = self._target()
             current = self._current
-            if target is None or (current is not None and (target.name, target.stamp) == (current.version, current.stamp)):
+            if target is None or (current is not None and
+                                  (target.name, target.stamp) == (current.version, current.stamp)):
                 return
             try:
                 self._swap_in(target)
