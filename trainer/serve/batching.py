@@ -103,7 +103,9 @@ class MicroBatcher:
                     break
             await self._slots.acquire()
             batch = self._take()
-            if not self._queue:
+            if self._queue:  # left for the next batch (another model's, or over the size)
+                self._arrived.set()
+            else:
                 self._arrived.clear()
             if batch:
                 asyncio.create_task(self._dispatch(batch))
