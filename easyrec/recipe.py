@@ -157,9 +157,11 @@ class RecRecipe(Recipe):
 
         return predict_to_file(self.spec, restored, run)
 
-    def export(self, restored: Restored, run: RunDir, example: Any = None) -> Path:
+    def export(self, restored: Restored, run: RunDir, example: Any = None, version: str = "") -> Path:
         """The serving export; the example batch (for tracing) comes from the eval or train
-        data, or is given (stream mode: rows of nulls)."""
+        data, or is given (stream mode: rows of nulls). ``version`` (stream mode: the step)
+        goes into meta.json, so ``lingjie serve`` following the re-exported directory in place
+        reports which export answered."""
         spec, root, pipeline = self.spec, self.spec.root, restored.state
         if example is None:
             src = make_source(spec, root.data.eval_path or root.data.train_path, pipeline, with_labels=False)
@@ -167,6 +169,7 @@ class RecRecipe(Recipe):
         engine = restored.engine
         fmt = "saved_model" if engine.backend == "tf" else root.trainer.export.format
         out = engine.export(pipeline, example, run.export, fmt, spec.task_types,
-                            {"experiment": root.experiment_name, "model": spec.model.name, "backend": engine.backend})
+                            {"experiment": root.experiment_name, "model": spec.model.name, "backend": engine.backend,
+                             **({"version": version} if version else {})})
         log.info("exported %s program to %s", fmt, out)
         return out

@@ -177,7 +177,8 @@ class StreamRun:
     def export(self) -> Path:
         from trainer.lifecycle import Restored
 
-        return self.recipe.export(Restored(self.engine, self.pipeline, self.spec), self.run, _example(self.pipeline))
+        return self.recipe.export(Restored(self.engine, self.pipeline, self.spec), self.run, _example(self.pipeline),
+                                  version=str(self.counters["steps"]))
 
     def finish(self) -> None:
         """The final checkpoint, export, metrics.json and DONE marker."""

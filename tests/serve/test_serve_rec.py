@@ -12,11 +12,9 @@ import http.client
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -24,56 +22,19 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from tests.conftest import ROOT, run_cli
+from tests.conftest import ROOT
+from tests.serve.conftest import NAME, TRAIN, Client, serving
 
-NAME = "movielens_deepfm"
-TRAIN = ["+experiment=movielens_deepfm", "data.limit_train_rows=2000", "data.limit_eval_rows=300",
-         "data.batch_size=256", "trainer.epochs=1", "hardware.threads=1", "trainer.progress_bar=false",
-         "trainer.plots=false", "logger=none"]
 COLUMNS = ["user_id", "item_id", "gender", "age", "occupation", "zip_code", "genres", "release_year"]
 MAX_BODY = 200_000
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Client:
-    """Plain http.client against the server (one connection per call: what curl does)."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-
-    def call(self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None,
-             ) -> tuple[int, Any]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            data = body if isinstance(body, (bytes, type(None))) else \
-                body.encode() if isinstance(body, str) else json.dumps(body).encode()
-            conn.request(method, path, body=data, headers={"Content-Type": "application/json", **(headers or {})})
-            resp = conn.getresponse()
-            raw = resp.read()
-        finally:
-            conn.close()
-        ctype = resp.getheader("Content-Type") or ""
-        return resp.status, json.loads(raw) if "json" in ctype else raw.decode()
-
-    def metric(self, name: str) -> float:
-        """Sum of a metric's samples whose full name (labels included) starts with ``name``."""
-        _, text = self.call("GET", "/metrics")
-        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-                   if line.startswith(name) and not line.startswith("#"))
-
-
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[dict[str, Any]]:
+def run(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[dict[str, Any]]:
     """The training run and 24 test rows; ``trainer.mode=predict`` scores those rows in a
     subprocess meanwhile (``expected()`` waits for it), overlapping the server's start."""
     tmp = tmp_path_factory.mktemp("serve")
-    train = tmp / "train"
-    run_cli([*TRAIN, f"hydra.run.dir={train}"], cwd=tmp)
+    train = tiny_run
     table = pq.read_table(data_dir / "movielens-100k" / "test.parquet")
     table = table.take(list(range(0, 50 * 24, 50)))
     pq.write_table(table, tmp / "rows.parquet")
@@ -102,34 +63,8 @@ def run(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iterator[di
 @pytest.fixture(scope="module")
 def server(run: dict[str, Any]) -> Iterator[Client]:
     """``python -m trainer.serve RUN_DIR`` in a subprocess, ready; terminated afterwards."""
-    port = _free_port()
-    log = open(run["tmp"] / "server.log", "w+")
-    proc = subprocess.Popen([sys.executable, "-m", "trainer.serve", str(run["dir"]), "--port", str(port),
-                             "--host", "127.0.0.1", "--max-latency-ms", "50", "--max-body-bytes", str(MAX_BODY)],
-                            cwd=run["tmp"], env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=log,
-                            stderr=subprocess.STDOUT)
-    client = Client(port)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if client.call("GET", "/v2/health/ready")[0] == 200:
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.seek(0)
-                raise AssertionError(f"server did not become ready:\n{log.read()[-4000:]}")
-            time.sleep(0.2)
+    with serving(str(run["dir"]), run["tmp"], "--max-latency-ms", "50", "--max-body-bytes", str(MAX_BODY)) as client:
         yield client
-        assert proc.poll() is None, "the server died during the tests"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 def test_v1_predict_equals_predict_mode(run: dict[str, Any], server: Client) -> None:

@@ -1,8 +1,9 @@
 """``lingjie serve PATH``: an inference server for an export (KServe v1 + Open Inference Protocol).
 
-Layout: ``repository`` resolves PATH to the export directory and version to serve,
-``app`` is the FastAPI app factory (protocols, validation, error mapping), ``batching`` the
-dynamic micro-batcher that coalesces concurrent requests into one forward pass, ``metrics``
+Layout: ``repository`` resolves PATH to the export directory and version to serve and lists
+a (local or fsspec) repository's versions, ``models`` holds the served model and swaps in new
+versions (hot reload, pinning, rollback), ``app`` is the FastAPI app factory (protocols,
+validation, error mapping), ``routes`` the endpoints, ``batching`` the dynamic micro-batcher that coalesces concurrent requests into one forward pass, ``metrics``
 the Prometheus metrics, ``__main__`` the command line. Domain specifics (how a JSON instance
 becomes model input) live in each domain's ``serving_adapter`` module, found through
 :func:`trainer.domains.serving_adapter`; this package imports no domain.

@@ -1,8 +1,10 @@
 """``lingjie serve PATH`` / ``python -m trainer.serve PATH``: serve an export over HTTP.
 
 PATH: an export directory, a run directory (its ``export/``) or a model repository of
-versions (``<root>/<version>/``; the highest complete one is served). The model is loaded and
-warmed up before the port opens, so ``/v2/health/ready`` answering means it can score.
+versions (``<root>/<version>/``; the highest complete one is served), local or an fsspec URL
+(``oss://``, ``hdfs://``, ``file://``, ...). The model is loaded and warmed up before the port
+opens, so ``/v2/health/ready`` answering means it can score; afterwards PATH is polled and new
+versions are loaded, warmed up and swapped in while the old one keeps serving.
 """
 from __future__ import annotations
 
@@ -20,7 +22,12 @@ WHY = "lingjie serve"
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="lingjie serve", description="serve an exported model over HTTP "
                                 "(KServe v1, Open Inference Protocol v2, Prometheus /metrics)")
-    p.add_argument("path", help="export dir, run dir, or model repository (<root>/<version>/)")
+    p.add_argument("path", help="export dir, run dir, or model repository (<root>/<version>/); "
+                   "a local path or an fsspec URL (oss://, hdfs://, file://)")
+    p.add_argument("--version", default="", help="serve this version (pinned) instead of following the newest")
+    p.add_argument("--poll-seconds", type=float, default=2.0,
+                   help="how often PATH is listed for new versions (0: never reload)")
+    p.add_argument("--cache-dir", default="", help="where versions of a remote PATH are copied (default: a temp dir)")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0: all)")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--model-name", default="", help="name in the URLs (default: the experiment name)")
@@ -36,22 +43,25 @@ def parser() -> argparse.ArgumentParser:
 
 def build(args: argparse.Namespace) -> tuple[object, str]:
     """(the app, a one-line description of what it serves) for the parsed arguments."""
-    from trainer.domains import serving_adapter
-    from trainer.serve.app import create_app
-    from trainer.serve.common import ServeOptions, Served
-    from trainer.serve.repository import model_name, resolve
+    from pathlib import Path
 
-    resolved = resolve(args.path)
-    domain = str(resolved.meta.get("domain") or ("rec" if "input_columns" in resolved.meta else ""))
-    if not domain:
-        raise LingjieError(f"{resolved.export_dir}/meta.json names no domain; re-export it with this version")
-    adapter = serving_adapter(domain)(resolved.export_dir)
-    name = args.model_name or model_name(resolved, getattr(adapter, "name_hint", ""))
+    from trainer.serve.app import create_app
+    from trainer.serve.common import ServeOptions
+    from trainer.serve.models import ModelManager
+    from trainer.serve.repository import Repository, Resolved, model_name
+
+    repo = Repository(args.path, Path(args.cache_dir).expanduser() if args.cache_dir else None)
+    manager = ModelManager(repo, pinned=args.version or None)
+    model = manager.load_initial()
+    resolved = Resolved(model.export_dir, model.meta, model.version, repo.run_dir_of(model.export_dir))
+    name = args.model_name or model_name(resolved, getattr(model.adapter, "name_hint", ""))
     options = ServeOptions(max_batch_size=1 if args.no_batching else args.max_batch_size,
                            max_latency_ms=args.max_latency_ms, workers=args.workers,
                            max_instances=args.max_instances, max_body_bytes=args.max_body_bytes)
-    served = Served(adapter, name, resolved.version, platform=f"lingjie_{domain}_{resolved.meta.get('format', '')}")
-    return create_app(served, options), f"{name} (version {resolved.version}, {resolved.export_dir})"
+    app = create_app(manager, name, options, poll_seconds=args.poll_seconds)
+    pinned = ", pinned" if manager.pinned else f", watching {repo.url} every {args.poll_seconds:g}s" \
+        if args.poll_seconds > 0 else ""
+    return app, f"{name} (version {model.version}{pinned}, {model.export_dir})"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,58 +21,40 @@ from lingjie.errors import LingjieError, RequestError
 from trainer.serve.batching import MicroBatcher
 from trainer.serve.common import ServeOptions, Served, error_response
 from trainer.serve.metrics import ServeMetrics
+from trainer.serve.models import ModelManager
 from trainer.serve.routes import add_routes
 
 
-def create_app(served: Served, options: ServeOptions | None = None) -> FastAPI:
-    """The app serving ``served.adapter``; warms the model up before it reports ready."""
+def create_app(manager: ModelManager, name: str, options: ServeOptions | None = None,
+               poll_seconds: float = 0.0) -> FastAPI:
+    """The app serving ``manager``'s model (loaded and warmed up already) under ``name``;
+    while it runs, the repository is watched every ``poll_seconds`` (0: never)."""
     options = options or ServeOptions()
-    metrics = ServeMetrics(served.name, served.version)
-    batcher = MicroBatcher(served.adapter.predict, options.max_batch_size, options.max_latency_ms,
-                           options.workers, on_batch=metrics.batch_size.observe)
+    metrics = ServeMetrics(name)
+    manager.attach(metrics)
+    batcher = MicroBatcher(lambda rows: manager.current.predict(rows), options.max_batch_size,
+                           options.max_latency_ms, options.workers, on_batch=metrics.batch_size.observe)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await batcher.start()
-        app.state.signature = signature(served.adapter)
+        manager.start(poll_seconds)
         app.state.ready = True
         try:
             yield
         finally:
             app.state.ready = False
+            manager.stop()
             await batcher.stop()
 
-    app = FastAPI(title=f"lingjie serve: {served.name}", lifespan=lifespan, docs_url=None, redoc_url=None,
+    app = FastAPI(title=f"lingjie serve: {name}", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None)
     app.state.ready = False
     app.state.metrics = metrics
     install_error_handlers(app)
     install_metrics_middleware(app, metrics)
-    add_routes(app, served, options, batcher)
+    add_routes(app, Served(name, manager), options, batcher)
     return app
-
-
-def signature(adapter: Any) -> dict[str, list[dict[str, Any]]]:
-    """Warm the model up (the first forward pass compiles / allocates) and derive the OIP
-    input and output metadata from the example rows and their predictions."""
-    examples = adapter.example_instances()
-    predictions = adapter.predict(examples)  # not through the batcher: no batch-size metric for it
-    inputs = []
-    if examples and isinstance(examples[0], dict):
-        inputs = [{"name": k, "datatype": _datatype(v), "shape": [-1]} for k, v in examples[0].items()]
-    outputs = [{"name": o["name"], "datatype": o["datatype"], "shape": [-1, *o["shape"][1:]]}
-               for o in adapter.v2_outputs(predictions)]
-    return {"inputs": inputs, "outputs": outputs}
-
-
-def _datatype(v: Any) -> str:
-    if isinstance(v, bool):
-        return "BOOL"
-    if isinstance(v, int):
-        return "INT64"
-    if isinstance(v, float):
-        return "FP64"
-    return "BYTES"
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -27,12 +27,11 @@ class ServeOptions:
 
 @dataclass
 class Served:
-    """What the app serves: the adapter, its public name and version, the export format."""
+    """What the app serves: the public name, and the manager whose ``current`` model (adapter,
+    version, signature, platform) a request takes once and keeps to its end."""
 
-    adapter: Any
     name: str
-    version: str
-    platform: str = ""
+    manager: Any  # trainer.serve.models.ModelManager
 
 
 def error_response(status: int, message: str, field: str) -> JSONResponse:

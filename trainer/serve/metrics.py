@@ -11,9 +11,11 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 
 
 class ServeMetrics:
-    """Requests and errors by endpoint and status, latency, coalesced batch sizes, the version."""
+    """Requests and errors by endpoint and status, latency, coalesced batch sizes, the version,
+    reloads and reload failures."""
 
-    def __init__(self, model: str, version: str) -> None:
+    def __init__(self, model: str, version: str = "") -> None:
+        self.model = model
         self.registry = CollectorRegistry()
         self.requests = Counter("lingjie_serve_requests", "HTTP requests by endpoint and status",
                                 ["endpoint", "status"], registry=self.registry)
@@ -26,7 +28,22 @@ class ServeMetrics:
         self.instances = Counter("lingjie_serve_instances", "instances scored", registry=self.registry)
         self.version = Gauge("lingjie_serve_model_version_info", "the model version served (value 1)",
                              ["model", "version"], registry=self.registry)
-        self.version.labels(model=model, version=version).set(1)
+        self.reload_failures = Counter("lingjie_serve_reload_failures", "versions that failed to load or warm up "
+                                       "(the previous one kept serving)", registry=self.registry)
+        self.reloads = Counter("lingjie_serve_reloads", "versions swapped in after the start (reload, pin)",
+                               registry=self.registry)
+        self._served = ""
+        if version:
+            self.serving(version)
+
+    def serving(self, version: str) -> None:
+        """The served version changed: the info gauge shows only the new one."""
+        if self._served == version:
+            return
+        if self._served:
+            self.version.remove(self.model, self._served)
+        self.version.labels(model=self.model, version=version).set(1)
+        self._served = version
 
     def observe(self, endpoint: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint=endpoint, status=str(status)).inc()

@@ -5,11 +5,18 @@ model repository ``<root>/<version>/`` of export (or run) directories, of which 
 *complete* version is served: a version still being copied in (no ``meta.json`` yet, or its
 program file missing) is skipped rather than crashing the server, so a deploy job can drop a
 new version next to the live one.
+
+:class:`Repository` is the same resolution over any fsspec file system, re-listed while serving
+(hot reload, pinning): see its docstring.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import re
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +57,7 @@ def _as_export(path: Path) -> tuple[Path, dict[str, Any], Path | None] | None:
     return None
 
 
-def _version_key(name: str) -> tuple[int, ...] | tuple[float, str]:
+def version_key(name: str) -> tuple[int, ...] | tuple[float, str]:
     """Numeric versions (``1``, ``2``, ``10`` or ``1.2.0``) sort as numbers, above any other name."""
     if re.fullmatch(r"\d+(\.\d+)*", name):
         return (1, *(int(p) for p in name.split(".")))
@@ -67,7 +74,7 @@ def resolve(path: str | Path) -> Resolved:
         export_dir, meta, run_dir = found
         return Resolved(export_dir, meta, str(meta.get("version") or 1), run_dir)
     versions = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
-                      key=lambda p: _version_key(p.name), reverse=True)
+                      key=lambda p: version_key(p.name), reverse=True)
     for candidate in versions:
         found = _as_export(candidate)
         if found is not None:
@@ -96,3 +103,145 @@ def _read(path: Path) -> str:
         return path.read_text()
     except OSError:
         return ""
+
+
+@dataclass(frozen=True)
+class Version:
+    """One complete version of a repository as last listed: its name, its export directory
+    inside the repository's file system, its meta.json, and a stamp (meta.json's size and
+    modification time) that changes when the export is rewritten, so a rewritten version is
+    reloaded and a version that failed is retried only once its files change."""
+
+    name: str
+    export_path: str
+    meta: dict[str, Any]
+    stamp: str
+
+
+MTIME_KEYS = ("mtime", "LastModified", "last_modified", "modificationTime", "created", "ETag", "etag")
+
+
+class Repository:
+    """What ``lingjie serve PATH`` watches: a local path or an fsspec URL (``oss://``,
+    ``hdfs://``, ``file://``, ``memory://``, opened by :func:`dataio.filesystems.filesystem_for`
+    with credentials from the environment as the data sources do).
+
+    PATH is either one export (an export dir, or a run dir with ``export/``): one version,
+    reloaded when its meta.json changes (stream mode re-exports in place, meta.json last), or a
+    repository ``<root>/<version>/`` of exports or run dirs. A listing is a directory listing
+    plus one ``info`` per version (meta.json is only read again when its stamp changed), cheap
+    enough to poll every few seconds even on an object store. Remote versions are copied into
+    ``cache_dir`` (download into a temp dir, then one rename) before they are loaded."""
+
+    def __init__(self, path: str, cache_dir: Path | None = None, storage_options: dict | None = None) -> None:
+        from dataio.filesystems import filesystem_for, scheme_of
+
+        self.url = path if scheme_of(path) else str(Path(path).expanduser().resolve())
+        self.fs, base = filesystem_for(self.url, storage_options)
+        self.base = base.rstrip("/") or base
+        protocols = self.fs.protocol if isinstance(self.fs.protocol, (tuple, list)) else (self.fs.protocol,)
+        self.local = "file" in protocols
+        self._cache_dir = cache_dir
+        self._metas: dict[str, tuple[str, dict[str, Any]]] = {}
+        if not self.fs.isdir(self.base):
+            raise ConfigError("serve.path", f"{path} is not a directory (an export dir, run dir or model repository)")
+        self.single = self._export_at(self.base) is not None
+
+    def versions(self) -> list[Version]:
+        """The complete versions, highest first (numbers as numbers, above other names)."""
+        if self.single:
+            found = self._export_at(self.base)
+            return [] if found is None else [Version(str(found[1].get("version") or 1), *found)]
+        dirs = [e["name"].rstrip("/") for e in self.fs.ls(self.base, detail=True) if e.get("type") == "directory"]
+        names = sorted((d.rsplit("/", 1)[-1] for d in dirs), key=version_key, reverse=True)
+        out = []
+        for name in names:
+            if name.startswith("."):
+                continue
+            found = self._export_at(f"{self.base}/{name}")
+            if found is not None:
+                out.append(Version(name, *found))
+        return out
+
+    def stamp_of(self, version: Version) -> str | None:
+        """meta.json's stamp now (None: gone): a load that raced a rewrite is detected by it."""
+        return self._stamp(f"{version.export_path}/meta.json")
+
+    def _stamp(self, meta_path: str) -> str | None:
+        try:
+            info = self.fs.info(meta_path)
+        except (OSError, ValueError):
+            return None
+        if info.get("type") != "file":
+            return None
+        when = next((info[k] for k in MTIME_KEYS if info.get(k) is not None), "")
+        return f"{info.get('size')}:{when}"
+
+    def _export_at(self, path: str) -> tuple[str, dict[str, Any], str] | None:
+        """(export path, meta, stamp) of the complete export at ``path`` or ``path/export``."""
+        for candidate in (path, f"{path}/export"):
+            meta_path = f"{candidate}/meta.json"
+            stamp = self._stamp(meta_path)
+            if stamp is None:
+                continue
+            cached = self._metas.get(meta_path)
+            meta = cached[1] if cached is not None and cached[0] == stamp else self._read_meta(meta_path)
+            if meta is None or not self.fs.exists(f"{candidate}/{meta.get('program', '')}") or not meta.get("program"):
+                continue
+            self._metas[meta_path] = (stamp, meta)
+            return candidate, meta, stamp
+        return None
+
+    def _read_meta(self, meta_path: str) -> dict[str, Any] | None:
+        try:
+            meta = json.loads(self.fs.cat_file(meta_path))
+        except (OSError, ValueError):
+            return None
+        return meta if isinstance(meta, dict) else None
+
+    def local_dir(self, version: Version) -> Path:
+        """A local directory holding ``version``'s export: the export itself on a local file
+        system, else a copy in the cache dir, downloaded into a temp dir and renamed into place
+        so a half-downloaded copy is never loaded (nor reused after a crash)."""
+        if self.local:
+            return Path(version.export_path)
+        key = hashlib.sha1(f"{version.export_path}|{version.stamp}".encode()).hexdigest()[:12]
+        safe = re.sub(r"[^A-Za-z0-9._-]", "_", version.name)
+        target = self.cache_dir() / f"{safe}-{key}"
+        if (target / "meta.json").exists():
+            return target
+        staged = Path(tempfile.mkdtemp(prefix=f".{safe}-", dir=self.cache_dir()))
+        try:
+            root = version.export_path.rstrip("/")
+            for remote in self.fs.find(root):
+                rel = Path(remote[len(root) + 1:])
+                if not remote.startswith(f"{root}/") or rel.is_absolute() or ".." in rel.parts:
+                    raise ConfigError("serve.path", f"a file outside its export directory: {remote}")
+                (staged / rel).parent.mkdir(parents=True, exist_ok=True)
+                (staged / rel).write_bytes(self.fs.cat_file(remote))
+            os.replace(staged, target)
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
+        return target
+
+    def cache_dir(self) -> Path:
+        """``--cache-dir``, else a temp dir of this process (made on first use)."""
+        if self._cache_dir is None:
+            self._cache_dir = Path(tempfile.mkdtemp(prefix="lingjie-serve-cache-"))
+        self._cache_dir.mkdir(parents=True, exist_ok=True)
+        return self._cache_dir
+
+    def prune_cache(self, keep: set[Path]) -> None:
+        """Remove cached copies other than ``keep`` (the served one and the one before it)."""
+        if self.local or self._cache_dir is None:
+            return
+        for entry in self._cache_dir.iterdir():
+            if entry.is_dir() and entry not in keep and not entry.name.startswith("."):
+                shutil.rmtree(entry, ignore_errors=True)
+
+    def run_dir_of(self, export_dir: Path) -> Path | None:
+        """The run directory around a local export (for the model name), else None."""
+        if self.local and (export_dir.parent / "config.yaml").exists():
+            return export_dir.parent
+        return None
