@@ -74,8 +74,15 @@ def main(argv: list[str] | None = None) -> int:
     except LingjieError as exc:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         return 2
+    import gc
+
     import uvicorn
 
+    # the loaded frameworks and model leave a large heap of long-lived objects; without this,
+    # the cyclic collector walks it again and again under load (250-500 ms pauses in 7% of the
+    # requests, benchmarks/RESULTS.md "Serving"); frozen objects are skipped by every collection
+    gc.collect()
+    gc.freeze()
     print(f"serving {what} at http://{args.host}:{args.port}", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
     return 0

@@ -2,8 +2,9 @@
 
 Why: a forward pass over 32 rows costs little more than over one (the feature transform is
 vectorised over the Arrow table, the program over the batch), so under concurrent load
-scoring requests together multiplies throughput. A request waits at most ``max_latency_ms``
-for company, and a batch closes early when it holds ``max_batch_size`` instances. At most
+scoring requests together multiplies throughput. A free worker takes what is queued at once;
+while every worker is busy, a request waits at most ``max_latency_ms`` for company, and a batch
+closes early when it holds ``max_batch_size`` instances. At most
 ``workers`` forward passes run at once (a thread pool: the model releases the GIL in its
 kernels); while all are busy, arriving requests queue and form the next, larger batch.
 
@@ -88,19 +89,22 @@ class MicroBatcher:
         return out
 
     async def _collect(self) -> None:
-        """Forever: wait for a request, gather company until full or the latency budget is
-        spent, wait for a free worker, then hand the batch off and gather the next one."""
+        """Forever: wait for a request; when every worker is busy, gather company until full or
+        the latency budget is spent; wait for a free worker, hand the batch off, start again."""
         assert self._arrived is not None and self._slots is not None
         loop = asyncio.get_running_loop()
         while True:
             await self._arrived.wait()
-            deadline = loop.time() + self.max_latency
-            while self._queued < self.max_batch_size and (remaining := deadline - loop.time()) > 0:
-                self._arrived.clear()
-                try:
-                    await asyncio.wait_for(self._arrived.wait(), remaining)
-                except asyncio.TimeoutError:
-                    break
+            # a free worker takes what is queued at once (a lone request never waits for company
+            # that is not coming); while every worker is busy, company gathers for up to the budget
+            if self._slots.locked():
+                deadline = loop.time() + self.max_latency
+                while self._queued < self.max_batch_size and (remaining := deadline - loop.time()) > 0:
+                    self._arrived.clear()
+                    try:
+                        await asyncio.wait_for(self._arrived.wait(), remaining)
+                    except asyncio.TimeoutError:
+                        break
             await self._slots.acquire()
             batch = self._take()
             if self._queue:  # left for the next batch (another model's, or over the size)
