@@ -5,7 +5,8 @@ tests/export/test_formats.py) writes its default torch_export; then:
 
 - the adapter's predictions equal ``trainer.mode=predict`` on the same inputs (predict mode run
   in-process through ``trainer.job.run_job``, i.e. the CLI minus Hydra's process start, on the
-  same image files / the same text rows);
+  same image files / the same text rows), and a ``lingjie serve`` subprocess answers the same
+  over real HTTP;
 - a coalesced batch of mixed-size images / mixed-length texts gives each instance the answer it
   gets alone;
 - Open Inference Protocol (v2) tensors round-trip; every kind of bad input raises RequestError
@@ -28,6 +29,7 @@ import torch
 from lingjie.errors import RequestError
 from tests.conftest import compose
 from tests.export.test_formats import QUIET, TRAIN
+from tests.serve.conftest import serving
 
 
 def _job(overrides: list[str], run: Path) -> Path:
@@ -91,6 +93,10 @@ def test_cv_adapter_equals_predict_mode(runs: dict[str, Any], cv: Any) -> None:
     instances = [{"image_b64": base64.b64encode(Path(r["file"]).read_bytes()).decode()} for r in want[:3]]
     instances += [{"image_url": r["file"]} for r in want[3:]]
     got = cv.predict(instances)
+    with serving(str(runs["cv"]), runs["tmp"]) as client:  # the same through a real server over HTTP
+        status, body = client.call("POST", "/v1/models/digits_resnet:predict", {"instances": instances})
+    assert status == 200, body
+    assert body["predictions"] == json.loads(json.dumps(got))
     for g, w in zip(got, want):
         assert g["label"] == w["label"]
         assert [t["label"] for t in g["top5"]] == [t["label"] for t in w["top5"]]
@@ -183,7 +189,12 @@ def test_nlp_adapter_equals_predict_mode(runs: dict[str, Any], nlp: Any) -> None
                  "trainer.predict.passthrough=[text]", "data.limit_eval_rows=12"], runs["tmp"] / "nlp-predict")
     table = pq.read_table(pred / "predictions.parquet")
     texts = table["text"].to_pylist()
-    got = nlp.predict([{"text": t} if k % 2 else t for k, t in enumerate(texts)])
+    instances = [{"text": t} if k % 2 else t for k, t in enumerate(texts)]
+    got = nlp.predict(instances)
+    with serving(str(runs["nlp"]), runs["tmp"]) as client:  # the same through a real server over HTTP
+        status, body = client.call("POST", "/v1/models/chnsenti_textcnn:predict", {"instances": instances})
+    assert status == 200, body
+    assert body["predictions"] == json.loads(json.dumps(got))
     assert [g["label"] for g in got] == table["label_pred"].to_pylist()
     np.testing.assert_allclose([g["prob"] for g in got], table["label_prob"].to_pylist(), atol=1e-4)
     np.testing.assert_allclose([[g["probs"][c] for c in nlp.labels] for g in got],
