@@ -7,8 +7,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from dataio.progress import progress
 from lingjie.errors import ConfigError
-from trainer.progress import progress
 from trainer.run_dir import RunDir
 
 

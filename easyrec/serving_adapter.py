@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from lingjie.errors import RequestError
+from trainer import oip_tensors
 
 # What a column holds, by the feature types that read it
 NUMBER, SCALAR, MULTI = "number", "scalar", "multi"
@@ -163,8 +164,7 @@ class Adapter:
         outputs = []
         for task in self.tasks:
             arr = np.asarray([p[task] for p in predictions], dtype=np.float64)
-            outputs.append({"name": task, "shape": list(arr.shape), "datatype": "FP32",
-                            "data": arr.reshape(-1).tolist()})
+            outputs.append(oip_tensors.tensor(task, list(arr.shape), "FP32", arr.reshape(-1).tolist()))
         return outputs
 
 

@@ -16,13 +16,13 @@ from typing import Any
 
 import numpy as np
 
+from dataio.progress import progress
 from lingjie.errors import ConfigError
 from lingjie.faults import fault_point
 from trainer.callbacks import Callback
 from trainer.distributed import DistContext
 from trainer.engine import Engine
 from trainer.metric_report import TaskMetrics
-from trainer.progress import progress
 from trainer.run_dir import RunDir
 from trainer.schema.spec import TrainerSpec
 from trainer.timing import StageClock, critical_path, format_report

@@ -40,7 +40,7 @@ class RunDir:
     export = property(lambda self: self.root / "export")
     done_marker = property(lambda self: self.root / "DONE")
     failed_marker = property(lambda self: self.root / "FAILED")
-    run_info = property(lambda self: self.root / "run_info.json")  # trainer.run_info writes it
+    run_info = property(lambda self: self.root / "run_info.json")  # written by trainer.run_info
 
     def create(self) -> None:
         for p in (self.root, self.checkpoints):

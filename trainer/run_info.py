@@ -57,7 +57,7 @@ def start(run: RunDir, mode: str, argv: list[str] | None = None, overrides: list
     try:
         argv = sys.argv if argv is None else argv
         entry = _attempt(mode, argv, hydra_overrides() if overrides is None else overrides)
-        path = run.root / RUN_INFO
+        path = run.run_info
         previous = _read(path)
         if previous is None:
             info: dict[str, Any] = {"mode": entry.pop("mode"), **entry, "lingjie": lingjie_version(),
@@ -85,7 +85,7 @@ def finish(run: RunDir, status: str, error: str | None = None) -> None:
     if began is None or not owns_run():
         return
     t0, index = began
-    path = run.root / RUN_INFO
+    path = run.run_info
     try:
         info = _read(path)
         if info is None or (index is not None and len(info.get("resumes") or []) <= index):
