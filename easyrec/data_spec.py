@@ -31,6 +31,10 @@ class DataSpec:
     dataset: str | None = F(None, "bundled dataset registry name, prepared on first use (movielens-100k, adult)")
     train_path: str | None = F(None, "training data: file, directory, glob or fsspec URL")
     eval_path: str | None = F(None, "evaluation data (the held-out split)")
+    date: str | None = F(None, "the day partition to read: paths may say ${data.date}, e.g. .../dt=${data.date}/")
+    eval_date: str | None = F(None, "the day partition to evaluate on: ${data.eval_date} in eval_path")
+    dates: list[str] = F([], "lingjie incremental: the days to train on, in order (each warm-starts from the "
+                         "previous day's run and evaluates on the next day)")
     format: Literal["auto", "parquet", "csv", "jsonl"] = F("auto", "file format; auto: by extension")
     csv: CsvSpec = F(CsvSpec(), "CSV options")
     labels: dict[str, LabelSpec] = F({}, "label name -> how to compute it from a column")

@@ -60,6 +60,13 @@ class ExportSpec:
         "torch_export", "torch export format: torch_export (model.pt2), torchscript (model.torchscript.pt) or "
         "onnx (model.onnx, needs lingjie[onnx]); the tf backend always writes a SavedModel")
     checkpoint: str | None = F(None, "mode=export: run dir or checkpoint file; null: the latest run")
+    delta_every_steps: int = F(0, "delta exports (torch; train and stream modes): every N steps write "
+                               "<export>/deltas/delta-<step>/ with the rows and weights changed since the last "
+                               "export; 0: off", ge=0)
+    delta_every_seconds: float | None = F(None, "... or every T seconds (null: by steps only)", gt=0)
+    full_every_deltas: int = F(10, "after K deltas the next export is a full one (a new base)", ge=1)
+    repository: str | None = F(None, "also publish the final export as a numbered version of this serving "
+                               "model repository (lingjie serve REPO follows the newest)")
 
 
 @dataclass
@@ -118,6 +125,15 @@ class TrainerSpec:
     early_stopping: EarlyStoppingSpec = F(EarlyStoppingSpec(), "stop when a metric stops improving")
     checkpoint: CheckpointSpec = F(CheckpointSpec(), "checkpoint cadence")
     resume: bool | str = F(False, "true: continue the latest unfinished run; or a run directory")
+    init_from: str | None = F(None, "warm start a new run from another run's weights: a run dir, checkpoint file, "
+                              "URL, or latest (this experiment's newest finished run); README: continuous training")
+    init_from_map: dict[str, str | None] = F({}, "init_from: source parameter name (or glob) -> name in the new "
+                                             "model; null skips it")
+    init_from_strict: bool = F(False, "init_from: refuse parameters of the new model the source lacks "
+                               "(false: they keep their fresh initialisation)")
+    init_optimizer: bool = F(False, "init_from: also carry the optimizer state over (rows remapped like the weights)")
+    features_from: Literal["init", "fit"] = F("fit", "init_from: fit the feature state on this run's data "
+                                              "(vocabulary rows remapped by value) or keep the source run's")
     log_every_n_steps: int = F(50, "scalars to TensorBoard every N steps", ge=1)
     progress_bar: bool = F(True, "progress bars on stderr: training, eval, dataset prep, feature fitting, AutoML")
     plots: bool = F(True, "ROC/PR/calibration (binary) + confusion (classifiers) PNGs in <run_dir>/plots/")
