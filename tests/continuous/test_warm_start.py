@@ -187,3 +187,29 @@ def test_cli_error_is_one_line(tmp_path: Path) -> None:
     proc = run_cli(["+experiment=movielens_deepfm", *SHRINK, f"paths.output_root={tmp_path}/out",
                     f"trainer.init_from={tmp_path}/nowhere"], tmp_path, check=False)
     assert proc.returncode != 0 and "trainer.init_from" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_dynamic_tables_come_over_with_their_keys(tmp_path: Path) -> None:
+    from easyrec.dynamic.module import dynamic_modules
+    from easyrec.restore import restore
+    from trainer.run_dir import RunDir
+
+    d1, d2, _ = _write_days(tmp_path)
+    base = ["+experiment=movielens_deepfm_dynamic", *SHRINK, "hardware.threads=1", f"paths.output_root={tmp_path}/out",
+            "data.dataset=null", f"data.eval_path={d2}"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    run_cli([*base, f"data.train_path={d1}", f"hydra.run.dir={a}"], tmp_path)
+    run_cli([*base, f"data.train_path={d2}", f"hydra.run.dir={b}", f"trainer.init_from={a}", "trainer.max_steps=1",
+             "trainer.optimizer.sparse.lr=1e-12", "trainer.optimizer.sparse.weight_decay=0"], tmp_path)
+    tables = json.loads((b / "metrics.json").read_text())["init_from"]["tables"]
+    assert tables["dynamic.user_id"]["keys copied with counters"] > 50
+    before = {m.table.name: m.table.export() for m in dynamic_modules(restore(RunDir(a).latest_checkpoint()).engine.model)}
+    after = {m.table.name: m.table.export() for m in dynamic_modules(restore(RunDir(b).latest_checkpoint()).engine.model)}
+    keys_a, rows_a = before["user_id"]
+    keys_b, rows_b = after["user_id"]
+    pos = {int(k): i for i, k in enumerate(keys_b)}
+    common = [i for i, k in enumerate(keys_a.tolist()) if k in pos]
+    assert len(common) > 50  # day 1's users are still there, with their vectors
+    for i in common[:30]:
+        assert torch.allclose(rows_a[i], rows_b[pos[int(keys_a[i])]], atol=1e-6)
