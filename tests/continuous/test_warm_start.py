@@ -213,3 +213,20 @@ def test_dynamic_tables_come_over_with_their_keys(tmp_path: Path) -> None:
     assert len(common) > 50  # day 1's users are still there, with their vectors
     for i in common[:30]:
         assert torch.allclose(rows_a[i], rows_b[pos[int(keys_a[i])]], atol=1e-6)
+
+
+def test_a_remote_run_is_fetched_into_the_new_run(tmp_path: Path) -> None:
+    import fsspec
+
+    from trainer.warm_start import resolve_init_source
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe_file("/bucket/runs/day1/checkpoints/epoch-0001.pt", b"step")
+    fs.pipe_file("/bucket/runs/day1/checkpoints/best.pt", b"best")
+    got = resolve_init_source("memory://bucket/runs/day1", str(tmp_path), "x", tmp_path / "run")
+    assert got == tmp_path / "run" / "init_from" / "best.pt" and got.read_bytes() == b"best"
+    got = resolve_init_source("memory://bucket/runs/day1/checkpoints/epoch-0001.pt", str(tmp_path), "x",
+                              tmp_path / "run")
+    assert got.read_bytes() == b"step"
+    with pytest.raises(ConfigError, match="does not exist"):
+        resolve_init_source("memory://bucket/runs/day9", str(tmp_path), "x", tmp_path / "run")
