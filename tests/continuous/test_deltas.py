@@ -3,7 +3,6 @@ export at step 0 and a delta every 2 steps; replaying the chain on the base repr
 final full export's predictions exactly; broken or out-of-chain deltas are refused."""
 from __future__ import annotations
 
-import glob
 import json
 import shutil
 from pathlib import Path
@@ -12,28 +11,8 @@ import numpy as np
 import pytest
 
 from lingjie.errors import ConfigError, DataError
-from tests.conftest import compose, run_cli
-
-TINY = ["data.limit_train_rows=2000", "data.limit_eval_rows=300", "data.batch_size=256", "trainer.epochs=1",
-        "hardware.threads=1", "trainer.progress_bar=false", "trainer.plots=false", "logger=none",
-        "trainer.export.delta_every_steps=2", "trainer.export.full_every_deltas=100"]
-
-
-def train_with_deltas(tmp: Path, experiment: str, *extra: str) -> tuple[Path, Path]:
-    """(run dir, copy of its export taken when the fit ended: the base + every delta)."""
-    run, kept = tmp / "run", tmp / "kept"
-    keep = f"+trainer.callbacks=[{{_target_: tests.continuous.keep_export.KeepExport, dest: '{kept}'}}]"
-    run_cli([f"+experiment={experiment}", *TINY, *extra, keep, f"hydra.run.dir={run}"], cwd=tmp)
-    return run, kept
-
-
-def rows(n: int = 1500):
-    import pyarrow.parquet as pq
-
-    from trainer.compose import compose_config
-
-    data_dir = Path(compose_config(["+experiment=movielens_deepfm"])["paths"]["data_dir"])
-    return pq.read_table(data_dir / "movielens-100k" / "test.parquet").slice(0, n)
+from tests.conftest import compose
+from tests.continuous.helpers import movielens_rows, train_with_deltas
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +30,7 @@ def test_replayed_deltas_equal_the_full_export(deltas_run: tuple[Path, Path]) ->
     model, full = ExportedModel(kept), ExportedModel(run / "export")
     assert model.version == "0" and [p.name for p in model.pending_deltas()] == \
         ["delta-00000002", "delta-00000004", "delta-00000006", "delta-00000008"]
-    table = rows()
+    table = movielens_rows()
     before = model.predict(table)["like"]
     assert model.apply_pending_deltas() == [2, 4, 6, 8] and model.delta_step == 8
     replayed, expected = model.predict(table)["like"], full.predict(table)["like"]
