@@ -11,7 +11,9 @@ The chain: a full export (meta.json ``version`` = its step) is the base; each de
 base and the delta before it. After ``full_every_deltas`` deltas the next export is a full one
 (``<run>/export`` rewritten in place, meta.json last); the older deltas are then removed. A
 torch.export program bakes the size of a dynamic table's buffers into its graph, so when a
-dynamic table outgrows the size of its base export the next export is a full one too.
+dynamic table outgrows the size of its base export the next export is a full one too; to make
+that rare, the full exports of a torch.export program hold each bounded dynamic table at its
+capacity (padded with sentinel keys that are never looked up).
 """
 from __future__ import annotations
 
@@ -66,10 +68,17 @@ def diff_rows(name: str, prev: Tensor, cur: Tensor, out: dict[str, Tensor]) -> d
     return {"kind": "rows", "rows": int(cur.shape[0]), "changed": int(ids.numel())}
 
 
+def real_rows(state: dict[str, Tensor], name: str) -> tuple[Tensor, Tensor]:
+    """The keys and rows of a frozen dynamic table without its sentinel keys / default rows."""
+    keys = state[f"{name}.keys"]
+    n = int((keys != torch.iinfo(torch.int64).max).sum())
+    return keys[:n], state[f"{name}.weight"][:n]
+
+
 def diff_dynamic(name: str, prev: dict[str, Tensor], cur: dict[str, Tensor], out: dict[str, Tensor]) -> dict[str, int]:
     """Changed / admitted keys (with rows) and evicted keys of one frozen dynamic table."""
-    pk, pr = prev[f"{name}.keys"][:-1], prev[f"{name}.weight"][:-1]  # drop the sentinel / default row
-    ck, cr = cur[f"{name}.keys"][:-1], cur[f"{name}.weight"][:-1]
+    pk, pr = real_rows(prev, name)
+    ck, cr = real_rows(cur, name)
     known = torch.isin(ck, pk)
     same = torch.zeros_like(known)
     if pk.numel():
@@ -192,9 +201,14 @@ class DeltaWriter:
     def full(self, model: nn.Module, step: int, current: tuple[dict[str, Tensor], dict[str, str]] | None = None
              ) -> Path:
         """A full export labelled ``step`` (the new base); then the old deltas go."""
+        if self.format == "torch_export":  # its graph fixes the tables' sizes: room for what deltas admit
+            from easyrec.dynamic.module import pad_frozen_tables
+
+            pad_frozen_tables(model)
+            current = None  # the snapshot must hold the padded tables the program holds
         out = Path(self.full_export(str(step)))
         self.snapshot, kinds = current if current is not None else export_state(model)
-        self.base_sizes = {n: self.snapshot[f"{n}.keys"].numel() for n, k in kinds.items() if k == "dynamic"}
+        self.base_sizes = {n: self.snapshot[f"{n}.keys"].numel() - 1 for n, k in kinds.items() if k == "dynamic"}
         self.base, self.previous, self.count = str(step), None, 0
         self.last_time = time.monotonic()
         remove_deltas(self.export_dir, self.base)
@@ -204,7 +218,7 @@ class DeltaWriter:
         """A torch.export program's dynamic table cannot grow past its base export's size."""
         if self.format != "torch_export":
             return False
-        return any(state[f"{n}.keys"].numel() > self.base_sizes.get(n, 0) for n, k in kinds.items() if k == "dynamic")
+        return any(real_rows(state, n)[0].numel() > self.base_sizes.get(n, 0) for n, k in kinds.items() if k == "dynamic")
 
 
 class DeltaCallback(Callback):

@@ -90,3 +90,4 @@ def test_tf_and_onnx_refuse_deltas(override: str, says: str) -> None:
 
     with pytest.raises(ConfigError, match=says):
         validate(compose(["+experiment=movielens_deepfm", "trainer.export.delta_every_steps=5", override]))
+
