@@ -48,6 +48,8 @@ def check_delta_config(trainer: Any) -> None:
     if trainer.backend != "torch":
         raise ConfigError(key, "delta exports patch a torch program's weights in place: they need "
                           "trainer.backend=torch (set it to 0 / null for the tf backend)")
+    if not trainer.export.enabled:
+        raise ConfigError(key, "delta exports patch a full export: they need trainer.export.enabled=true")
     if trainer.export.format == "onnx":
         raise ConfigError(key, "delta exports patch a torch program's weights in place; an ONNX graph cannot "
                           "be patched: use trainer.export.format=torch_export or torchscript, or turn deltas off")

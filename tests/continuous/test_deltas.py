@@ -84,8 +84,9 @@ def test_corrupt_and_out_of_chain_deltas_are_refused(deltas_run: tuple[Path, Pat
 
 
 @pytest.mark.parametrize("override, says", [("trainer.backend=tf", "trainer.backend=torch"),
-                                            ("trainer.export.format=onnx", "ONNX graph cannot be patched")])
-def test_tf_and_onnx_refuse_deltas(override: str, says: str) -> None:
+                                            ("trainer.export.format=onnx", "ONNX graph cannot be patched"),
+                                            ("trainer.export.enabled=false", "need trainer.export.enabled=true")])
+def test_tf_onnx_and_no_export_refuse_deltas(override: str, says: str) -> None:
     from trainer.schema.validate import validate
 
     with pytest.raises(ConfigError, match=says):
