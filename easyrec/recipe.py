@@ -148,7 +148,6 @@ class RecRecipe(Recipe):
         check_delta_config(root.trainer)
         from easyrec.delta_writer import DeltaCallback, DeltaWriter
 
-
         def full(version: str) -> Path:
             return self.export(self.trained(self._engine), run, version=version)
 

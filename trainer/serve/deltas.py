@@ -45,6 +45,7 @@ class DeltaFollower:
 
     def follow(self, manager: Any) -> None:
         """Apply the served model's pending deltas in order, each by one reference swap."""
+        self.failed = {p: v for p, v in self.failed.items() if Path(p).exists()}  # removed: forget
         current = manager.current_or_none()
         while current is not None and hasattr(current.adapter, "pending_deltas"):
             pending = [p for p in current.adapter.pending_deltas()

@@ -115,6 +115,7 @@ class ModelManager:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pending_failures = 0
+        self._pending_delta_failures = 0
         from trainer.serve.deltas import DeltaFollower
 
         self.deltas = DeltaFollower()
@@ -134,7 +135,9 @@ class ModelManager:
         return True
 
     def count_delta_failure(self) -> None:
-        if self.metrics is not None:
+        if self.metrics is None:
+            self._pending_delta_failures += 1
+        else:
             self.metrics.delta_failures.inc()
 
     @property
@@ -262,7 +265,8 @@ class ModelManager:
         """Report to ``metrics`` (ServeMetrics) from now on, failures before it included."""
         self.metrics = metrics
         metrics.reload_failures.inc(self._pending_failures)
-        self._pending_failures = 0
+        metrics.delta_failures.inc(self._pending_delta_failures)
+        self._pending_failures = self._pending_delta_failures = 0
         if self._current is not None:
             metrics.serving(self._current.version, self._current.delta_step)
 
