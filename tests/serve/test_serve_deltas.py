@@ -142,3 +142,35 @@ def test_deltas_applied_under_load_then_broken_ones_refused(chain: dict[str, Any
         status, out, heads = client.call_full("POST", f"/v1/models/{NAME}:predict", {"instances": chain["instances"]})
         assert status == 200 and heads["x-model-delta-step"] == "8"
         assert [p["like"] for p in out["predictions"]] == pytest.approx(expected["8"], abs=1e-7)
+
+
+def test_remote_repository_deltas_are_downloaded_then_applied(chain: dict[str, Any], tmp_path: Path) -> None:
+    """A ``memory://`` repository: new deltas are copied into the version's cached copy once
+    complete (an upload in progress is left for the next poll), then applied."""
+    import fsspec
+
+    from easyrec.serving_adapter import Adapter
+    from trainer.serve.models import ModelManager
+    from trainer.serve.repository import Repository
+
+    kept, instances = chain["kept"], chain["instances"]
+    fs, root = fsspec.filesystem("memory"), f"/deltas-{os.getpid()}-{time.time_ns()}"
+    for name in ("meta.json", "feature_state.json", "model.pt2"):
+        fs.pipe(f"{root}/1/{name}", (kept / name).read_bytes())
+    manager = ModelManager(Repository(f"memory://{root}", tmp_path / "cache"))
+    assert manager.load_initial().delta_step is None
+    first = kept / "deltas" / "delta-00000002"
+    remote = f"{root}/1/deltas/delta-00000002"
+    fs.pipe(f"{remote}/manifest.json", (first / "manifest.json").read_bytes())
+    fs.pipe(f"{remote}/delta.pt", (first / "delta.pt").read_bytes()[:100])  # still uploading
+    manager.poll()
+    assert manager.current.delta_step is None and not manager.deltas.failed
+    fs.pipe(f"{remote}/delta.pt", (first / "delta.pt").read_bytes())
+    for path in sorted((kept / "deltas").iterdir())[1:]:
+        for name in ("delta.pt", "manifest.json"):
+            fs.pipe(f"{root}/1/deltas/{path.name}/{name}", (path / name).read_bytes())
+    manager.poll()
+    assert manager.current.delta_step == 8 and manager.current.export_dir.parent == tmp_path / "cache"
+    scores = [p["like"] for p in manager.current.predict(instances)]
+    assert scores == pytest.approx(chain["expected"]["8"], abs=1e-7)
+    assert isinstance(manager.current.adapter, Adapter)

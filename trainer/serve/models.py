@@ -184,7 +184,20 @@ class ModelManager:
                     self._swap_in(target)
                 except LoadFailed:
                     pass
+            self._sync_deltas()
             self.deltas.follow(self)
+
+    def _sync_deltas(self) -> None:
+        """A remote repository: bring the served version's new deltas into its local copy."""
+        current = self._current
+        version = next((v for v in self.listed if current is not None and v.name == current.version), None)
+        if version is None or self.repo.local:
+            return
+        try:
+            self.repo.sync_deltas(version, current.export_dir)
+        except Exception as exc:  # noqa: BLE001 - a listing / download error must not stop serving
+            log.error("cannot copy the deltas of version %s from %s: %s: %s", version.name, self.repo.url,
+                      type(exc).__name__, exc)
 
     def _target(self) -> Version | None:
         """The pinned version, else the highest good one; following ``latest`` never moves
