@@ -35,8 +35,12 @@ PREFIX = "model."  # ServingModule(model): the training model's names under ``mo
 
 
 def program_tensors(program: Any) -> dict[str, Tensor]:
-    """Every parameter and buffer of a loaded program by name."""
-    return {**dict(program.named_buffers()), **dict(program.named_parameters())}
+    """Every parameter and buffer of a loaded program by name (tied ones under each name)."""
+    try:
+        return {**dict(program.named_buffers(remove_duplicate=False)),
+                **dict(program.named_parameters(remove_duplicate=False))}
+    except TypeError:  # TorchScript modules list each name already
+        return {**dict(program.named_buffers()), **dict(program.named_parameters())}
 
 
 def check_delta(delta_dir: Path, base: str, previous: int | None) -> dict[str, Any]:

@@ -174,3 +174,23 @@ def test_remote_repository_deltas_are_downloaded_then_applied(chain: dict[str, A
     scores = [p["like"] for p in manager.current.predict(instances)]
     assert scores == pytest.approx(chain["expected"]["8"], abs=1e-7)
     assert isinstance(manager.current.adapter, Adapter)
+
+
+def test_a_delta_that_arrives_before_its_predecessor_is_applied_after_it(chain: dict[str, Any],
+                                                                          tmp_path: Path) -> None:
+    from trainer.serve.models import ModelManager
+    from trainer.serve.repository import Repository
+
+    kept = chain["kept"]
+    served = tmp_path / "export"
+    shutil.copytree(kept, served, ignore=shutil.ignore_patterns("delta-*"))
+    manager = ModelManager(Repository(str(served)))
+    manager.load_initial()
+    deltas = sorted((kept / "deltas").iterdir())
+    deploy(deltas[1], served / "deltas")  # step 4 first: out of chain for now
+    manager.poll()
+    assert manager.current.delta_step is None and [f["delta"] for f in manager.deltas.failures()] == \
+        ["delta-00000004"]
+    deploy(deltas[0], served / "deltas")
+    manager.poll()
+    assert manager.current.delta_step == 4 and manager.deltas.failures() == []

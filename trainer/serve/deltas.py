@@ -13,7 +13,8 @@ applied to a copy of the served program, warmed up, and swapped in with one refe
 a request is scored on the old weights or the new ones, never on half of a delta. A delta that
 fails (corrupt, sha256 mismatch, out of chain) is logged, counted
 (``lingjie_serve_delta_failures_total``), shown in the model metadata, not tried again until its
-manifest changes, and the model keeps serving what it has.
+manifest changes or the chain moves on (a delta that arrived before its predecessor is tried again
+once that one is applied), and the model keeps serving what it has.
 """
 from __future__ import annotations
 
@@ -38,7 +39,6 @@ class DeltaFollower:
 
     def __init__(self) -> None:
         self.failed: dict[str, tuple[str, str]] = {}
-        self.applied = 0
 
     def failures(self) -> list[dict[str, str]]:
         return [{"delta": Path(p).name, "reason": r} for p, (_, r) in self.failed.items()]
@@ -48,8 +48,11 @@ class DeltaFollower:
         self.failed = {p: v for p, v in self.failed.items() if Path(p).exists()}  # removed: forget
         current = manager.current_or_none()
         while current is not None and hasattr(current.adapter, "pending_deltas"):
+            # a failure is remembered with the chain it failed on: a delta that arrived before its
+            # predecessor is tried again once the predecessor is applied
+            where = f"{current.version}|{current.delta_step}|"
             pending = [p for p in current.adapter.pending_deltas()
-                       if self.failed.get(str(p), ("", ""))[0] != _stamp(p)]
+                       if self.failed.get(str(p), ("", ""))[0] != where + _stamp(p)]
             if not pending:
                 return
             path = pending[0]
@@ -58,7 +61,7 @@ class DeltaFollower:
                 adapter.predict(adapter.example_instances())  # warm-up: a delta that breaks the forward pass fails here
             except Exception as exc:  # noqa: BLE001 - a bad delta is reported, never fatal
                 reason = f"{type(exc).__name__}: {exc}"[:500]
-                self.failed[str(path)] = (_stamp(path), reason)
+                self.failed[str(path)] = (where + _stamp(path), reason)
                 log.error("delta %s of version %s refused; still serving delta %s: %s", path.name,
                           current.version, current.delta_step, reason)
                 manager.count_delta_failure()
@@ -66,6 +69,6 @@ class DeltaFollower:
             model = dataclasses.replace(current, adapter=adapter, delta_step=adapter.delta_step)
             if not manager.replace_current(current, model):
                 return  # a full reload won the race: its own deltas come next poll
-            self.applied += 1
+            self.failed.pop(str(path), None)
             log.info("serving version %s + delta %s", model.version, model.delta_step)
             current = model
