@@ -12,8 +12,8 @@ base and the delta before it. After ``full_every_deltas`` deltas the next export
 (``<run>/export`` rewritten in place, meta.json last); the older deltas are then removed. A
 torch.export program bakes the size of a dynamic table's buffers into its graph, so when a
 dynamic table outgrows the size of its base export the next export is a full one too; to make
-that rare, the full exports of a torch.export program hold each bounded dynamic table at its
-capacity (padded with sentinel keys that are never looked up).
+that rare, the full exports of a torch.export program hold each dynamic table with room for twice
+its rows, at most its capacity (padded with sentinel keys that are never looked up).
 """
 from __future__ import annotations
 

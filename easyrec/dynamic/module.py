@@ -218,11 +218,12 @@ def frozen_for_export(model: nn.Module) -> Iterator[None]:
 
 
 def pad_frozen_tables(model: nn.Module) -> None:
-    """Freeze every dynamic table of ``model`` at its capacity (``max_rows``; an unbounded table at
-    twice its rows, at least 1024), so that a torch.export program can take delta exports of any
-    size up to it."""
+    """Freeze every dynamic table of ``model`` with room to grow: twice its rows (at least 1024),
+    at most its capacity (``max_rows``), so that a torch.export program (whose graph fixes the
+    tables' sizes) can take delta exports that admit keys until then."""
     for m in dynamic_modules(model):
-        m.export_rows = int(m.table.max_rows or max(1024, 2 * m.table.num_rows))
+        rows = max(1024, 2 * m.table.num_rows)
+        m.export_rows = int(min(rows, m.table.max_rows) if m.table.max_rows else rows)
 
 
 def dynamic_modules(model: nn.Module) -> List[DynamicEmbedding]:
