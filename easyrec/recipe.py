@@ -83,6 +83,21 @@ class RecRecipe(Recipe):
             pipeline.save(str(run.feature_state))
         self.pipeline = pipeline
 
+    def extend_state(self, meta: dict[str, Any], dist: Any, run: RunDir) -> None:
+        """features_from=extend: the source run's feature state with this run's new
+        vocabulary values appended (easyrec.warm_start.extended_state); every rank computes the
+        same from the same inputs."""
+        from easyrec.features.pipeline import FeaturePipeline
+        from easyrec.warm_start import extended_state
+
+        state, counts = extended_state(self.pipeline, meta["feature_state"])
+        self.pipeline = FeaturePipeline.from_state_dict(state)
+        for table, c in counts.items():
+            log.info("features_from=extend: vocabulary %s keeps its %s values, %s new appended", table,
+                     f"{c['kept']:,}", f"{c['added']:,}")
+        if dist.is_main:
+            self.pipeline.save(str(run.feature_state))
+
     def loaders(self, dist: Any) -> Loaders:
         from easyrec.loader import BatchLoader
 

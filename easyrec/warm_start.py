@@ -94,6 +94,34 @@ def plan_warm_start(target: Any, source: Any, new_pipeline: Any, old_pipeline: A
     return plan
 
 
+def extended_state(fitted: Any, old: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, int]]]:
+    """``trainer.features_from=extend``: the source run's feature state, its vocabularies
+    extended by this run's values new to them (appended, so every old value keeps its row and
+    its vector: a user absent today keeps yesterday's embedding for when they return).
+    Boundaries, statistics and other mappings stay the source's (their rows keep their meaning);
+    a feature or table whose config changed, or that the source lacks, keeps this run's fit.
+    A vocabulary with ``max_size`` keeps the old values first. Returns (state, counts)."""
+    state = fitted.state_dict()
+    same = {n for n, c in state["features"].items() if old.get("features", {}).get(n) == c}
+    counts: dict[str, dict[str, int]] = {}
+    for emb, m in state["mappings"].items():
+        o = old.get("mappings", {}).get(emb)
+        owners = {n for n, f in fitted.features.items() if getattr(f, "embedding_name", None) == emb}
+        if o is None or o.get("kind") != m["kind"] or not owners <= same:
+            continue
+        if m["kind"] == "vocab":
+            known = set(o["vocabulary"])
+            added = [v for v in m["vocabulary"] if v not in known]
+            cap = fitted.mappings[emb].max_size
+            m["vocabulary"] = (list(o["vocabulary"]) + added)[:cap] if cap else list(o["vocabulary"]) + added
+            counts[emb] = {"kept": len(o["vocabulary"]), "added": len(m["vocabulary"]) - len(o["vocabulary"])}
+        else:
+            state["mappings"][emb] = o
+    for name in same & set(old.get("feature_state", {})):
+        state["feature_state"][name] = old["feature_state"][name]
+    return state, counts
+
+
 def dynamic_report(model: Any, plan: Plan) -> dict[str, dict[str, int]]:
     """``dynamic.<table>`` -> how many keys (with their rows, counters and row-wise optimizer
     state) came over whole from the source's dynamic table."""

@@ -115,6 +115,11 @@ class Recipe(ABC):
         """Fit the domain's state on rank 0 and share it with every rank, or restore it from
         ``meta`` (the checkpoint being resumed); rank 0 may save it into ``run``."""
 
+    def extend_state(self, meta: dict[str, Any], dist: Any, run: RunDir) -> None:
+        """``trainer.features_from=extend`` (after :meth:`fit_state` fitted this run's data):
+        merge the warm-start source's state (``meta``) in. Default: keep this run's fit (a
+        domain whose fitted state shapes the model's tables overrides it: rec vocabularies)."""
+
     @abstractmethod
     def loaders(self, dist: Any) -> Loaders:
         """This rank's loaders over the train and eval splits."""
@@ -252,10 +257,13 @@ def _state_and_loaders(recipe: Recipe, run: RunDir, dist: Any, resumed: bool) ->
         source = dist.all_gather_object(source)[0]
     dist.barrier()
     meta = read_meta(ckpt) if ckpt is not None else None
-    if source is not None and recipe.spec.root.trainer.features_from == "init":
+    how = recipe.spec.root.trainer.features_from
+    if source is not None and how == "init":
         meta = read_meta(source)
         log.info("feature state from the init_from run (trainer.features_from=init)")
     recipe.fit_state(meta, dist, run)
+    if source is not None and how == "extend":
+        recipe.extend_state(read_meta(source), dist, run)
     return ckpt, source, recipe.loaders(dist)
 
 

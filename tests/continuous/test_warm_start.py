@@ -230,3 +230,27 @@ def test_a_remote_run_is_fetched_into_the_new_run(tmp_path: Path) -> None:
     assert got.read_bytes() == b"step"
     with pytest.raises(ConfigError, match="does not exist"):
         resolve_init_source("memory://bucket/runs/day9", str(tmp_path), "x", tmp_path / "run")
+
+
+def test_extend_keeps_every_old_value_at_its_row_and_appends_new_ones() -> None:
+    from easyrec.features.pipeline import FeaturePipeline
+    from easyrec.warm_start import extended_state
+
+    old_p, source = _pipeline_and_model(_day(1, 120, 2000, 0), seed=0)
+    today, _ = _pipeline_and_model(_day(60, 200, 2000, 1), seed=1)
+    state, counts = extended_state(today, old_p.state_dict())
+    new_p = FeaturePipeline.from_state_dict(state)
+    old_users, new_users = old_p.mappings["user_id"].vocabulary, new_p.mappings["user_id"].vocabulary
+    assert new_users[:len(old_users)] == old_users  # every old user keeps its row
+    assert set(new_users) == set(old_users) | set(today.mappings["user_id"].vocabulary)
+    assert counts["user_id"] == {"kept": len(old_users), "added": len(new_users) - len(old_users)}
+    assert state["feature_state"]["release_year"] == old_p.state_dict()["feature_state"]["release_year"]
+    from easyrec.models.specs import build_model
+    from easyrec.schema import build_model_config
+
+    cfg = build_model_config(compose(["+experiment=movielens_deepfm"])["model"], "torch")
+    model = build_model(cfg, new_p.feature_infos(), backend="torch")
+    plan = _warm(model, source, new_p, old_p)
+    assert plan.tables["embedding.user_id"]["dropped"] == 0
+    for u in old_users[:20]:
+        assert torch.equal(_row(model, new_p, "user_id", u), _row(source, old_p, "user_id", u))

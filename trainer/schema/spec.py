@@ -132,8 +132,9 @@ class TrainerSpec:
     init_from_strict: bool = F(False, "init_from: refuse parameters of the new model the source lacks "
                                "(false: they keep their fresh initialisation)")
     init_optimizer: bool = F(False, "init_from: also carry the optimizer state over (rows remapped like the weights)")
-    features_from: Literal["init", "fit"] = F("fit", "init_from: fit the feature state on this run's data "
-                                              "(vocabulary rows remapped by value) or keep the source run's")
+    features_from: Literal["extend", "fit", "init"] = F(
+        "extend", "init_from: extend = the source run's feature state, vocabularies extended by this run's new "
+        "values; fit = refit on this run's data (values it lacks are dropped); init = the source run's as it was")
     log_every_n_steps: int = F(50, "scalars to TensorBoard every N steps", ge=1)
     progress_bar: bool = F(True, "progress bars on stderr: training, eval, dataset prep, feature fitting, AutoML")
     plots: bool = F(True, "ROC/PR/calibration (binary) + confusion (classifiers) PNGs in <run_dir>/plots/")
