@@ -30,9 +30,15 @@ _user_full_error = os.environ.get(FULL_ERROR)  # the user's choice, given back t
 def main(cfg: DictConfig) -> float | None:
     from omegaconf.errors import OmegaConfBaseException
 
+    from trainer.date_partitions import check_date_templates
     from trainer.job import run_job
 
     _restore_full_error()
+    try:
+        check_date_templates(cfg)  # before resolving: a null date would read as the text "None"
+    except LingjieError as exc:
+        _discard_untouched_run_dir(cfg)
+        _fail(str(exc))
     try:
         plain = OmegaConf.to_container(cfg, resolve=True)
         config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
