@@ -73,6 +73,9 @@ def cli() -> None:
         from trainer.serve.__main__ import main as serve_main
 
         sys.exit(serve_main(sys.argv[2:]))
+    if len(sys.argv) > 1 and sys.argv[1] == "incremental":  # day-by-day training: one job per day
+        _incremental(sys.argv[2:])
+        return
     if len(sys.argv) > 1 and sys.argv[1] in ("explain", "schema", "--help", "-h"):
         from trainer.explain import main as help_main  # our help pages; --hydra-help stays Hydra's
 
@@ -87,6 +90,21 @@ def cli() -> None:
         _fail(message)
     finally:
         _restore_full_error()
+
+
+def _incremental(argv: list[str]) -> None:
+    """``lingjie incremental``: trainer.incremental's driver; a failed day or a config it refuses
+    is one ``error:`` line, exit status 2."""
+    from trainer.incremental import run as run_days
+
+    try:
+        summary = run_days(argv)
+    except Exception as exc:
+        message = explain_error(exc, argv)
+        if message is None:
+            raise
+        _fail(message)
+    print(f"incremental summary: {summary}", flush=True)
 
 
 def explain_error(exc: Exception, argv: list[str]) -> str | None:
