@@ -121,6 +121,13 @@ class RecRecipe(Recipe):
             loaders.train = EqualStepsLoader(loaders.train, engine)
         return engine
 
+    def warm_start(self, engine: Engine, checkpoint: Path) -> dict[str, Any]:
+        """Embedding rows remapped by value from the source run's vocabularies
+        (easyrec.warm_start), the rest by name."""
+        from easyrec.warm_start import warm_start
+
+        return warm_start(engine, self.pipeline, checkpoint, self.spec.root.trainer)
+
     def checkpoint_meta(self) -> dict[str, Any]:
         return {"config": self._plain_config(), "feature_state": self.pipeline.state_dict()}
 

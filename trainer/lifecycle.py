@@ -128,6 +128,14 @@ class Recipe(ABC):
     def checkpoint_meta(self) -> dict[str, Any]:
         """What makes a checkpoint self-contained: the config and the fitted state (JSON-able)."""
 
+    def warm_start(self, engine: Engine, checkpoint: Path) -> dict[str, Any]:
+        """``trainer.init_from``: load ``checkpoint``'s weights into the fresh ``engine`` (by
+        name, with a shape check: :mod:`trainer.warm_start`); returns what metrics.json reports.
+        A domain whose tables depend on its fitted state (rec: vocabularies) overrides it."""
+        from trainer.warm_start import warm_start_by_name
+
+        return warm_start_by_name(engine, self.restore(checkpoint).engine, self.spec.root.trainer, checkpoint)
+
     def task_metrics(self) -> TaskMetrics:
         """How predictions become metrics (default: binary / regression tasks)."""
         return TaskMetrics(self.spec.task_types)
@@ -226,16 +234,43 @@ def _callbacks(recipe: Recipe, run: RunDir, metrics_file: MetricsFile) -> list[C
     return callbacks + instantiate_callbacks(root.trainer.callbacks)
 
 
-def _state_and_loaders(recipe: Recipe, run: RunDir, dist: Any, resumed: bool) -> tuple[Path | None, Loaders]:
-    """The checkpoint to resume (if any), the fitted or restored state, and the loaders."""
+def _state_and_loaders(recipe: Recipe, run: RunDir, dist: Any, resumed: bool) -> tuple[Path | None, Path | None, Loaders]:
+    """The checkpoint to resume (if any), the warm-start source (trainer.init_from, when not
+    resuming), the fitted or restored state, and the loaders."""
     from trainer.checkpoint_io import read_meta
 
+    ckpt = run.latest_checkpoint() if resumed else None
+    source = None
     if dist.is_main:
         recipe.prepare_data()
+        source = init_source(recipe, run) if ckpt is None else None
+    if dist.distributed:
+        source = dist.all_gather_object(source)[0]
     dist.barrier()
-    ckpt = run.latest_checkpoint() if resumed else None
-    recipe.fit_state(read_meta(ckpt) if ckpt is not None else None, dist, run)
-    return ckpt, recipe.loaders(dist)
+    meta = read_meta(ckpt) if ckpt is not None else None
+    if source is not None and recipe.spec.root.trainer.features_from == "init":
+        meta = read_meta(source)
+        log.info("feature state from the init_from run (trainer.features_from=init)")
+    recipe.fit_state(meta, dist, run)
+    return ckpt, source, recipe.loaders(dist)
+
+
+def init_source(recipe: Recipe, run: RunDir) -> Path | None:
+    """The checkpoint trainer.init_from names (None: not set); torch checkpoints only."""
+    from trainer.checkpoint_io import checkpoint_backend
+    from trainer.warm_start import resolve_init_source
+
+    root = recipe.spec.root
+    if not root.trainer.init_from:
+        return None
+    if recipe.backend != "torch":
+        raise ConfigError("trainer.init_from", "warm starts load torch checkpoints; use trainer.backend=torch "
+                          "(a TF run continues only with trainer.resume)")
+    source = resolve_init_source(str(root.trainer.init_from), root.paths.output_root, root.experiment_name, run.root)
+    if checkpoint_backend(source) != "torch":
+        raise ConfigError("trainer.init_from", f"{source} is a TF checkpoint; warm starts load torch (.pt) checkpoints")
+    log.info("warm start from %s (trainer.init_from)", source)
+    return source
 
 
 def _make_loop(recipe: Recipe, run: RunDir, dist: Any, device: str,
@@ -275,8 +310,10 @@ def train(recipe: Recipe, run: RunDir, config_yaml: str, resumed: bool) -> Path:
     """trainer.mode=train for any domain: see the module docstring; returns the run directory.
     Call :func:`check_resumable` first; a resumed run keeps its config.yaml."""
     dist, device = start_training_process(recipe.spec, run, config_yaml, resumed)
-    ckpt, loaders = _state_and_loaders(recipe, run, dist, resumed)
+    ckpt, source, loaders = _state_and_loaders(recipe, run, dist, resumed)
     loop, metrics_file = _make_loop(recipe, run, dist, device, loaders)
+    if source is not None:
+        loop.summary["init_from"] = recipe.warm_start(loop.engine, source)
     if ckpt is not None:
         loop.resume_from(ckpt)
         log.info("resumed from %s (epoch %d, step %d)", ckpt.name, loop.progress.epoch + 1,
