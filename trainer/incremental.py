@@ -63,7 +63,9 @@ class Plan:
 
 def parse_args(argv: list[str]) -> tuple[list[str], Path | None, str | None]:
     """(Hydra overrides, --out, --config-dir) of ``lingjie incremental ARGS``."""
-    parser = argparse.ArgumentParser(prog="lingjie incremental", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="lingjie incremental", description="Train every day of data.dates in order: each day "
+                                     "warm-starts from the day before, evaluates on the next day and publishes its "
+                                     "export to trainer.export.repository.")
     parser.add_argument("--out", type=Path, help="where the day runs and incremental.json go "
                         "(default <paths.output_root>/<experiment_name>/incremental)")
     parser.add_argument("--config-dir", "-cd", help="an extra config directory (as for lingjie)")
@@ -98,6 +100,9 @@ def plan(argv: list[str]) -> Plan:
     if DATE_MARK not in str(data.get("train_path") or ""):
         raise ConfigError("data.train_path", "does not depend on ${data.date}: every day would train on the "
                           "same data; use a date-partitioned path such as .../dt=${data.date}/")
+    if trainer.get("backend") == "tf":
+        raise ConfigError("trainer.backend", "lingjie incremental warm-starts each day from the day before "
+                          "(trainer.init_from), which loads torch checkpoints: use trainer.backend=torch")
     if out is None:
         out = Path(cfg["paths"]["output_root"]) / str(cfg.get("experiment_name")) / "incremental"
     out = out.expanduser().resolve()
