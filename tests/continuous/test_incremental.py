@@ -156,3 +156,19 @@ def test_three_days_publish_resume_and_a_failing_day(tmp_path: Path, days_dir: P
     assert str(out / "2099-01-01") in last
     summary = json.loads((out / "incremental.json").read_text())
     assert [d["status"] for d in summary["days"]] == ["done"] * 3 + ["failed"] and not summary["finished"]
+
+
+def test_day_overrides_chain_the_days_and_resume_an_unfinished_one(tmp_path: Path) -> None:
+    from trainer.incremental import Plan, day_overrides, quote
+
+    p = Plan(["+experiment=x"], ["d1", "d2", "d3"], tmp_path / "o u t", "/repo", None, True)
+    first, middle, last = (day_overrides(p, i) for i in range(3))
+    assert "data.eval_date=d2" in first and not any(o.startswith("trainer.init_from") for o in first)
+    assert quote("trainer.init_from", str(tmp_path / "o u t" / "d1")) in middle
+    assert "trainer.init_from='" in middle[-3] and "data.eval_path=null" in last and "data.eval_date=null" in last
+    assert quote("a", "x'y z") == "a='x\\'y z'" and quote("a", "/p/q-1.2") == "a=/p/q-1.2"
+    ckpt = tmp_path / "o u t" / "d2" / "checkpoints"
+    ckpt.mkdir(parents=True)
+    (ckpt / "step-10.pt").write_bytes(b"")
+    (ckpt.parent / "config.yaml").write_text("{}")
+    assert day_overrides(p, 1)[-1] == quote("trainer.resume", str(ckpt.parent))  # continues, not restarts
