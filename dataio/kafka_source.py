@@ -474,6 +474,8 @@ class KafkaSource:
             self.stats["rows"] += batch.num_rows
             yielded += 1
             yield batch, dict(self._pos)
+            # the caller's time between batches (a train step, an export) is not the topic's idleness
+            last_data = max(last_data, time.monotonic())
 
     def _take(self, batch_size: int) -> pa.RecordBatch | None:
         """Cut the next batch off the pending messages (whole messages, in order) and move

@@ -33,6 +33,8 @@ class RecRecipe(Recipe):
         self.pipeline: Any = None
         self._train_src: Any = None
         self._train_loader: Any = None
+        self._engine: Any = None
+        self.final_version = ""  # the version label of the final export (delta exports: its step)
 
     def check_resume(self, checkpoint: Path) -> None:
         """The backend first (a torch checkpoint cannot feed a TF model), then the model,
@@ -114,6 +116,7 @@ class RecRecipe(Recipe):
         root = self.spec.root
         engine = make_engine(self.backend, self.spec.model, self.pipeline, root.trainer, device, total_steps, dist,
                              root.hardware.precision)
+        self._engine = engine  # the delta exports' full exports
         loaders.train.stage, loaders.train.row_stager = engine.stager(), engine.row_stager
         if dist.kind == "tf" and dist.distributed:  # every worker runs the same steps (collectives)
             from trainer.tf_strategy import EqualStepsLoader
@@ -140,6 +143,25 @@ class RecRecipe(Recipe):
 
     def close(self, loaders: Loaders) -> None:
         self._train_loader.close()
+
+    def callbacks(self, run: RunDir) -> list[Any]:
+        """Delta exports (trainer.export.delta_every_steps / _seconds): a base export at fit
+        start, deltas on schedule; the final export is then labelled with the last step."""
+        from easyrec.delta_format import check_delta_config, deltas_on
+
+        root = self.spec.root
+        if not (deltas_on(root.trainer.export) and root.trainer.export.enabled):
+            return []
+        check_delta_config(root.trainer)
+        from easyrec.delta_writer import DeltaCallback, DeltaWriter
+
+        def full(version: str) -> Path:
+            return self.export(self.trained(self._engine), run, version=version)
+
+        def ended(step: int) -> None:
+            self.final_version = str(step)
+
+        return [DeltaCallback(DeltaWriter(root.trainer.export, run.export, full), ended)]
 
     def trained(self, engine: Engine) -> Restored:
         return Restored(engine, self.pipeline, self.spec)
@@ -170,6 +192,7 @@ class RecRecipe(Recipe):
         goes into meta.json, so ``lingjie serve`` following the re-exported directory in place
         reports which export answered."""
         spec, root, pipeline = self.spec, self.spec.root, restored.state
+        version = version or self.final_version
         if example is None:
             src = make_source(spec, root.data.eval_path or root.data.train_path, pipeline, with_labels=False)
             example = pipeline.transform(next(iter(src.iter_batches(8))), with_labels=False)
@@ -179,4 +202,8 @@ class RecRecipe(Recipe):
                             {"experiment": root.experiment_name, "model": spec.model.name, "backend": engine.backend,
                              **({"version": version} if version else {})})
         log.info("exported %s program to %s", fmt, out)
+        if version:  # a new base: deltas of older bases no longer apply
+            from easyrec.delta_writer import remove_deltas
+
+            remove_deltas(out, version)
         return out

@@ -84,6 +84,9 @@ def validate(cfg: dict[str, Any]) -> Any:
         if dyn:
             raise ConfigError(f"features.{dyn[0]}.dynamic", f"dynamic embedding tables exist on the torch backend "
                               f"only; use trainer.backend=torch or give {', '.join(dyn)} hash_buckets / vocab")
+    from easyrec.delta_format import check_delta_config
+
+    check_delta_config(root.trainer)  # tf / onnx with delta exports: refused before any training
     if root.trainer.mode in ("train", "stream") and not root.data.train_path:
         raise ConfigError("data.train_path", f"required for trainer.mode={root.trainer.mode}")
     from easyrec.models.specs import get_model_entry

@@ -52,20 +52,68 @@ class ExportedModel:
             self._call = lambda flat: {k: v.numpy() for k, v in
                                        serve(**{re.sub(r"[^A-Za-z0-9_]", "_", k): v for k, v in flat.items()}).items()}
         else:
-            import torch
-
             from trainer.torch_backend.programs import load_program
-            from trainer.torch_backend.tensors import as_tensor
 
             program, _ = load_program(self.dir)
-            cpu = torch.device("cpu")
+            self._bind(program)
+        self.version = str(self.meta.get("version") or "")
+        self.delta_step: int | None = None  # the step of the last delta applied (None: the export as loaded)
 
-            def call(flat: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-                with torch.no_grad():
-                    outputs = program({k: as_tensor(v, cpu) for k, v in flat.items()})
-                return {k: v.numpy() for k, v in outputs.items()}
+    def _bind(self, program: Any) -> None:
+        import torch
 
-            self._call = call
+        from trainer.torch_backend.tensors import as_tensor
+
+        cpu = torch.device("cpu")
+
+        def call(flat: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            with torch.no_grad():
+                outputs = program({k: as_tensor(v, cpu) for k, v in flat.items()})
+            return {k: v.numpy() for k, v in outputs.items()}
+
+        self._program, self._call = program, call
+
+    # ----- delta exports (easyrec.delta_writer): patch the loaded program's weights
+    def pending_deltas(self) -> list[Path]:
+        """The delta dirs under ``<export>/deltas`` of this export's version that come after the
+        last one applied, in step order."""
+        from easyrec.delta_format import pending_chain
+
+        if not self.version:
+            return []
+        return pending_chain(self.dir, self.version, self.delta_step)
+
+    def with_delta(self, delta_dir: str | Path) -> "ExportedModel":
+        """A copy of this model with ``delta_dir`` applied (this one is left as it is); DataError
+        when the delta does not apply (format, sha256, base, chain): see easyrec.delta_apply."""
+        import copy
+        import warnings
+
+        from easyrec.delta_apply import apply_delta
+
+        if self.meta["format"] not in ("torch_export", "torchscript"):
+            raise DataError(f"a {self.meta['format']} export cannot take deltas (torch_export / torchscript only)",
+                            file=str(self.dir))
+        with warnings.catch_warnings():  # torch.export's module copies its pytree specs (a FutureWarning)
+            warnings.simplefilter("ignore", FutureWarning)
+            program = copy.deepcopy(self._program)
+        manifest = apply_delta(program, Path(delta_dir), self.version, self.delta_step)
+        new = copy.copy(self)
+        new._bind(program)
+        new.delta_step = int(manifest["step"])
+        return new
+
+    def apply_delta(self, delta_dir: str | Path) -> int:
+        """Apply ``delta_dir`` to this model (all of it or, on a DataError, nothing); returns its step."""
+        new = self.with_delta(delta_dir)
+        self._bind(new._program)
+        self.delta_step = new.delta_step
+        return int(new.delta_step)
+
+    def apply_pending_deltas(self) -> list[int]:
+        """Apply every pending delta in order (stops at the first that fails, raising its
+        DataError: the ones before it stay applied); returns the steps applied."""
+        return [self.apply_delta(path) for path in self.pending_deltas()]
 
     def predict(self, rows: Any, batch_size: int = 8192) -> dict[str, np.ndarray]:
         table = to_record_batch(rows)

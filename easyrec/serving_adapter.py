@@ -138,6 +138,22 @@ class Adapter:
                     row[col] = vocab[j % len(vocab)] if vocab else f"warmup{j}"
         return rows
 
+    # ------------------------------------------------------------------ delta exports (trainer.serve.deltas)
+    @property
+    def delta_step(self) -> int | None:
+        return self.model.delta_step
+
+    def pending_deltas(self) -> list[Path]:
+        return self.model.pending_deltas()
+
+    def with_delta(self, path: Path) -> "Adapter":
+        """A copy of this adapter whose model has the delta at ``path`` applied."""
+        import copy
+
+        new = copy.copy(self)
+        new.model = self.model.with_delta(path)
+        return new
+
     # ------------------------------------------------------------------ Open Inference Protocol
     def v2_inputs_to_instances(self, inputs: list[dict]) -> list[Any]:
         """OIP tensors (one per column, shape [N] or [N, 1]) -> N row dicts."""

@@ -98,6 +98,7 @@ class StreamRun:
             log.info("resumed from %s at offsets %s", ckpt.name, self.meta["stream"]["offsets"])
         self.offsets = dict(self.source.positions())  # before anything is consumed (the warm-up reads ahead)
         self.engine: Any = None
+        self.deltas: Any = None  # easyrec.delta_writer.DeltaWriter with delta exports on
         self.extra: dict[str, Any] = {}  # config + feature state, inside every checkpoint
         self.started = self.last_ckpt_time = time.monotonic()
 
@@ -126,8 +127,23 @@ class StreamRun:
             self.engine.restore(self.ckpt)
         self.recipe.pipeline = self.pipeline
         self.extra = meta_at_rest(self.recipe.checkpoint_meta())
+        self.deltas = self._delta_writer()
+        if self.deltas is not None:  # the base the first deltas apply to
+            self.deltas.full(self.engine.model, self.counters["steps"])
         self.started = self.last_ckpt_time = time.monotonic()
         return stream
+
+    def _delta_writer(self) -> Any:
+        """trainer.export.delta_every_*: the DeltaWriter whose full exports are this run's, or None."""
+        from easyrec.delta_format import check_delta_config, deltas_on
+
+        trainer = self.spec.root.trainer
+        if not (deltas_on(trainer.export) and trainer.export.enabled):
+            return None
+        check_delta_config(trainer)
+        from easyrec.delta_writer import DeltaWriter
+
+        return DeltaWriter(trainer.export, self.run.export, self._export_full)
 
     def train(self, stream: Iterator, stop: dict[str, bool]) -> None:
         """Train on every batch; log its offset ranges; checkpoint on schedule; stop on
@@ -144,6 +160,8 @@ class StreamRun:
                           for (t, p) in after if after[(t, p)] != self.offsets.get((t, p))}
                 trained_log.write(json.dumps({"step": c["steps"], "rows": rb.num_rows, "ranges": ranges}) + "\n")
                 self.offsets = dict(after)
+                if self.deltas is not None:
+                    self.deltas.maybe_write(self.engine.model, c["steps"])
                 due_steps = st.checkpoint_every_steps and c["steps"] % st.checkpoint_every_steps == 0
                 due_time = st.checkpoint_every_seconds and \
                     time.monotonic() - self.last_ckpt_time >= st.checkpoint_every_seconds
@@ -175,10 +193,16 @@ class StreamRun:
         self.write_metrics(final=False)
 
     def export(self) -> Path:
+        """A full export labelled with the step (with delta exports: the new base of the chain)."""
+        if self.deltas is not None:
+            return self.deltas.full(self.engine.model, self.counters["steps"])
+        return self._export_full(str(self.counters["steps"]))
+
+    def _export_full(self, version: str) -> Path:
         from trainer.lifecycle import Restored
 
         return self.recipe.export(Restored(self.engine, self.pipeline, self.spec), self.run, _example(self.pipeline),
-                                  version=str(self.counters["steps"]))
+                                  version=version)
 
     def finish(self) -> None:
         """The final checkpoint, export, metrics.json and DONE marker."""

@@ -94,6 +94,19 @@ def plan_warm_start(target: Any, source: Any, new_pipeline: Any, old_pipeline: A
     return plan
 
 
+def dynamic_report(model: Any, plan: Plan) -> dict[str, dict[str, int]]:
+    """``dynamic.<table>`` -> how many keys (with their rows, counters and row-wise optimizer
+    state) came over whole from the source's dynamic table."""
+    from easyrec.dynamic.module import dynamic_modules
+
+    out: dict[str, dict[str, int]] = {}
+    names = {id(m): n for n, m in model.named_modules()}
+    for m in dynamic_modules(model):
+        if f"{names[id(m)]}._extra_state" in plan.whole:
+            out[f"dynamic.{m.table.name}"] = {"keys copied with counters": int(sum(m.table.tier_rows()))}
+    return out
+
+
 def warm_start(engine: Any, new_pipeline: Any, checkpoint: Path, trainer_spec: Any) -> dict[str, Any]:
     """Load ``checkpoint``'s weights (and optimizer state with ``init_optimizer``) into
     ``engine``, tables remapped by value from the source run's feature state."""
@@ -122,6 +135,7 @@ def warm_start(engine: Any, new_pipeline: Any, checkpoint: Path, trainer_spec: A
     check_plan(plan, bool(trainer_spec.init_from_strict), mapping, source_keys)
     state = source.model.state_dict()
     apply_plan(engine.model, plan, state)
+    plan.tables.update(dynamic_report(engine.model, plan))
     report = log_plan(plan, checkpoint)
     if with_opt:
         report["optimizer_states"] = carry_optimizer(engine, source, plan)

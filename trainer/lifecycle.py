@@ -154,6 +154,11 @@ class Recipe(ABC):
         """Domain keys added to metrics.json (e.g. token counts, bad files)."""
         return {}
 
+    def callbacks(self, run: RunDir) -> list[Callback]:
+        """The domain's own callbacks (rank 0), after the trackers and before the user's
+        (e.g. the rec domain's delta exports)."""
+        return []
+
     def after_fit(self, loop: Any, loaders: Loaders, dist: Any) -> None:
         """Every rank, after a fit that ended normally (collectives allowed: e.g. sum counters
         over the ranks)."""
@@ -231,7 +236,7 @@ def _callbacks(recipe: Recipe, run: RunDir, metrics_file: MetricsFile) -> list[C
         from trainer.remote_mirror import MirrorCallback
 
         callbacks.append(MirrorCallback(root.paths.remote_dir, run, root.data.storage_options or None))
-    return callbacks + instantiate_callbacks(root.trainer.callbacks)
+    return callbacks + recipe.callbacks(run) + instantiate_callbacks(root.trainer.callbacks)
 
 
 def _state_and_loaders(recipe: Recipe, run: RunDir, dist: Any, resumed: bool) -> tuple[Path | None, Path | None, Loaders]:

@@ -68,6 +68,9 @@ class DynamicEmbedding(nn.Module):
         self.sparse_mean = [f.pooling == "mean" for f in sparse]
         self.seq_names = [f.name for f in sequence]
         self.pending: Optional[Pending] = None
+        # rows the frozen table is padded to (0: as many as it holds): a torch.export program
+        # fixes its tables' sizes, so delta exports pad them to the table's capacity
+        self.export_rows = 0
 
     def _apply(self, fn: Any, recurse: bool = True) -> "DynamicEmbedding":
         """``.to(device)`` / ``.cuda()`` also move the table's index and device tier."""
@@ -136,7 +139,7 @@ class DynamicEmbedding(nn.Module):
 
     def frozen(self) -> "FrozenDynamicEmbedding":
         keys, values = self.table.export(self.cfg.export_min_count)
-        return FrozenDynamicEmbedding(keys, values, self.default.detach().cpu(), self)
+        return FrozenDynamicEmbedding(keys, values, self.default.detach().cpu(), self, self.export_rows)
 
     def extra_repr(self) -> str:
         return (f"table={self.table_name}, dim={self.dim}, rows={self.table.num_rows}, "
@@ -151,11 +154,12 @@ class FrozenDynamicEmbedding(nn.Module):
     sparse_mean: List[bool]
     seq_names: List[str]
 
-    def __init__(self, keys: Tensor, values: Tensor, default: Tensor, like: DynamicEmbedding
-                 ) -> None:
+    def __init__(self, keys: Tensor, values: Tensor, default: Tensor, like: DynamicEmbedding,
+                 rows: int = 0) -> None:
         super().__init__()
-        self.register_buffer("keys", torch.cat([keys, torch.tensor([_KEY_MAX], dtype=torch.int64)]))
-        self.register_buffer("weight", torch.cat([values.to(default.dtype), default.unsqueeze(0)]))
+        pad = max(rows - keys.numel(), 0) + 1  # sentinel keys (never looked up) + default rows; the last is THE default
+        self.register_buffer("keys", torch.cat([keys, torch.full((pad,), _KEY_MAX, dtype=torch.int64)]))
+        self.register_buffer("weight", torch.cat([values.to(default.dtype), default.unsqueeze(0).expand(pad, -1)]))
         self.sparse_names = list(like.sparse_names)
         self.sparse_weighted = list(like.sparse_weighted)
         self.sparse_mean = list(like.sparse_mean)
@@ -211,6 +215,15 @@ def frozen_for_export(model: nn.Module) -> Iterator[None]:
     finally:
         for parent, name, child in swaps:
             setattr(parent, name, child)
+
+
+def pad_frozen_tables(model: nn.Module) -> None:
+    """Freeze every dynamic table of ``model`` with room to grow: twice its rows (at least 1024),
+    at most its capacity (``max_rows``), so that a torch.export program (whose graph fixes the
+    tables' sizes) can take delta exports that admit keys until then."""
+    for m in dynamic_modules(model):
+        rows = max(1024, 2 * m.table.num_rows)
+        m.export_rows = int(min(rows, m.table.max_rows) if m.table.max_rows else rows)
 
 
 def dynamic_modules(model: nn.Module) -> List[DynamicEmbedding]:

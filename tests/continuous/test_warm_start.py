@@ -187,3 +187,46 @@ def test_cli_error_is_one_line(tmp_path: Path) -> None:
     proc = run_cli(["+experiment=movielens_deepfm", *SHRINK, f"paths.output_root={tmp_path}/out",
                     f"trainer.init_from={tmp_path}/nowhere"], tmp_path, check=False)
     assert proc.returncode != 0 and "trainer.init_from" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_dynamic_tables_come_over_with_their_keys(tmp_path: Path) -> None:
+    from easyrec.dynamic.module import dynamic_modules
+    from easyrec.restore import restore
+    from trainer.run_dir import RunDir
+
+    d1, d2, _ = _write_days(tmp_path)
+    base = ["+experiment=movielens_deepfm_dynamic", *SHRINK, "hardware.threads=1", f"paths.output_root={tmp_path}/out",
+            "data.dataset=null", f"data.eval_path={d2}"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    run_cli([*base, f"data.train_path={d1}", f"hydra.run.dir={a}"], tmp_path)
+    run_cli([*base, f"data.train_path={d2}", f"hydra.run.dir={b}", f"trainer.init_from={a}", "trainer.max_steps=1",
+             "trainer.optimizer.sparse.lr=1e-12", "trainer.optimizer.sparse.weight_decay=0"], tmp_path)
+    tables = json.loads((b / "metrics.json").read_text())["init_from"]["tables"]
+    assert tables["dynamic.user_id"]["keys copied with counters"] > 50
+    before = {m.table.name: m.table.export() for m in dynamic_modules(restore(RunDir(a).latest_checkpoint()).engine.model)}
+    after = {m.table.name: m.table.export() for m in dynamic_modules(restore(RunDir(b).latest_checkpoint()).engine.model)}
+    keys_a, rows_a = before["user_id"]
+    keys_b, rows_b = after["user_id"]
+    pos = {int(k): i for i, k in enumerate(keys_b)}
+    common = [i for i, k in enumerate(keys_a.tolist()) if k in pos]
+    assert len(common) > 50  # day 1's users are still there, with their vectors
+    for i in common[:30]:
+        assert torch.allclose(rows_a[i], rows_b[pos[int(keys_a[i])]], atol=1e-6)
+
+
+def test_a_remote_run_is_fetched_into_the_new_run(tmp_path: Path) -> None:
+    import fsspec
+
+    from trainer.warm_start import resolve_init_source
+
+    fs = fsspec.filesystem("memory")
+    fs.pipe_file("/bucket/runs/day1/checkpoints/epoch-0001.pt", b"step")
+    fs.pipe_file("/bucket/runs/day1/checkpoints/best.pt", b"best")
+    got = resolve_init_source("memory://bucket/runs/day1", str(tmp_path), "x", tmp_path / "run")
+    assert got == tmp_path / "run" / "init_from" / "best.pt" and got.read_bytes() == b"best"
+    got = resolve_init_source("memory://bucket/runs/day1/checkpoints/epoch-0001.pt", str(tmp_path), "x",
+                              tmp_path / "run")
+    assert got.read_bytes() == b"step"
+    with pytest.raises(ConfigError, match="does not exist"):
+        resolve_init_source("memory://bucket/runs/day9", str(tmp_path), "x", tmp_path / "run")

@@ -17,4 +17,7 @@ The adapter interface every domain implements (``<domain>/serving_adapter.py`` d
     v2_inputs_to_instances(inputs: list[dict]) -> list  # OIP tensors -> instances
     v2_outputs(predictions: list[dict]) -> list[dict]   # -> OIP tensors {name, shape, datatype, data}
     example_instances() -> list                         # valid rows for the warm-up pass
+
+Optionally, delta exports (the rec adapter): ``delta_step``, ``pending_deltas()`` and
+``with_delta(path)``, see :mod:`trainer.serve.deltas`; ``deltas`` (in the layout above) applies them.
 """

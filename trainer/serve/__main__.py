@@ -4,7 +4,9 @@ PATH: an export directory, a run directory (its ``export/``) or a model reposito
 versions (``<root>/<version>/``; the highest complete one is served), local or an fsspec URL
 (``oss://``, ``hdfs://``, ``file://``, ...). The model is loaded and warmed up before the port
 opens, so ``/v2/health/ready`` answering means it can score; afterwards PATH is polled and new
-versions are loaded, warmed up and swapped in while the old one keeps serving.
+versions are loaded, warmed up and swapped in while the old one keeps serving; delta exports
+(``<export>/deltas/``, trainer.export.delta_every_steps) of the served version are applied in
+place, one reference swap per delta (:mod:`trainer.serve.deltas`).
 """
 from __future__ import annotations
 
@@ -26,7 +28,7 @@ def parser() -> argparse.ArgumentParser:
                    "a local path or an fsspec URL (oss://, hdfs://, file://)")
     p.add_argument("--version", default="", help="serve this version (pinned) instead of following the newest")
     p.add_argument("--poll-seconds", type=float, default=2.0,
-                   help="how often PATH is listed for new versions (0: never reload)")
+                   help="how often PATH is listed for new versions and deltas (0: never reload)")
     p.add_argument("--cache-dir", default="", help="where versions of a remote PATH are copied (default: a temp dir)")
     p.add_argument("--host", default="127.0.0.1", help="interface to listen on (0.0.0.0: all)")
     p.add_argument("--port", type=int, default=8080)

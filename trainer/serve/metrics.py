@@ -32,18 +32,25 @@ class ServeMetrics:
                                        "(the previous one kept serving)", registry=self.registry)
         self.reloads = Counter("lingjie_serve_reloads", "versions swapped in after the start (reload, pin)",
                                registry=self.registry)
+        self.delta_step = Gauge("lingjie_serve_delta_step", "the step of the last delta export applied to the "
+                                "served version (-1: none)", ["model", "version"], registry=self.registry)
+        self.deltas_applied = Counter("lingjie_serve_deltas_applied", "delta exports applied in place",
+                                      registry=self.registry)
+        self.delta_failures = Counter("lingjie_serve_delta_failures", "delta exports refused (corrupt, out of "
+                                      "chain; the model kept serving)", registry=self.registry)
         self._served = ""
         if version:
             self.serving(version)
 
-    def serving(self, version: str) -> None:
-        """The served version changed: the info gauge shows only the new one."""
-        if self._served == version:
-            return
-        if self._served:
-            self.version.remove(self.model, self._served)
-        self.version.labels(model=self.model, version=version).set(1)
-        self._served = version
+    def serving(self, version: str, delta_step: int | None = None) -> None:
+        """The served version (or its delta) changed: the gauges show only the new one."""
+        if self._served != version:
+            if self._served:
+                self.version.remove(self.model, self._served)
+                self.delta_step.remove(self.model, self._served)
+            self.version.labels(model=self.model, version=version).set(1)
+            self._served = version
+        self.delta_step.labels(model=self.model, version=version).set(-1 if delta_step is None else delta_step)
 
     def observe(self, endpoint: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint=endpoint, status=str(status)).inc()

@@ -39,6 +39,7 @@ class LoadedModel:
     meta: dict[str, Any]
     signature: dict[str, list[dict[str, Any]]]
     platform: str
+    delta_step: int | None = None  # the last delta export applied (trainer.serve.deltas), None: none
 
     def predict(self, instances: list[Any]) -> list[dict[str, Any]]:
         return self.adapter.predict(instances)
@@ -114,6 +115,30 @@ class ModelManager:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._pending_failures = 0
+        self._pending_delta_failures = 0
+        from trainer.serve.deltas import DeltaFollower
+
+        self.deltas = DeltaFollower()
+
+    def current_or_none(self) -> LoadedModel | None:
+        return self._current
+
+    def replace_current(self, expected: LoadedModel, model: LoadedModel) -> bool:
+        """Swap ``model`` in if ``expected`` is still served (one reference swap); False if not."""
+        with self._swap:
+            if self._current is not expected:
+                return False
+            self._current = model
+        if self.metrics is not None:
+            self.metrics.serving(model.version, model.delta_step)
+            self.metrics.deltas_applied.inc()
+        return True
+
+    def count_delta_failure(self) -> None:
+        if self.metrics is None:
+            self._pending_delta_failures += 1
+        else:
+            self.metrics.delta_failures.inc()
 
     @property
     def current(self) -> LoadedModel:
@@ -131,14 +156,18 @@ class ModelManager:
                                   "(a model repository)")
             if self.pinned is not None:
                 try:
-                    return self._swap_in(self._find(self.pinned))
+                    self._swap_in(self._find(self.pinned))
                 except LingjieError as exc:
                     raise ConfigError("serve.version", str(exc)) from None
+                self.deltas.follow(self)
+                return self.current
             for version in self.listed:
                 try:
-                    return self._swap_in(version)
+                    self._swap_in(version)
                 except LoadFailed:
                     continue
+                self.deltas.follow(self)
+                return self.current
             reasons = "; ".join(f"{v}: {r}" for v, (_, r) in self.failed.items())
             raise ConfigError("serve.path", f"no version of {self.repo.url} could be loaded ({reasons})")
 
@@ -149,13 +178,26 @@ class ModelManager:
             self.listed = self.repo.versions()
             target = self._target()
             current = self._current
-            if target is None or (current is not None and
-                                  (target.name, target.stamp) == (current.version, current.stamp)):
-                return
-            try:
-                self._swap_in(target)
-            except LoadFailed:
-                pass
+            if target is not None and (current is None or
+                                       (target.name, target.stamp) != (current.version, current.stamp)):
+                try:
+                    self._swap_in(target)
+                except LoadFailed:
+                    pass
+            self._sync_deltas()
+            self.deltas.follow(self)
+
+    def _sync_deltas(self) -> None:
+        """A remote repository: bring the served version's new deltas into its local copy."""
+        current = self._current
+        version = next((v for v in self.listed if current is not None and v.name == current.version), None)
+        if version is None or self.repo.local:
+            return
+        try:
+            self.repo.sync_deltas(version, current.export_dir)
+        except Exception as exc:  # noqa: BLE001 - a listing / download error must not stop serving
+            log.error("cannot copy the deltas of version %s from %s: %s: %s", version.name, self.repo.url,
+                      type(exc).__name__, exc)
 
     def _target(self) -> Version | None:
         """The pinned version, else the highest good one; following ``latest`` never moves
@@ -236,9 +278,10 @@ class ModelManager:
         """Report to ``metrics`` (ServeMetrics) from now on, failures before it included."""
         self.metrics = metrics
         metrics.reload_failures.inc(self._pending_failures)
-        self._pending_failures = 0
+        metrics.delta_failures.inc(self._pending_delta_failures)
+        self._pending_failures = self._pending_delta_failures = 0
         if self._current is not None:
-            metrics.serving(self._current.version)
+            metrics.serving(self._current.version, self._current.delta_step)
 
     def index(self) -> list[dict[str, str]]:
         """``GET /v2/repository/index``: every complete version with its state and reason."""

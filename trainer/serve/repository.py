@@ -212,18 +212,56 @@ class Repository:
             return target
         staged = Path(tempfile.mkdtemp(prefix=f".{safe}-", dir=self.cache_dir()))
         try:
-            root = version.export_path.rstrip("/")
-            for remote in self.fs.find(root):
-                rel = Path(remote[len(root) + 1:])
-                if not remote.startswith(f"{root}/") or rel.is_absolute() or ".." in rel.parts:
-                    raise ConfigError("serve.path", f"a file outside its export directory: {remote}")
-                (staged / rel).parent.mkdir(parents=True, exist_ok=True)
-                (staged / rel).write_bytes(self.fs.cat_file(remote))
+            self._download(version.export_path.rstrip("/"), staged)
             os.replace(staged, target)
         except BaseException:
             shutil.rmtree(staged, ignore_errors=True)
             raise
         return target
+
+    def _download(self, root: str, staged: Path) -> None:
+        """Copy every file under the remote directory ``root`` into ``staged``."""
+        for remote in self.fs.find(root):
+            rel = Path(remote[len(root) + 1:])
+            if not remote.startswith(f"{root}/") or rel.is_absolute() or ".." in rel.parts:
+                raise ConfigError("serve.path", f"a file outside its export directory: {remote}")
+            (staged / rel).parent.mkdir(parents=True, exist_ok=True)
+            (staged / rel).write_bytes(self.fs.cat_file(remote))
+
+    def sync_deltas(self, version: Version, local_dir: Path) -> list[str]:
+        """A remote version's delta exports (``<export>/deltas/<name>/`` with its manifest.json)
+        not yet in its local copy ``local_dir``, downloaded into a temp dir and renamed into
+        ``local_dir/deltas/`` once the tensor file's sha256 matches its manifest (an upload still
+        in progress is left for the next poll); returns the names copied."""
+        if self.local:
+            return []
+        remote_root = f"{version.export_path.rstrip('/')}/deltas"
+        try:
+            entries = self.fs.ls(remote_root, detail=True)
+        except (OSError, ValueError):
+            return []
+        target_root = local_dir / "deltas"
+        copied = []
+        for entry in entries:
+            name = entry["name"].rstrip("/").rsplit("/", 1)[-1]
+            if entry.get("type") != "directory" or name.startswith(".") or (target_root / name).exists() \
+                    or not self.fs.exists(f"{remote_root}/{name}/manifest.json"):
+                continue
+            target_root.mkdir(parents=True, exist_ok=True)
+            staged = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target_root))
+            try:
+                self._download(f"{remote_root}/{name}", staged)
+                manifest = json.loads((staged / "manifest.json").read_text())
+                tensors = staged / str(manifest.get("file", ""))
+                if not tensors.is_file() or hashlib.sha256(tensors.read_bytes()).hexdigest() != manifest.get("sha256"):
+                    shutil.rmtree(staged, ignore_errors=True)  # still uploading: next poll
+                    continue
+                os.replace(staged, target_root / name)
+                copied.append(name)
+            except BaseException:
+                shutil.rmtree(staged, ignore_errors=True)
+                raise
+        return copied
 
     def cache_dir(self) -> Path:
         """``--cache-dir``, else a temp dir of this process (made on first use)."""

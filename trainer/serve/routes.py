@@ -22,6 +22,7 @@ from trainer.serve.models import LATEST, LoadedModel, LoadFailed, UnknownVersion
 
 
 VERSION_HEADER = "x-model-version"
+DELTA_HEADER = "x-model-delta-step"  # the delta export applied to the version that answered ("" : none)
 
 
 def add_routes(app: FastAPI, served: Served, options: ServeOptions, batcher: MicroBatcher) -> None:
@@ -55,7 +56,8 @@ def add_routes(app: FastAPI, served: Served, options: ServeOptions, batcher: Mic
         if not instances:
             raise RequestError("instances", "is empty: send at least one instance")
         predictions = await score(instances, model)
-        return JSONResponse({"predictions": predictions}, headers={VERSION_HEADER: model.version})
+        return JSONResponse({"predictions": predictions}, headers={
+            VERSION_HEADER: model.version, DELTA_HEADER: "" if model.delta_step is None else str(model.delta_step)})
 
     @app.get("/v1/models")
     async def v1_models() -> dict[str, Any]:
@@ -66,7 +68,9 @@ def add_routes(app: FastAPI, served: Served, options: ServeOptions, batcher: Mic
         if name.endswith(":predict"):  # GET on the predict URL matched this route's {name}
             raise RequestError("method", f"method GET not allowed on /v1/models/{name} (use POST)", 405)
         known(name)
-        return {"name": served.name, "ready": bool(app.state.ready), "version": manager.current.version}
+        model = manager.current
+        return {"name": served.name, "ready": bool(app.state.ready), "version": model.version,
+                "delta_step": model.delta_step}
 
     add_v2_routes(app, served, options, score)
     add_repository_routes(app, served)
@@ -113,7 +117,8 @@ def add_v2_routes(app: FastAPI, served: Served, options: ServeOptions, score: An
         failures = [{"version": r["version"], "reason": r["reason"]} for r in manager.index() if r["reason"]
                     and r["state"] != "READY"]
         return {"name": served.name, "versions": [model.version], "platform": model.platform, **model.signature,
-                "pinned": manager.pinned, "reload_failures": failures}
+                "pinned": manager.pinned, "reload_failures": failures, "delta_step": model.delta_step,
+                "delta_failures": manager.deltas.failures()}
 
     @app.get("/v2/models/{name}/ready")
     @app.get("/v2/models/{name}/versions/{version}/ready")
