@@ -16,9 +16,11 @@ and the plots are off):
 
 Wall time: seconds per day through the real CLI, process start (Python, torch, Hydra) and the
 export included, the same for every strategy; "once" trains only on day 2 (later days cost an
-evaluation, not counted). The delta/full export size column is left out: delta exports
-(``trainer.export.delta_every_steps``) have not landed yet. This machine's 2 cores are shared
-with other jobs: wall times are noisy; the strategies of a day run back to back.
+evaluation, not counted). Export size: the incremental strategy is run a second time with one
+delta export per day (``trainer.export.delta_every_steps`` = a day's steps): the bytes of the
+day's delta (everything that changed since the warm-started start of the day) next to the full
+export directory. This machine's 2 cores are shared with other jobs: wall times are noisy; the
+strategies of a day run back to back. The AUCs are deterministic (same seed, same data).
 
 Prints the table and, unless ``--no-results``, replaces the section "## Continuous training
 (issue 20)" of benchmarks/RESULTS.md.
@@ -75,6 +77,25 @@ def incremental(work: Path, dates: list[str]) -> dict[str, dict]:
     return {d["date"]: {"auc": d["metrics"].get("eval/auc"), "gauc": d["metrics"].get("eval/gauc"),
                         "wall_s": d["wall_s"], "version": d["version"], "start_s": s, "run": d["run_dir"]}
             for d, s in zip(days, starts)}
+
+
+def delta_sizes(work: Path, dates: list[str], rows: dict[str, int]) -> dict[str, dict]:
+    """The incremental strategy again, now with one delta export per day
+    (trainer.export.delta_every_steps = the day's steps): per day, the bytes of the delta
+    (changes since the day's warm-started start) and of the full export directory."""
+    from trainer.compose import compose_config
+
+    cfg = compose_config([EXPERIMENT])
+    steps = -(-rows[dates[0]] // cfg["data"]["batch_size"]) * cfg["trainer"]["epochs"]
+    out = work / "incremental-deltas"
+    cli(["incremental", "--out", str(out), EXPERIMENT, *QUIET, f"data.dates=[{','.join(dates)}]",
+         f"trainer.export.delta_every_steps={steps}"], work / "incremental-deltas.log")
+    sizes = {}
+    for d in dates:
+        found = re.search(r"delta export \S+ \(base \S+\): (\d+) bytes", (out / d / "train.log").read_text())
+        full = sum(p.stat().st_size for p in (out / d / "export").rglob("*") if p.is_file())
+        sizes[d] = {"delta": int(found.group(1)) if found else None, "full": full}
+    return sizes
 
 
 def upto(days_dir: Path, work: Path, dates: list[str]) -> Path:
@@ -146,20 +167,27 @@ def cpu_line() -> str:
     return f"{model.group(1) if model else platform.processor()}, {os.cpu_count()} cores, flags {' '.join(keep)}"
 
 
-def table(dates: list[str], inc: dict, scr: dict, onc: dict) -> str:
+def table(dates: list[str], inc: dict, scr: dict, onc: dict, sizes: dict) -> str:
     rows = ["| day (train) | next day (eval) | AUC incremental | AUC scratch | AUC once | "
-            "s incremental | s scratch | s once |", "|---|---|---|---|---|---|---|---|"]
+            "s incremental | s scratch | s once | incremental delta / full export KiB |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for i in sorted(scr):
-        a, b, c = inc[dates[i]], scr[i], onc[i]
+        a, b, c, z = inc[dates[i]], scr[i], onc[i], sizes[dates[i]]
+        delta = f"{z['delta'] / 1024:.0f}" if z["delta"] is not None else "-"
         rows.append(f"| {i + 1} {dates[i]} | {dates[i + 1]} | {a['auc']:.4f} | {b['auc']:.4f} | {c['auc']:.4f} | "
-                    f"{a['wall_s']:.1f} | {b['wall_s']:.1f} | {c['wall_s']:.1f} |")
+                    f"{a['wall_s']:.1f} | {b['wall_s']:.1f} | {c['wall_s']:.1f} | {delta} / {z['full'] / 1024:.0f} |")
 
     def mean(side: dict, key: str, by_date: bool = False) -> float:
         return statistics.mean((side[dates[i]] if by_date else side[i])[key] for i in scr)
     rows.append(f"| **mean** | | **{mean(inc, 'auc', True):.4f}** | **{mean(scr, 'auc'):.4f}** | "
                 f"**{mean(onc, 'auc'):.4f}** | {mean(inc, 'wall_s', True):.1f} | {mean(scr, 'wall_s'):.1f} | "
-                f"{mean(onc, 'wall_s'):.1f} |")
+                f"{mean(onc, 'wall_s'):.1f} | {_ratio(sizes, [dates[i] for i in scr])} |")
     return "\n".join(rows)
+
+
+def _ratio(sizes: dict, days: list[str]) -> str:
+    known = [sizes[d]["delta"] / sizes[d]["full"] for d in days if sizes[d]["delta"] is not None]
+    return f"delta = {statistics.mean(known):.0%} of full" if known else "-"
 
 
 def write_results(text: str) -> None:
@@ -195,7 +223,8 @@ def main() -> None:
         onc[i] = once(days_dir, work, dates, i)
         print(f"day {i + 1} {dates[i]} -> {dates[i + 1]}: incremental {inc[dates[i]]['auc']:.4f}, scratch "
               f"{scr[i]['auc']:.4f}, once {onc[i]['auc']:.4f}", flush=True)
-    tab = table(dates, inc, scr, onc)
+    sizes = delta_sizes(work, dates, json.loads((days_dir / "meta.json").read_text())["rows"])
+    tab = table(dates, inc, scr, onc, sizes)
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     load = os.getloadavg()[0]
     text = (f"{SECTION}\n\n    .venv/bin/python benchmarks/bench_incremental.py\n\n"
@@ -203,7 +232,8 @@ def main() -> None:
             f"(shared machine); total {time.perf_counter() - started:.0f} s.\n\n{tab}\n\n"
             f"{diagnostics(dates, inc, scr)}\n")
     print("\n" + text)
-    (work / "results.json").write_text(json.dumps({"incremental": inc, "scratch": scr, "once": onc}, indent=2))
+    (work / "results.json").write_text(json.dumps({"incremental": inc, "scratch": scr, "once": onc, "sizes": sizes},
+                                                  indent=2))
     if not args.no_results:
         write_results(text)
 
