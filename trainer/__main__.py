@@ -30,9 +30,15 @@ _user_full_error = os.environ.get(FULL_ERROR)  # the user's choice, given back t
 def main(cfg: DictConfig) -> float | None:
     from omegaconf.errors import OmegaConfBaseException
 
+    from trainer.date_partitions import check_date_templates
     from trainer.job import run_job
 
     _restore_full_error()
+    try:
+        check_date_templates(cfg)  # before resolving: a null date would read as the text "None"
+    except LingjieError as exc:
+        _discard_untouched_run_dir(cfg)
+        _fail(str(exc))
     try:
         plain = OmegaConf.to_container(cfg, resolve=True)
         config_yaml = OmegaConf.to_yaml(cfg, resolve=True)
@@ -67,6 +73,9 @@ def cli() -> None:
         from trainer.serve.__main__ import main as serve_main
 
         sys.exit(serve_main(sys.argv[2:]))
+    if len(sys.argv) > 1 and sys.argv[1] == "incremental":  # day-by-day training: one job per day
+        _incremental(sys.argv[2:])
+        return
     if len(sys.argv) > 1 and sys.argv[1] in ("explain", "schema", "--help", "-h"):
         from trainer.explain import main as help_main  # our help pages; --hydra-help stays Hydra's
 
@@ -81,6 +90,21 @@ def cli() -> None:
         _fail(message)
     finally:
         _restore_full_error()
+
+
+def _incremental(argv: list[str]) -> None:
+    """``lingjie incremental``: trainer.incremental's driver; a failed day or a config it refuses
+    is one ``error:`` line, exit status 2."""
+    from trainer.incremental import run as run_days
+
+    try:
+        summary = run_days(argv)
+    except Exception as exc:
+        message = explain_error(exc, argv)
+        if message is None:
+            raise
+        _fail(message)
+    print(f"incremental summary: {summary}", flush=True)
 
 
 def explain_error(exc: Exception, argv: list[str]) -> str | None:

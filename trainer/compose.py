@@ -27,6 +27,8 @@ def compose_config(overrides: list[str], config_dir: str | None = None) -> dict[
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import OmegaConf, open_dict
 
+    from trainer.date_partitions import check_date_templates
+
     extra = [f"hydra.searchpath=[file://{Path(config_dir).resolve()}]"] if config_dir else []
     GlobalHydra.instance().clear()
     try:
@@ -36,6 +38,7 @@ def compose_config(overrides: list[str], config_dir: str | None = None) -> dict[
             HydraConfig.instance().set_config(cfg)
             with open_dict(cfg):
                 del cfg["hydra"]
+            check_date_templates(cfg)
             return OmegaConf.to_container(cfg, resolve=True)
     finally:
         GlobalHydra.instance().clear()

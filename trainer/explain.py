@@ -197,6 +197,8 @@ def help_text(configs: Path = CONFIGS) -> str:
         ("", "e.g. explain trainer.optimizer; explain model model=dcnv2"),
         ("lingjie schema [--out FILE]", "JSON Schema of the config tree (editor completion)"),
         ("lingjie serve PATH [--port N] [--host H]", "serve an export / run dir over HTTP (KServe v1, v2, /metrics)"),
+        ("lingjie incremental +experiment=NAME", "train data.dates day by day, each warm-started from the "
+         "day before"),
         ("lingjie --hydra-help", "Hydra's own options (--cfg job, --config-dir, -m, ...)"),
     ]
     lines = ["Lingjie: config-driven training (Hydra YAML). Usage:", ""]

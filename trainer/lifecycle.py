@@ -28,6 +28,7 @@ from trainer.callbacks import Callback, MetricsFile, instantiate_callbacks
 from trainer.config_diff import config_differences, describe_differences, merge_sections
 from trainer.engine import Engine
 from trainer.metric_report import TaskMetrics
+from trainer.publish import publish_if_asked
 from trainer.process import setup_threads, start_training_process, write_config
 from trainer.run_dir import RunDir, resolve_checkpoint
 from trainer.run_summary import log_summary, write_run_plots
@@ -361,6 +362,7 @@ def _fit_and_finish(recipe: Recipe, run: RunDir, dist: Any, loop: Any, loaders: 
                 recipe.load_best(loop.engine, best[0])
             recipe.export(recipe.trained(loop.engine), run)
             fault_point("export")
+            publish_if_asked(recipe.spec.root, run.root, run.export)  # trainer.export.repository
         atomic_write_bytes(run.done_marker, b"")
         loop.notify_run_end()
         final = loop.progress.history[-1] if loop.progress.history else {}

@@ -10,6 +10,7 @@ Layout (rank 0 writes it):
                        atomically; the file `latest` names the newest
   tensorboard/         TensorBoard event files
   export/              the exported model + feature state (self-contained for serving)
+  published.json       trainer.export.repository: the version the export was published as (trainer.publish)
   DONE                 written when training finished (resume skips finished runs)
   FAILED               the error line of a run that ended with an error (trainer.resume=true
                        skips it; an explicit trainer.resume=<dir> continues it and removes it)

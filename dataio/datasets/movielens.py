@@ -8,6 +8,9 @@ the protocol of the baseline recorded in DESIGN.md; the label is left to the con
 again inside train only: its ``train.parquet`` is the first 80% of train and ``valid.parquet``
 the last 20% of train. It holds no test row, so a hyperparameter search tuned on it says nothing
 about the test split until the chosen config is retrained on train and scored on test.
+
+``prepare_days`` (registry name ``movielens-100k-days``) cuts all rows, in the same time order,
+into equal-count "days" ``dt=<date>/part-0.parquet`` for continuous (day-by-day) training.
 """
 from __future__ import annotations
 
@@ -105,5 +108,46 @@ def prepare_validation(inputs: dict[str, Path], out: Path) -> dict:
         "history": f"hist_item_id: items the user rated strictly earlier, newest first, "
                    f"at most {HISTORY_LEN}",
         "time_range": {"train": _range(fit["timestamp"]), "valid": _range(valid["timestamp"])},
+        "columns": {f.name: str(f.type) for f in table.schema},
+    }
+
+
+# movielens-100k-days: the same rows cut into equal-count "days" (see prepare_days)
+DAYS = 8
+DAY_DATES = ("1997-09-20", "1997-10-16", "1997-11-13", "1997-11-24", "1997-12-22", "1998-01-22",
+             "1998-02-23", "1998-03-30")
+DAY_FILES = tuple(f"dt={d}/part-0.parquet" for d in DAY_DATES)
+
+
+def _utc_day(timestamp: int) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(timestamp, timezone.utc).date().isoformat()
+
+
+def prepare_days(inputs: dict[str, Path], out: Path) -> dict:
+    """Write ``dt=<date>/part-0.parquet`` for each of :data:`DAYS` consecutive equal-count slices
+    of the time-ordered ratings (12,500 rows each); ``<date>`` is the UTC calendar day of the
+    slice's first rating (so a "day" spans days to weeks of real time: MovieLens-100k has too
+    few ratings per calendar day to train on). Same columns and history as movielens-100k."""
+    table = _joined(inputs)
+    size = table.num_rows // DAYS
+    rows, ranges = {}, {}
+    for k, date in enumerate(DAY_DATES):
+        part = table.slice(k * size, size if k < DAYS - 1 else table.num_rows - k * size)
+        first = _utc_day(part["timestamp"][0].as_py())
+        if first != date:  # the wheel's data changed: the registry's dates would lie
+            raise ValueError(f"day {k + 1} starts on {first}, the registry says {date}")
+        (out / f"dt={date}").mkdir(parents=True, exist_ok=True)
+        pq.write_table(part, out / f"dt={date}" / "part-0.parquet", row_group_size=16384)
+        rows[date], ranges[date] = part.num_rows, _range(part["timestamp"])
+    return {
+        "rows": rows,
+        "dates": list(DAY_DATES),
+        "split": f"global time order (timestamp, user_id, item_id) cut into {DAYS} equal-count days; "
+                 "each labelled by the UTC date of its first rating",
+        "history": f"hist_item_id: items the user rated strictly earlier (also on earlier days), newest first, "
+                   f"at most {HISTORY_LEN}",
+        "time_range": ranges,
         "columns": {f.name: str(f.type) for f in table.schema},
     }

