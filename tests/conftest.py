@@ -24,6 +24,10 @@ SHRINK = [
     "trainer.epochs=1",
     "trainer.progress_bar=false",
     "trainer.plots=false",  # ~1 s of matplotlib per run; tests/trainer/test_run_report.py tests plots
+    # one intra-op thread: a shrunk run's small ops gain nothing from a second thread, and on the
+    # busy 2-core CI machine two threads spin against other processes (tests that need several
+    # threads or processes, DDP and loader workers, set their own)
+    "hardware.threads=1",
 ]
 
 

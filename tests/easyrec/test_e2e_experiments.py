@@ -3,7 +3,10 @@ the resolved config, metrics, checkpoints, TensorBoard events, feature state and
 from __future__ import annotations
 
 import json
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -23,16 +26,46 @@ FLOORS = {"adult": {"train/auc": 0.6, "eval/auc": 0.85}, "movielens": {"train/au
 LOGLOSS_CEILING = {"adult": 0.5, "movielens": 0.8}
 
 
+def _skipped(experiment: str, backend: str) -> bool:
+    return backend == "tf" and experiment.endswith("_dynamic")
+
+
+@pytest.fixture(scope="module")
+def runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+         data_dir: Path) -> dict[tuple[str, str], tuple[Path, Any]]:
+    """Every selected (experiment, backend) run up front, two at a time (SHRINK's runs are
+    single-threaded on a 2-core machine): (experiment, backend) -> (run dir, CompletedProcess or
+    the exception, which the row's own test raises)."""
+    chosen = [(item.callspec.params["experiment"], item.callspec.params["backend"]) for item in request.session.items
+              if getattr(item, "originalname", "") == "test_experiment_trains_end_to_end"
+              and item.module is request.module]
+
+    def one(key: tuple[str, str]) -> tuple[tuple[str, str], tuple[Path, Any]]:
+        experiment, backend = key
+        tmp = tmp_path_factory.mktemp(f"{experiment}-{backend}")
+        run = tmp / "run"
+        try:
+            return key, (run, run_cli([f"+experiment={experiment}", *SHRINK, f"trainer.backend={backend}",
+                                       f"hydra.run.dir={run}"], cwd=tmp))
+        except Exception as exc:  # noqa: BLE001 - reported by the row's own test
+            return key, (run, exc)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        return dict(pool.map(one, [k for k in chosen if not _skipped(*k)]))
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("backend", ["torch", "tf"])
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_experiment_trains_end_to_end(experiment: str, backend: str, tmp_path: Path, data_dir: Path) -> None:
-    if backend == "tf" and experiment.endswith("_dynamic"):
+def test_experiment_trains_end_to_end(experiment: str, backend: str,
+                                      runs: dict[tuple[str, str], tuple[Path, Any]]) -> None:
+    if _skipped(experiment, backend):
         pytest.skip("dynamic embedding tables are torch-only (backend=tf is a config error, tested in "
                     "tests/easyrec/test_dynamic_table.py)")
-    run = tmp_path / "run"
-    proc = run_cli([f"+experiment={experiment}", *SHRINK, f"trainer.backend={backend}", f"hydra.run.dir={run}"],
-                   cwd=tmp_path)
+    run, proc = runs[(experiment, backend)]
+    if isinstance(proc, BaseException):
+        raise proc
+    assert isinstance(proc, subprocess.CompletedProcess)
     assert proc.stdout.strip().splitlines()[-1] == f"run directory: {run}"
     for name in ("config.yaml", "metrics.json", "feature_state.json", "DONE", "export/meta.json",
                  "export/feature_state.json"):

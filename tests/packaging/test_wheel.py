@@ -20,7 +20,8 @@ LOCK = ROOT / "requirements-lock.txt"
 SOURCE = ["pyproject.toml", "setup.py", "README.md", "LICENSE", "configs", "lingjie", "trainer", "easyrec", "easycv",
           "easynlp", "automl", "dataio", "hydra_plugins"]
 QUIET = ["trainer.progress_bar=false", "hardware.threads=1"]
-REC = ["+experiment=movielens_deepfm", "trainer.epochs=1"]
+REC = ["+experiment=movielens_deepfm", "data.limit_train_rows=3000", "data.limit_eval_rows=2000", "data.batch_size=256",
+       "trainer.epochs=1"]
 CV = ["+experiment=digits_resnet", "model.stem_channels=8", "model.widths=[8,16]", "model.depths=[1,1]",
       "data.limit_train_rows=128", "data.limit_eval_rows=64", "data.batch_size=32", "trainer.epochs=1"]
 NLP = ["+experiment=chnsenti_textcnn", "data.limit_train_rows=200", "data.limit_eval_rows=100",

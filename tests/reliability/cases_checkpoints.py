@@ -60,7 +60,8 @@ def _train_once() -> Path:
 
     base = Path(tempfile.mkdtemp(prefix="lingjie-ckpt-run-"))
     run_cli([*SMALL, "trainer.export.enabled=false", "trainer.checkpoint.every_n_steps=2",
-             f"paths.output_root={base / 'out'}"], cwd=base)
+             f"paths.output_root={base / 'out'}"], cwd=base,
+            env={"OMP_NUM_THREADS": "1"})  # one thread, as the table's rows: another row runs beside it
     (run,) = run_dirs(base)
     return run
 

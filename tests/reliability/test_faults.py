@@ -18,8 +18,9 @@ import pytest
 from tests.conftest import run_cli
 from tests.reliability.case import SMALL
 
-# 600 rows / 128 = 5 steps an epoch, 2 epochs; a step checkpoint every 2 steps
-ARGS = [*SMALL, "trainer.epochs=2", "trainer.checkpoint.every_n_steps=2"]
+# 600 rows / 128 = 5 steps an epoch, 2 epochs; a step checkpoint every 2 steps; one intra-op
+# thread per run (two runs at a time on a 2-core machine: two-thread runs spin against each other)
+ARGS = [*SMALL, "trainer.epochs=2", "trainer.checkpoint.every_n_steps=2", "hardware.threads=1"]
 KEYS = ("eval/auc", "eval/logloss", "train/auc", "train/loss")
 
 # fault point -> where the run was when it died
