@@ -27,7 +27,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from easyrec.delta_format import read_manifest, sha256_of
+from dataio.atomic import sha256_of
+from easyrec.delta_format import read_manifest
 from lingjie.errors import DataError
 
 KEY_SENTINEL = torch.iinfo(torch.int64).max  # the last key of a frozen dynamic table (never a real id)

