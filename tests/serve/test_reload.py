@@ -11,11 +11,9 @@ In-process tests cover a ``memory://`` repository (download into the cache), in-
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 import os
 import shutil
-import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -24,6 +22,7 @@ import pytest
 
 from tests.conftest import run_cli
 from tests.serve.conftest import NAME, TRAIN, Client, serving
+from tests.serve.load import Load
 from trainer.serve.batching import MicroBatcher
 from trainer.serve.models import LoadedModel, ModelManager
 from trainer.serve.repository import Repository, Version
@@ -79,51 +78,11 @@ def until(check: Any, seconds: float = 15.0) -> Any:
         time.sleep(0.1)
 
 
-class Load:
-    """``threads`` clients, each on its own keep-alive connection, posting ROW in a loop."""
-
-    def __init__(self, port: int, threads: int = 8) -> None:
-        self.port, self.stop = port, threading.Event()
-        self.results: list[tuple[float, int, str, float]] = []  # (finished at, status, version, score)
-        self.errors: list[str] = []
-        self.threads = [threading.Thread(target=self.loop, daemon=True) for _ in range(threads)]
-
-    def loop(self) -> None:
-        body = json.dumps({"instances": [ROW]}).encode()
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        while not self.stop.is_set():
-            try:
-                conn.request("POST", PREDICT, body=body, headers={"Content-Type": "application/json"})
-                resp = conn.getresponse()
-                raw = resp.read()
-                score = json.loads(raw)["predictions"][0]["like"] if resp.status == 200 else float("nan")
-                self.results.append((time.monotonic(), resp.status, resp.getheader("x-model-version") or "", score))
-                if resp.status != 200:
-                    self.errors.append(f"{resp.status}: {raw[:200]!r}")
-            except (OSError, http.client.HTTPException) as exc:
-                self.errors.append(f"{type(exc).__name__}: {exc}")
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        conn.close()
-
-    def __enter__(self) -> "Load":
-        self.started = time.monotonic()
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(30)
-        self.seconds = time.monotonic() - self.started
-
-
 def test_new_version_is_swapped_in_under_load_without_a_failed_request(repo_server: dict[str, Any]) -> None:
     client, repo = repo_server["client"], repo_server["repo"]
     v1 = served(client)
     assert v1[0] == "1"
-    with Load(client.port) as load:
+    with Load(client.port, PREDICT, json.dumps({"instances": [ROW]}).encode(), "x-model-version", threads=8) as load:
         time.sleep(1.0)
         deploy(repo_server["v2"], repo, "2")
         deployed = time.monotonic()
@@ -137,7 +96,7 @@ def test_new_version_is_swapped_in_under_load_without_a_failed_request(repo_serv
     assert first_v2 - deployed < 10 * POLL + 5, f"version 2 served {first_v2 - deployed:.1f}s after the deploy"
     tail = [r for r in load.results if r[0] > load.results[-1][0] - 0.5]
     assert {r[2] for r in tail} == {"2"}, "requests after the swap still answered by version 1"
-    scores = {r[2]: r[3] for r in load.results}
+    scores = {r[2]: r[3][0] for r in load.results}
     assert scores["1"] == pytest.approx(v1[1], abs=1e-6) and scores["2"] != pytest.approx(v1[1], abs=1e-6)
     assert client.metric("lingjie_serve_reloads_total") == 1
     print(f"{len(load.results)} requests at {rate:.0f}/s, zero failed; version 2 after {first_v2 - deployed:.1f}s")

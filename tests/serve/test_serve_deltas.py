@@ -4,11 +4,9 @@ answer is exactly the base's or a replayed delta's), the delta step is reported,
 out-of-chain delta is refused (logged, counted) while the model keeps serving."""
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import shutil
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ import pytest
 
 from tests.continuous.helpers import movielens_rows, train_with_deltas
 from tests.serve.conftest import serving
+from tests.serve.load import Load
 
 POLL = 0.2
 NAME = "movielens_deepfm"
@@ -36,45 +35,6 @@ def deploy(src: Path, deltas: Path) -> None:
     tmp = deltas / f".{src.name}.incoming"
     shutil.copytree(src, tmp)
     os.replace(tmp, deltas / src.name)
-
-
-class Load:
-    """Threads posting the same v1 request until stopped; records (status, delta header, scores)."""
-
-    def __init__(self, port: int, body: bytes, threads: int = 4) -> None:
-        self.port, self.body = port, body
-        self.results: list[tuple[int, str, list[float]]] = []
-        self.errors: list[str] = []
-        self.stop = threading.Event()
-        self.threads = [threading.Thread(target=self.worker) for _ in range(threads)]
-
-    def worker(self) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        while not self.stop.is_set():
-            try:
-                conn.request("POST", f"/v1/models/{NAME}:predict", body=self.body,
-                             headers={"Content-Type": "application/json"})
-                resp = conn.getresponse()
-                raw = resp.read()
-                scores = [p["like"] for p in json.loads(raw)["predictions"]] if resp.status == 200 else []
-                self.results.append((resp.status, resp.getheader("x-model-delta-step") or "", scores))
-                if resp.status != 200:
-                    self.errors.append(f"{resp.status}: {raw[:200]!r}")
-            except (OSError, http.client.HTTPException) as exc:
-                self.errors.append(f"{type(exc).__name__}: {exc}")
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        conn.close()
-
-    def __enter__(self) -> "Load":
-        for t in self.threads:
-            t.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.stop.set()
-        for t in self.threads:
-            t.join(30)
 
 
 @pytest.fixture(scope="module")
@@ -103,7 +63,7 @@ def test_deltas_applied_under_load_then_broken_ones_refused(chain: dict[str, Any
     with serving(str(served), tmp, "--poll-seconds", str(POLL), "--max-latency-ms", "2") as client:
         _, meta = client.call("GET", f"/v2/models/{NAME}")
         assert meta["versions"] == ["0"] and meta["delta_step"] is None
-        with Load(client.port, body) as load:
+        with Load(client.port, f"/v1/models/{NAME}:predict", body, "x-model-delta-step") as load:
             time.sleep(0.5)
             for path in deltas:
                 deploy(path, served / "deltas")
@@ -111,9 +71,9 @@ def test_deltas_applied_under_load_then_broken_ones_refused(chain: dict[str, Any
             assert until(lambda: client.call("GET", f"/v2/models/{NAME}")[1]["delta_step"] == 8)
             time.sleep(0.5)
         assert not load.errors, load.errors[:5]
-        seen = [step for _, step, _ in load.results]
+        seen = [step for _, _, step, _ in load.results]
         assert set(seen) >= {"", "8"} and set(seen) <= set(expected), set(seen)
-        for _, step, scores in load.results:  # each answer is wholly one model's: the base's or a delta's
+        for _, _, step, scores in load.results:  # each answer is wholly one model's: the base's or a delta's
             assert scores == pytest.approx(expected[step], abs=1e-7), step
         assert expected["8"] != pytest.approx(expected[""], abs=1e-6)
         assert client.metric("lingjie_serve_delta_step") == 8
