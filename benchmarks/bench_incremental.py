@@ -156,7 +156,8 @@ def diagnostics(dates: list[str], inc: dict, scr: dict) -> str:
             "| scratch | " + " | ".join(f"{x:.4f}" for x in b) + " |"]
     share = dropped_rows([inc[dates[i]]["run"] for i in days])
     return "\n".join(rows) + (f"\n\nWarm starts dropped on average {share:.0%} of the previous day's user_id "
-                               "rows (users absent from the new day's vocabulary, trainer.features_from=fit).")
+                               "rows (trainer.features_from as shipped: extend keeps every value; fit drops the values "
+                               "absent from the new day).")
 
 
 def cpu_line() -> str:
