@@ -1,0 +1,74 @@
+"""The second-wave ranking models (xDeepFM, AutoInt, DLRM, MaskNet) end to end on MovieLens,
+shrunk to seconds: torch through the real CLI, TF in this process (``trainer.job.run_job``,
+no second TF start-up per model); each run's export is loaded back with the serving loader
+(``easyrec.serving.ExportedModel``) and must score the test rows as the run's own model does.
+
+Unit-level checks of the same models (gradients, overfit, TorchScript, torch.export with a
+dynamic batch, SavedModel, mixed precision, checkpoints) come from their configs in
+``tests/easyrec/zoo_helpers.py``; full-data AUCs are in the README's quality table.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+
+from tests.conftest import SHRINK, compose, run_cli
+
+MODELS = ["xdeepfm", "autoint", "dlrm", "masknet"]
+QUIET = [*SHRINK, "hardware.threads=1", "logger.tensorboard=false"]
+ROWS = 300  # test rows scored through the export
+
+
+def _final(run: Path) -> dict:
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["finished"] and metrics["steps"] == 12, metrics  # 3000 rows / 256
+    return metrics["final"]
+
+
+def _restored_scores(run: Path, table) -> np.ndarray:
+    """The run's own model (restored from its last checkpoint) on ``table``."""
+    from easyrec.restore import restore
+    from trainer.run_dir import RunDir
+
+    restored = restore(RunDir(run).latest_checkpoint())
+    return np.asarray(restored.engine.predict(
+        restored.state.transform(table, with_labels=False))["like"])
+
+
+def _check_export(run: Path, data_dir: Path, program: str) -> None:
+    from easyrec.serving import ExportedModel
+
+    table = pq.read_table(data_dir / "movielens-100k" / "test.parquet").slice(0, ROWS)
+    assert (run / "export" / program).exists()
+    got = ExportedModel(run / "export").predict(table.to_pylist())["like"]
+    assert got.shape == (ROWS,) and np.all((got > 0) & (got < 1))
+    np.testing.assert_allclose(got, _restored_scores(run, table), atol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", MODELS)
+def test_torch_cli_run_and_its_export(model: str, tmp_path: Path, data_dir: Path) -> None:
+    run = tmp_path / "run"
+    run_cli([f"+experiment=movielens_{model}", *QUIET, f"hydra.run.dir={run}"], cwd=tmp_path)
+    final = _final(run)
+    assert final["eval/auc"] > 0.55 and final["eval/logloss"] < 0.8, final
+    _check_export(run, data_dir, "model.pt2")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", MODELS)
+def test_tf_run_in_process_and_its_saved_model(model: str, tmp_path: Path, data_dir: Path
+                                               ) -> None:
+    from trainer.job import run_job
+
+    run = tmp_path / "run"
+    cfg = compose([f"+experiment=movielens_{model}", *QUIET, "trainer.backend=tf",
+                   f"paths.run_dir={run}", f"paths.output_root={tmp_path / 'out'}"])
+    assert Path(run_job(cfg, json.dumps(cfg))) == run
+    final = _final(run)
+    assert final["eval/auc"] > 0.55 and final["eval/logloss"] < 0.8, final
+    _check_export(run, data_dir, "saved_model")
