@@ -1,4 +1,5 @@
-"""The second-wave ranking models (xDeepFM, AutoInt, DLRM, MaskNet) end to end on MovieLens,
+"""The second-wave ranking models (xDeepFM, AutoInt, DLRM, MaskNet): their config rules, and
+end to end on MovieLens,
 shrunk to seconds: torch through the real CLI, TF in this process (``trainer.job.run_job``,
 no second TF start-up per model); each run's export is loaded back with the serving loader
 (``easyrec.serving.ExportedModel``) and must score the test rows as the run's own model does.
@@ -16,11 +17,45 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from easyrec.models import specs
+from lingjie.errors import ConfigError
 from tests.conftest import SHRINK, compose, run_cli
+from tests.easyrec.zoo_helpers import FEATURES, make_config
 
 MODELS = ["xdeepfm", "autoint", "dlrm", "masknet"]
 QUIET = [*SHRINK, "hardware.threads=1", "logger.tensorboard=false"]
 ROWS = 300  # test rows scored through the export
+
+
+@pytest.mark.parametrize("name,change,match", [
+    ("xdeepfm", {"cin_layer_sizes": [7, 4]}, "even sizes"),
+    ("xdeepfm", {"cin_layer_sizes": []}, "at least one layer"),
+    ("xdeepfm", {"feature_groups": {"wide": ["user_id"], "deep": ["user_id", "tags"]}},
+     "one embedding dim"),
+    ("autoint", {"hidden_units": []}, "dense features"),
+    ("dlrm", {"top_units": [0]}, "width must be > 0"),
+    ("dlrm", {"feature_groups": {"deep": ["age"]}}, "at least one sparse"),
+])
+def test_config_rules_name_the_knob(name: str, change: dict, match: str) -> None:
+    cfg = make_config(name)
+    for k, v in change.items():
+        setattr(cfg, k, v)
+    with pytest.raises(ConfigError, match=match):
+        cfg.check(FEATURES)
+
+
+def test_masknet_modes_and_autoint_attention_only_build_on_both_backends() -> None:
+    """Serial vs parallel widths, and AutoInt without its MLP (fields only)."""
+    fields = {n: FEATURES[n] for n in ("user_id", "item_id", "city")}
+    auto = specs.AutoIntConfig(feature_groups={"deep": list(fields)}, hidden_units=[],
+                               attention_layers=1, attention_heads=1, attention_dim=4)
+    for backend in ("torch", "tf"):
+        model = specs.build_model(auto, fields, backend=backend)
+        assert not model.use_mlp
+        for mode, width in (("serial", 8), ("parallel", 16)):
+            cfg = make_config("masknet")
+            cfg.mode = mode
+            assert specs.build_model(cfg, FEATURES, backend=backend).blocks.output_dim == width
 
 
 def _final(run: Path) -> dict:
