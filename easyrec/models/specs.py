@@ -294,6 +294,163 @@ class DSSMConfig(ModelConfig):
             raise ConfigError("model.recall_k", f"every k must be > 0, got {self.recall_k}")
 
 
+def check_field_dims(model: str, names: list[str], features: dict[str, FeatureInfo]) -> int:
+    """The one embedding dim of the sparse/sequence features in ``names`` (models whose
+    interaction layer treats them as fields); ConfigError naming the odd one out. 0 when no
+    feature is embedded."""
+    first: tuple[str, int] | None = None
+    for n in names:
+        info = features[n]
+        if info.kind == "dense":
+            continue
+        if first is None:
+            first = (n, int(info.dim))
+        elif int(info.dim) != first[1]:
+            raise ConfigError(
+                f"features.{n}.embedding_dim",
+                f"{model}'s field interaction needs one embedding dim over its fields: '{n}' "
+                f"has {info.dim} but '{first[0]}' has {first[1]}")
+    return 0 if first is None else first[1]
+
+
+def _count_fields(names: list[str], features: dict[str, FeatureInfo]) -> int:
+    return sum(1 for n in names if features[n].kind != "dense")
+
+
+@dataclass
+class XDeepFMConfig(ModelConfig):
+    """xDeepFM (Lian et al., 2018): a linear part over ``wide``, a Compressed Interaction
+    Network (vector-wise explicit crosses of ``deep``'s embedding fields) and an MLP over
+    ``deep``. The CIN needs every sparse/sequence feature in ``deep`` to share one
+    embedding dim; dense deep features feed only the MLP."""
+
+    REQUIRED_GROUPS: ClassVar[tuple[str, ...]] = ("wide", "deep")
+
+    name: str = F("xdeepfm", "model-zoo entry")
+    cin_layer_sizes: list[int] = F(
+        [128, 128], "feature maps of each CIN layer (even sizes when cin_split_half)")
+    cin_split_half: bool = F(
+        True, "each CIN layer but the last sends half its maps to the next layer and half to "
+        "the output (the paper's and deepctr's default)")
+    cin_activation: Literal["identity", "relu", "tanh", "sigmoid"] = F(
+        "relu", "activation of the CIN feature maps (identity in the paper, relu in deepctr)")
+    hidden_units: list[int] = F([256, 128], "widths of the DNN's hidden layers ([] = no DNN)")
+    dropout: float = F(0.0, "dropout after each hidden layer", ge=0.0, le=0.9)
+    activation: Activation = F("relu", "activation of the DNN's hidden layers")
+    batchnorm: bool = F(False, "batch normalisation before each activation")
+
+    def check(self, features: dict[str, FeatureInfo] | None = None,
+              labels: list[str] | None = None) -> None:
+        super().check(features, labels)
+        sizes = [int(u) for u in self.cin_layer_sizes]
+        if not sizes or any(u <= 0 for u in sizes):
+            raise ConfigError("model.cin_layer_sizes",
+                              f"needs at least one layer, every size > 0, got {sizes}")
+        if self.cin_split_half and any(u % 2 for u in sizes[:-1]):
+            raise ConfigError("model.cin_layer_sizes",
+                              f"cin_split_half needs even sizes but for the last, got {sizes}")
+        if features is not None:
+            check_field_dims("xDeepFM", self.feature_groups["deep"], features)
+            if _count_fields(self.feature_groups["deep"], features) < 1:
+                raise ConfigError("model.feature_groups.deep",
+                                  "the CIN needs at least one sparse or sequence feature")
+
+
+@dataclass
+class AutoIntConfig(ModelConfig):
+    """AutoInt (Song et al., 2019): stacked multi-head self-attention over the embedding
+    fields of ``deep`` (with residual connections), flattened, optionally beside an MLP over
+    the whole group (AutoInt+). Fields share one embedding dim; dense features need the MLP."""
+
+    REQUIRED_GROUPS: ClassVar[tuple[str, ...]] = ("deep",)
+
+    name: str = F("autoint", "model-zoo entry")
+    attention_layers: int = F(3, "number of interacting (self-attention) layers", ge=1, le=16)
+    attention_heads: int = F(2, "attention heads per layer", ge=1, le=64)
+    attention_dim: int = F(16, "width of each head (a layer outputs heads x dim per field)",
+                           ge=1)
+    residual: bool = F(True, "add a projected residual of the layer input (the paper's)")
+    hidden_units: list[int] = F(
+        [256, 128], "widths of the parallel MLP over the whole group ([] = attention only)")
+    dropout: float = F(0.0, "dropout after each hidden layer", ge=0.0, le=0.9)
+    activation: Activation = F("relu", "activation of the MLP's hidden layers")
+    batchnorm: bool = F(False, "batch normalisation before each activation")
+
+    def check(self, features: dict[str, FeatureInfo] | None = None,
+              labels: list[str] | None = None) -> None:
+        super().check(features, labels)
+        if features is None:
+            return
+        deep = self.feature_groups["deep"]
+        check_field_dims("AutoInt", deep, features)
+        if _count_fields(deep, features) < 1:
+            raise ConfigError("model.feature_groups.deep",
+                              "attention needs at least one sparse or sequence feature")
+        dense = [n for n in deep if features[n].kind == "dense"]
+        if dense and not self.hidden_units:
+            raise ConfigError("model.hidden_units",
+                              f"dense features {dense} reach AutoInt only through its MLP; "
+                              "give hidden_units or move them out of the deep group")
+
+
+@dataclass
+class DLRMConfig(ModelConfig):
+    """DLRM (Naumov et al., 2019): dense features of ``deep`` through a bottom MLP to the
+    embedding dim, pairwise dot products of it and every embedding field, then a top MLP
+    over [bottom output, dots]. Without dense features the fields themselves (flattened)
+    take the bottom output's place in the top MLP's input."""
+
+    REQUIRED_GROUPS: ClassVar[tuple[str, ...]] = ("deep",)
+
+    name: str = F("dlrm", "model-zoo entry")
+    bottom_units: list[int] = F(
+        [64], "hidden widths of the bottom MLP over the dense features (a last layer to the "
+        "embedding dim is added)")
+    top_units: list[int] = F([256, 128], "widths of the top MLP's hidden layers")
+    interaction_itself: bool = F(
+        False, "also keep each field's dot with itself (the diagonal)")
+    dropout: float = F(0.0, "dropout after each top hidden layer", ge=0.0, le=0.9)
+    activation: Activation = F("relu", "activation of both MLPs")
+    batchnorm: bool = F(False, "batch normalisation in the top MLP")
+
+    def check(self, features: dict[str, FeatureInfo] | None = None,
+              labels: list[str] | None = None) -> None:
+        super().check(features, labels)
+        for f_name in ("bottom_units", "top_units"):
+            units = getattr(self, f_name)
+            if any(int(u) <= 0 for u in units):
+                raise ConfigError(f"model.{f_name}", f"every layer width must be > 0, got {units}")
+        if features is None:
+            return
+        deep = self.feature_groups["deep"]
+        check_field_dims("DLRM", deep, features)
+        if _count_fields(deep, features) < 1:
+            raise ConfigError("model.feature_groups.deep",
+                              "the dot interaction needs at least one sparse or sequence feature")
+
+
+@dataclass
+class MaskNetConfig(ModelConfig):
+    """MaskNet (Wang et al., 2021): MaskBlocks, each an instance-guided mask (a small MLP of
+    the whole ``deep`` input) multiplied into layer-normalised hidden units, then a
+    Linear-LayerNorm-ReLU. ``serial`` chains the blocks; ``parallel`` runs them side by side
+    on the input and concatenates their outputs; an MLP follows either way."""
+
+    REQUIRED_GROUPS: ClassVar[tuple[str, ...]] = ("deep",)
+
+    name: str = F("masknet", "model-zoo entry")
+    mode: Literal["serial", "parallel"] = F(
+        "parallel", "serial: blocks in a chain; parallel: side by side, outputs concatenated")
+    num_blocks: int = F(3, "number of MaskBlocks", ge=1, le=32)
+    block_dim: int = F(64, "output width of each MaskBlock", ge=1)
+    reduction_ratio: float = F(
+        2.0, "the mask MLP's hidden width is this times its input width", gt=0.0, le=16.0)
+    hidden_units: list[int] = F([256, 128], "widths of the MLP after the blocks")
+    dropout: float = F(0.0, "dropout after each hidden layer", ge=0.0, le=0.9)
+    activation: Activation = F("relu", "activation of the MLP's hidden layers")
+    batchnorm: bool = F(False, "batch normalisation before each activation")
+
+
 # ---------------------------------------------------------------------------- registry
 @dataclass(frozen=True)
 class ModelEntry:
@@ -328,6 +485,18 @@ MODEL_REGISTRY: dict[str, ModelEntry] = {e.name: e for e in [
     _entry("dcnv2", DCNv2Config, _T + "dcnv2:DCNv2",
            "Wang et al. 2021, DCN V2: Improved Deep & Cross Network",
            "full or low-rank cross network, stacked or parallel with an MLP"),
+    _entry("xdeepfm", XDeepFMConfig, _T + "xdeepfm:XDeepFM",
+           "Lian et al. 2018, xDeepFM: Combining Explicit and Implicit Feature Interactions "
+           "for Recommender Systems", "linear + compressed interaction network + MLP"),
+    _entry("autoint", AutoIntConfig, _T + "autoint:AutoInt",
+           "Song et al. 2019, AutoInt: Automatic Feature Interaction Learning via "
+           "Self-Attentive Neural Networks", "multi-head self-attention over fields (+ MLP)"),
+    _entry("dlrm", DLRMConfig, _T + "dlrm:DLRM",
+           "Naumov et al. 2019, Deep Learning Recommendation Model for Personalization and "
+           "Recommendation Systems", "bottom MLP + pairwise dot interaction + top MLP"),
+    _entry("masknet", MaskNetConfig, _T + "masknet:MaskNet",
+           "Wang et al. 2021, MaskNet: Introducing Feature-Wise Multiplication to CTR Ranking "
+           "Models by Instance-Guided Mask", "instance-guided masks, serial or parallel blocks"),
     _entry("din", DINConfig, _T + "din:DIN",
            "Zhou et al. 2018, Deep Interest Network for Click-Through Rate Prediction",
            "target attention over behaviour sequences + MLP"),

@@ -61,11 +61,34 @@ def make_config(name: str) -> specs.ModelConfig:
         return specs.DSSMConfig(
             feature_groups={"user": ["age", "user_id", "hist"], "item": ["item_id", "tags"]},
             tower_units=[16], output_dim=8, temperature=0.1)
+    return _make_ranking_config(name)
+
+
+FIELDS = ["age", "user_id", "item_id", "city", "hist"]  # every embedded one has dim 8
+
+
+def _make_ranking_config(name: str) -> specs.ModelConfig:
+    """The second-wave ranking models (their field interactions need one embedding dim)."""
+    if name == "xdeepfm":
+        return specs.XDeepFMConfig(
+            feature_groups={"wide": ["age", "user_id", "item_id", "tags"], "deep": FIELDS},
+            cin_layer_sizes=[8, 6], hidden_units=[16])
+    if name == "autoint":
+        return specs.AutoIntConfig(feature_groups={"deep": FIELDS}, attention_layers=2,
+                                   attention_heads=2, attention_dim=4, hidden_units=[16])
+    if name == "dlrm":
+        return specs.DLRMConfig(feature_groups={"deep": FIELDS}, bottom_units=[8],
+                                top_units=[16])
+    if name in ("masknet", "masknet_serial"):
+        return specs.MaskNetConfig(
+            feature_groups={"deep": ["age", "user_id", "item_id", "tags", "hist"]},
+            mode="parallel" if name == "masknet" else "serial", num_blocks=2, block_dim=8,
+            hidden_units=[16])
     raise KeyError(name)
 
 
 ALL_CONFIGS = ["lr", "wide_and_deep", "deepfm", "dcnv2", "dcnv2_parallel", "din", "mmoe",
-               "dssm"]
+               "dssm", "xdeepfm", "autoint", "dlrm", "masknet", "masknet_serial"]
 
 
 def make_batch(batch_size: int, seed: int = 0) -> tuple[Dict[str, torch.Tensor],
