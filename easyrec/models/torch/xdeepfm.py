@@ -10,7 +10,7 @@ logit = linear + Linear(CIN pooled maps) + Linear(DNN).
 from typing import Dict
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from easyrec.features.info import FeatureInfo
 from easyrec.models.specs import XDeepFMConfig
