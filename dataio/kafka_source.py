@@ -36,7 +36,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -403,7 +403,7 @@ class KafkaSource:
 
     def iter_batches(self, batch_size: int, max_wait_s: float = 1.0, *,
                      idle_timeout_s: float | None = None, max_batches: int | None = None,
-                     ) -> Iterator[tuple[pa.RecordBatch, Offsets]]:
+                     stop: Callable[[], bool] | None = None) -> Iterator[tuple[pa.RecordBatch, Offsets]]:
         """Yield ``(batch, offsets)``: the next records as one RecordBatch, and the offsets
         after it for every owned partition.
 
@@ -411,15 +411,17 @@ class KafkaSource:
         least one row (never empty). JSON and CSV messages are one row each, so their batches
         have at most ``batch_size`` rows; Arrow messages are never split, so a batch may end
         with the rows of one message past ``batch_size``. The stream ends after
-        ``idle_timeout_s`` without any message (None: never), after ``max_batches``, or
-        when the source is closed.
+        ``idle_timeout_s`` without any message (None: never), after ``max_batches``, when
+        the source is closed, or when ``stop()`` turns true (checked at least every
+        ``max_wait_s`` while waiting: a SIGTERM to an idle consumer ends it, the rows already
+        polled are yielded first).
         """
         _check_int("batch_size", batch_size, 1)
         _check_seconds("max_wait_s", max_wait_s)
         _check_seconds("idle_timeout_s", idle_timeout_s, allow_none=True)
         if max_batches is not None:
             _check_int("max_batches", max_batches, 0)
-        return self._stream(int(batch_size), float(max_wait_s), idle_timeout_s, max_batches)
+        return self._stream(int(batch_size), float(max_wait_s), idle_timeout_s, max_batches, stop or (lambda: False))
 
     def close(self) -> None:
         """Close the consumer (nothing is committed here)."""
@@ -444,13 +446,13 @@ class KafkaSource:
 
     # ------------------------------------------------------------------ the stream
     def _stream(self, batch_size: int, max_wait_s: float, idle_timeout_s: float | None,
-                max_batches: int | None) -> Iterator[tuple[pa.RecordBatch, Offsets]]:
+                max_batches: int | None, stop: Callable[[], bool]) -> Iterator[tuple[pa.RecordBatch, Offsets]]:
         per_row = self.format != "arrow"
         last_data = time.monotonic()
         yielded = 0
         while max_batches is None or yielded < max_batches:
             started = time.monotonic()
-            while self._pending_rows < batch_size and not self._closed:
+            while self._pending_rows < batch_size and not self._closed and not stop():
                 now = time.monotonic()
                 if self._pending_rows and now - started >= max_wait_s:
                     break

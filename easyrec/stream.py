@@ -59,7 +59,7 @@ def run_stream(spec: RunSpec, run: RunDir, config_yaml: str) -> Path:
     setup_threads(spec)
     seed_everything(spec.root.seed, spec.root.trainer.backend)
     job = StreamRun(spec, run, ckpt)
-    stop = {"flag": False}
+    stop = job.stop
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.update(flag=True))
     try:
         job.train(job.start(), stop)
@@ -101,6 +101,7 @@ class StreamRun:
         self.deltas: Any = None  # easyrec.delta_writer.DeltaWriter with delta exports on
         self.extra: dict[str, Any] = {}  # config + feature state, inside every checkpoint
         self.started = self.last_ckpt_time = time.monotonic()
+        self.stop = {"flag": False}  # set by SIGTERM: the consumer stops waiting, the run checkpoints
 
     def start(self) -> Iterator:
         """The record stream, after fitting the feature state on its first rows (a fresh run)
@@ -110,7 +111,8 @@ class StreamRun:
 
         root, st = self.spec.root, self.spec.root.trainer.stream
         stream: Iterator = self.source.iter_batches(root.data.batch_size, st.max_wait_s,
-                                                    idle_timeout_s=st.idle_timeout_s)
+                                                    idle_timeout_s=st.idle_timeout_s,
+                                                    stop=lambda: self.stop["flag"])
         if self.meta is None:
             warm, stream = _warm_up(stream, st.fit_rows)
             if not warm:

@@ -41,7 +41,9 @@ def close_names(name: str, options: typing.Iterable[str], n: int = 3) -> list[st
     found = difflib.get_close_matches(name, options, n=n, cutoff=0.5)
     if len(found) > 1:  # a near-certain match hides the merely similar ones (optimiser -> optimizer)
         ratio = [difflib.SequenceMatcher(None, name, f).ratio() for f in found]
-        slack = 0.1 if ratio[0] >= 0.85 else 0.2  # optimiser: optimizer (0.89), not init_optimizer (0.70)
+        # a near-certain match (one letter off) hides the merely similar: optimiser -> optimizer
+        # (0.89), not init_optimizer (0.70); deepfn -> deepfm (0.83), not xdeepfm (0.77)
+        slack = 0.05 if ratio[0] >= 0.8 else 0.2
         found = [f for f, r in zip(found, ratio) if r >= ratio[0] - slack]
     if not found:
         lowered = {o.lower(): o for o in options}
